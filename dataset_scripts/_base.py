@@ -1,0 +1,114 @@
+"""What every SkinLens builder shares: scan → check files → grouped split → yield.
+
+A concrete builder declares its features and a ``scan()`` that reads the
+publisher's layout into plain records; this base class checks each image file,
+records what it skips and why, and splits the records into train / validation
+/ test by group id (``skin.splits.grouped_split``), stratified by
+``stratify_key``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable
+
+import datasets
+
+from skin.images import image_file_problem
+from skin.splits import SPLITS, grouped_split
+
+# Columns that several builders share, with the same meaning everywhere.
+TONE_FEATURES = {
+    "fitzpatrick": datasets.Value("int8"),  # 1-6, None when unknown
+    "monk": datasets.Value("int8"),  # 1-10, None when unknown
+    "tone_bucket": datasets.Value("string"),  # light / medium / dark / None
+}
+
+
+class SkinBuilderConfig(datasets.BuilderConfig):
+    """Adds the split parameters every builder understands."""
+
+    def __init__(self, *args, split_seed: int = 42, split_fractions=(0.7, 0.15, 0.15), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.split_seed = split_seed
+        self.split_fractions = tuple(split_fractions)
+
+
+class SkinImageBuilder(datasets.GeneratorBasedBuilder):
+    """Base class; subclasses set ``LAYOUT`` and implement ``_info`` and ``scan``."""
+
+    BUILDER_CONFIG_CLASS = SkinBuilderConfig
+    #: Human description of the expected folder layout, quoted in errors.
+    LAYOUT = ""
+
+    # -- for subclasses -----------------------------------------------------
+    def scan(self) -> tuple[list[dict], list[dict]]:
+        """Read the layout: ``(records, skipped)``.
+
+        Each record is an example dict whose ``image`` is a file path and which
+        has a ``group_id``; keys starting with ``_`` are private to the builder
+        (passed to :meth:`make_example`, never written). ``skipped`` holds
+        ``{"path", "reason"}`` dicts for rows the layout itself rules out.
+        """
+        raise NotImplementedError
+
+    def stratify_key(self, record: dict) -> Hashable:
+        return record["label"]
+
+    def make_example(self, record: dict) -> dict:
+        """Turn a record into the example written to disk (override to crop…)."""
+        return {k: v for k, v in record.items() if not k.startswith("_")}
+
+    # -- shared machinery ---------------------------------------------------
+    @property
+    def root(self) -> str:
+        data_dir = self.config.data_dir
+        if not data_dir:
+            raise ValueError(f"{self.name}: no data directory given. Pass --data-dir pointing at {self.LAYOUT}")
+        if not os.path.isdir(data_dir):
+            raise ValueError(f"{self.name}: data directory {data_dir!r} does not exist. Expected {self.LAYOUT}")
+        return data_dir
+
+    def require(self, *relpaths: str) -> None:
+        """Fail with the expected layout if any of ``relpaths`` is missing."""
+        missing = [p for p in relpaths if not os.path.exists(os.path.join(self.root, p))]
+        if missing:
+            raise ValueError(
+                f"{self.name}: {self.root!r} does not look like this dataset: missing {', '.join(missing)}. "
+                f"Expected {self.LAYOUT}"
+            )
+
+    def split_records(self) -> tuple[dict[str, list[dict]], list[dict]]:
+        """Records per split after file checks, and everything skipped."""
+        records, skipped = self.scan()
+        good = []
+        for rec in records:
+            problem = image_file_problem(rec["image"])
+            if problem:
+                skipped.append({"path": rec["image"], "reason": problem})
+            else:
+                good.append(rec)
+        if not good:
+            raise ValueError(f"{self.name}: no usable images under {self.root!r}. Expected {self.LAYOUT}")
+        assignment = grouped_split(
+            [self.stratify_key(r) for r in good],
+            [r["group_id"] for r in good],
+            fractions=self.config.split_fractions,
+            seed=self.config.split_seed,
+        )
+        by_split = {s: [] for s in SPLITS}
+        for rec, split in zip(good, assignment):
+            by_split[split].append(rec)
+        return by_split, skipped
+
+    def _split_generators(self, dl_manager):
+        by_split, self.skipped = self.split_records()
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"records": recs})
+            for split, recs in by_split.items()
+            if recs
+        ]
+
+    def _generate_examples(self, records):
+        for i, rec in enumerate(records):
+            yield i, self.make_example(rec)

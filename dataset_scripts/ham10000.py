@@ -1,0 +1,73 @@
+"""HAM10000 (Tschandl et al. 2018): dermoscopy images of seven lesion classes.
+
+Layout: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, dx_type, age, sex,
+localization) and ``images/<image_id>.jpg``. Several images show the same
+lesion, so ``lesion_id`` is the group id. Licence CC BY-NC-SA 4.0.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import datasets
+
+from dataset_scripts._base import SkinImageBuilder
+
+# DermaMNIST / ISIC order (alphabetical by code).
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+MALIGNANT = {"akiec", "bcc", "mel"}
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+class Ham10000(SkinImageBuilder):
+    LAYOUT = "HAM10000_metadata.csv and images/ISIC_*.jpg"
+
+    def _info(self):
+        return datasets.DatasetInfo(
+            description=__doc__,
+            license="CC BY-NC-SA 4.0",
+            features=datasets.Features(
+                {
+                    "image": datasets.Image(),
+                    "label": datasets.ClassLabel(names=CLASSES),
+                    "malignant": datasets.Value("bool"),
+                    "group_id": datasets.Value("string"),
+                    "image_id": datasets.Value("string"),
+                    "dx_type": datasets.Value("string"),
+                    "age": datasets.Value("float32"),
+                    "sex": datasets.Value("string"),
+                    "site": datasets.Value("string"),
+                }
+            ),
+        )
+
+    def scan(self):
+        self.require("HAM10000_metadata.csv", "images")
+        records, skipped = [], []
+        with open(os.path.join(self.root, "HAM10000_metadata.csv"), newline="") as f:
+            for row in csv.DictReader(f):
+                path = os.path.join(self.root, "images", f"{row['image_id']}.jpg")
+                if row["dx"] not in CLASSES:
+                    skipped.append({"path": path, "reason": f"unknown dx {row['dx']!r}"})
+                    continue
+                records.append(
+                    {
+                        "image": path,
+                        "label": row["dx"],
+                        "malignant": row["dx"] in MALIGNANT,
+                        "group_id": row["lesion_id"],
+                        "image_id": row["image_id"],
+                        "dx_type": row["dx_type"],
+                        "age": _float_or_none(row["age"]),
+                        "sex": row["sex"] or None,
+                        "site": row["localization"] or None,
+                    }
+                )
+        return records, skipped

@@ -1,0 +1,155 @@
+"""Datasets: one registry of builders, loading, ``info`` and Parquet ``export``.
+
+The builders live in ``dataset_scripts/`` (one ``GeneratorBasedBuilder`` per
+dataset); current ``datasets`` no longer runs loading scripts, so they are
+instantiated here directly::
+
+    from skin.data import load
+    dsd = load("ham10000", data_dir="../shared/data/ham10000")
+
+Command line::
+
+    python -m skin.data info ham10000 --data-dir ../shared/data/ham10000
+    python -m skin.data info aihub --data-dir DIR --task forehead_wrinkle
+    python -m skin.data export ham10000 --data-dir DIR --out DIR [--push-to-hub REPO]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections import Counter
+
+BUILDERS = {
+    "scin": "dataset_scripts.scin:Scin",
+    "kaggle": "dataset_scripts.kaggle_skin_diseases:KaggleSkinDiseases",
+    "utkface": "dataset_scripts.utkface:UTKFace",
+    "aihub": "dataset_scripts.aihub:AIHubSkin",
+    "ham10000": "dataset_scripts.ham10000:Ham10000",
+    "pad_ufes20": "dataset_scripts.pad_ufes20:PadUfes20",
+    "ddi": "dataset_scripts.ddi:DDI",
+}
+
+
+def builder_class(name: str):
+    if name not in BUILDERS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(BUILDERS)}")
+    module, cls = BUILDERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_builder(name: str, data_dir: str, cache_dir: str | None = None, **config):
+    """Instantiate the builder for ``name`` over ``data_dir`` (config as kwargs)."""
+    if not data_dir:
+        raise ValueError(f"{name}: pass --data-dir (the folder that holds the dataset as its publisher lays it out)")
+    cls = builder_class(name)
+    return cls(data_dir=os.path.abspath(os.fspath(data_dir)), cache_dir=cache_dir, **config)
+
+
+def load(name: str, data_dir: str, cache_dir: str | None = None, **config):
+    """Prepare (cached) and return the ``DatasetDict`` with train/validation/test."""
+    builder = get_builder(name, data_dir, cache_dir=cache_dir, **config)
+    builder.download_and_prepare()
+    return builder.as_dataset()
+
+
+def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> dict:
+    """Summary of a dataset as prepared: rows per split, classes, counts, skips."""
+    builder = get_builder(name, data_dir, cache_dir=cache_dir, **config)
+    builder.download_and_prepare()
+    dsd = builder.as_dataset()
+    # The skip list comes from a fresh scan, so it is right even on a cache hit.
+    _, skipped = builder.split_records()
+    features = next(iter(dsd.values())).features
+    label = features.get("label")
+    out = {
+        "dataset": name,
+        "data_dir": builder.config.data_dir,
+        "splits": {split: ds.num_rows for split, ds in dsd.items()},
+        "classes": list(label.names) if hasattr(label, "names") else None,
+        "class_counts": None,
+        "tone_buckets": None,
+        "skipped": skipped,
+    }
+    if hasattr(label, "names"):
+        counts = Counter()
+        for ds in dsd.values():
+            counts.update(ds["label"])
+        out["class_counts"] = {n: counts.get(i, 0) for i, n in enumerate(label.names)}
+    if "tone_bucket" in features:
+        tones = Counter()
+        for ds in dsd.values():
+            tones.update(b or "unknown" for b in ds["tone_bucket"])
+        out["tone_buckets"] = dict(sorted(tones.items()))
+    return out
+
+
+def export(name: str, data_dir: str, out: str, cache_dir: str | None = None, push_to_hub: str | None = None, **config):
+    """Write Parquet shards (images embedded) that ``load_dataset("parquet")`` reads back.
+
+    Files are named ``{split}-00000-of-00001.parquet`` so the split names are
+    inferred; the ``datasets`` feature types travel in the Parquet schema.
+    """
+    from datasets.table import embed_table_storage
+
+    dsd = load(name, data_dir, cache_dir=cache_dir, **config)
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for split, ds in dsd.items():
+        embedded = ds.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)
+        path = os.path.join(out, f"{split}-00000-of-00001.parquet")
+        embedded.with_format(None).to_parquet(path)
+        written.append(path)
+    if push_to_hub:
+        from huggingface_hub import HfApi
+
+        HfApi().upload_folder(folder_path=out, repo_id=push_to_hub, repo_type="dataset")
+    return written
+
+
+def _parse_config(pairs: list[str]) -> dict:
+    import yaml
+
+    config = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--config takes KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        config[key] = yaml.safe_load(value)
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m skin.data", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for cmd in ("info", "export"):
+        p = sub.add_parser(cmd)
+        p.add_argument("name", choices=sorted(BUILDERS))
+        p.add_argument("--data-dir", required=True, help="folder laid out as the dataset's publisher lays it out")
+        p.add_argument("--cache-dir", default=None, help="datasets cache (default: HF_DATASETS_CACHE)")
+        p.add_argument("--task", default=None, help="aihub: the graded target, e.g. forehead_wrinkle")
+        p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="builder option")
+        if cmd == "export":
+            p.add_argument("--out", required=True)
+            p.add_argument("--push-to-hub", default=None, metavar="REPO", help="also upload as a dataset repo")
+    args = parser.parse_args(argv)
+    try:
+        config = _parse_config(args.config)
+        if args.task:
+            config["task"] = args.task
+        if args.command == "info":
+            print(json.dumps(info(args.name, args.data_dir, cache_dir=args.cache_dir, **config), indent=2))
+        else:
+            paths = export(args.name, args.data_dir, args.out, args.cache_dir, args.push_to_hub, **config)
+            print(json.dumps({"written": paths}, indent=2))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Cheap checks that an image file on disk can be used, and safe opening.
+
+``image_file_problem`` runs on every file while a dataset is prepared, so it
+reads the header (Pillow's lazy ``open``) and the last bytes of the file, never
+the whole pixel data: a truncated JPEG lacks its end-of-image marker, a
+truncated PNG its ``IEND`` chunk. That keeps preparation as fast as
+``datasets``' own ``imagefolder``, which checks nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from PIL import Image, UnidentifiedImageError
+
+_TAIL = 1024  # JPEG writers may pad a few bytes after the EOI marker.
+
+
+def image_file_problem(path: str | os.PathLike) -> str | None:
+    """Return why ``path`` cannot be used as an image, or ``None`` if it can."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return "file not found"
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty file"
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return f"not a readable image ({type(e).__name__}: {e})"
+    if width < 1 or height < 1:
+        return f"image has no pixels ({width}x{height})"
+    with open(path, "rb") as f:
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
+    if fmt == "JPEG" and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    if fmt == "PNG" and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk)"
+    return None

@@ -1,0 +1,96 @@
+"""Deterministic, leakage-free train / validation / test splits.
+
+Rows that share a group id (a lesion, a patient, a SCIN case, a UTKFace
+subject) always land in the same split. Within that constraint the split is
+stratified by label with scikit-learn's ``StratifiedGroupKFold`` where the data
+allows it (every class needs as many groups as folds); otherwise it falls back
+to ``GroupShuffleSplit``-style assignment by a stable hash of the group id, so
+the result never depends on row order, Python's hash seed or the platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+
+
+def _stable_unit(value: Hashable, seed: int) -> float:
+    """A number in [0, 1) that depends only on ``value`` and ``seed``."""
+    digest = hashlib.sha256(f"{seed}:{value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _hash_split(groups: Sequence[Hashable], fractions, seed: int) -> list[str]:
+    cut_train = fractions[0]
+    cut_val = fractions[0] + fractions[1]
+    out = []
+    for g in groups:
+        u = _stable_unit(g, seed)
+        out.append("train" if u < cut_train else "validation" if u < cut_val else "test")
+    return out
+
+
+def _carve(labels, groups, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of rows held out (~``fraction`` of groups), stratified."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_splits = max(2, round(1 / fraction))
+    n_groups_per_label = Counter()
+    first_label = {}
+    for lab, g in zip(labels, groups):
+        first_label.setdefault(g, lab)
+    for lab in first_label.values():
+        n_groups_per_label[lab] += 1
+    if len(first_label) < n_splits or min(n_groups_per_label.values()) < 2:
+        mask = np.array([_stable_unit(g, seed) < fraction for g in groups])
+        return mask
+    sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    # Stratify on string labels so mixed / numeric labels behave the same.
+    _, held = next(sgkf.split(np.zeros(len(labels)), [str(x) for x in labels], list(groups)))
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[held] = True
+    return mask
+
+
+def grouped_split(
+    labels: Sequence[Hashable],
+    groups: Sequence[Hashable],
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 42,
+) -> list[str]:
+    """Assign every row to ``"train"``, ``"validation"`` or ``"test"``.
+
+    Args:
+        labels: the stratification label of each row (class, age group, grade).
+        groups: the group id of each row; a group never spans two splits.
+        fractions: target (train, validation, test) fractions of groups.
+        seed: makes the assignment reproducible.
+
+    Returns:
+        One split name per row, in row order.
+    """
+    if len(labels) != len(groups):
+        raise ValueError(f"labels ({len(labels)}) and groups ({len(groups)}) differ in length")
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    n = len(labels)
+    if n == 0:
+        return []
+    groups = [str(g) for g in groups]
+    if len(set(groups)) < 10:
+        return _hash_split(groups, fractions, seed)
+    out = np.array(["train"] * n, dtype=object)
+    test = _carve(labels, groups, fractions[2], seed) if fractions[2] > 0 else np.zeros(n, bool)
+    out[test] = "test"
+    rest = np.flatnonzero(~test)
+    if fractions[1] > 0 and len(rest):
+        val_frac = fractions[1] / (fractions[0] + fractions[1])
+        val = _carve([labels[i] for i in rest], [groups[i] for i in rest], val_frac, seed + 1)
+        out[rest[val]] = "validation"
+    return out.tolist()
