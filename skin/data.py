@@ -73,6 +73,7 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
         "class_counts": None,
         "tone_buckets": None,
         "skipped": skipped,
+        "skipped_by_reason": dict(Counter(_reason_kind(s["reason"]) for s in skipped).most_common()),
     }
     if hasattr(label, "names"):
         counts = Counter()
@@ -85,6 +86,11 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
             tones.update(b or "unknown" for b in ds["tone_bucket"])
         out["tone_buckets"] = dict(sorted(tones.items()))
     return out
+
+
+def _reason_kind(reason: str) -> str:
+    """Group skip reasons without their per-file details (for counts)."""
+    return reason.split(" (")[0]
 
 
 def export(name: str, data_dir: str, out: str, cache_dir: str | None = None, push_to_hub: str | None = None, **config):

@@ -47,7 +47,9 @@ def _carve(labels, groups, fraction: float, seed: int) -> np.ndarray:
         first_label.setdefault(g, lab)
     for lab in first_label.values():
         n_groups_per_label[lab] += 1
-    if len(first_label) < n_splits or min(n_groups_per_label.values()) < 2:
+    if (len(first_label) < n_splits or min(n_groups_per_label.values()) < 2
+            or max(n_groups_per_label.values()) < n_splits):
+        # scikit-learn refuses when every class has fewer groups than folds.
         mask = np.array([_stable_unit(g, seed) < fraction for g in groups])
         return mask
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)

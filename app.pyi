@@ -1,0 +1,227 @@
+"""SkinLens — the Gradio Space.
+
+A thin UI over :class:`skin.service.SkinLensService` (all logic lives there).
+
+    python app.py                       # http://127.0.0.1:7860 (GRADIO_SERVER_PORT / GRADIO_SERVER_NAME)
+    SKINLENS_CONFIG=my.yaml python app.py
+
+Named API endpoints (``gradio_client``): ``/predict`` (image file → JSON),
+``/explain`` (image, task, method, target → heatmap + JSON) and ``/fairness``
+(task, tone bucket → card markdown + JSON). See README.md, section "API".
+
+Privacy: no analytics, no share link, no run history; the uploaded file is
+handed to the service undecoded (it validates the raw bytes) and Gradio's
+temporary copies of uploads and heatmaps are deleted within two minutes
+(``delete_cache``); the decoded photo lives only in the request and, for the
+Explain button, in the browser session's state (expires after 10 minutes).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+# Before gradio / huggingface_hub are imported: no telemetry, no downloads at run time
+# (set HF_HUB_OFFLINE=0 explicitly to let a configured Hub id download).
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+
+from skin.service import (  # noqa: E402
+    DISCLAIMER,
+    SkinLensService,
+    fairness_markdown,
+    predictions_markdown,
+    quality_markdown,
+)
+
+#: Gradio's upload cap: far above the service's own limit (``max_upload_mb``),
+#: so that files between the two get the service's clear message.
+GRADIO_MAX_FILE_SIZE = "100mb"
+#: (every, older than) seconds: Gradio deletes its cached uploads and outputs.
+DELETE_CACHE = (60, 60)
+PREDICTED = "(the predicted class)"
+
+from gradio.events import Dependency
+
+class PhotoInput(gr.Image):
+    """``gr.Image`` that hands the handler the uploaded *file*, undecoded.
+
+    ``gr.Image(type="filepath")`` still opens the file with Pillow before the
+    handler runs, so a broken or hostile upload fails inside Gradio with a
+    generic error. This keeps Gradio's image widget (``is_template``: same
+    front-end) but returns the raw upload path, so :mod:`skin.uploads`
+    validates the bytes and answers with a message that names the problem.
+    Webcam captures arriving as ``data:`` URLs are written to a file by Gradio.
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return super().preprocess(payload)
+        return payload.path
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _user_errors(fn):
+    """ValueErrors (bad upload, missing model, bad argument) → ``gr.Error`` with the message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as e:
+            raise gr.Error(str(e), title="SkinLens") from e
+
+    return wrapper
+
+
+def build_demo(service: SkinLensService) -> gr.Blocks:
+    keys = list(service.config.models)
+    task_choices = [(service.config.models[k].title, k) for k in keys]
+
+    # ------------------------------------------------------------------ API
+    @_user_errors
+    def api_predict(image: str) -> dict:
+        """Predictions for every configured task, with the photo-quality check and the skin-tone bucket."""
+        if not image:
+            raise ValueError("no image: pass an image file, e.g. handle_file('photo.jpg')")
+        return service.predict(image)
+
+    @_user_errors
+    def api_explain(image: str, task: str, method: str, target: str = ""):
+        """Heatmap over the model's input and a JSON summary (method, target, faithfulness)."""
+        if not image:
+            raise ValueError("no image: pass an image file, e.g. handle_file('photo.jpg')")
+        return service.explain(image, task, method or "gradcam", target or None)
+
+    @_user_errors
+    def api_fairness(task: str, tone_bucket: str = ""):
+        """The fairness card of a task's model: markdown and JSON."""
+        card = service.fairness(task, tone_bucket or None)
+        return fairness_markdown(card), card
+
+    # ------------------------------------------------------------------ UI
+    @_user_errors
+    def ui_analyze(path, state):
+        if not path:
+            raise ValueError("no photo yet: upload one or take one with the webcam, then press Analyse")
+        if state and state.get("path") == path:
+            loaded = state["loaded"]
+        else:
+            loaded = service.load_upload(path)
+        result = service.predict(loaded)
+        bucket = (result.get("tone") or {}).get("bucket")
+        cards = "\n\n---\n\n".join(fairness_markdown(service.fairness(k, bucket)) for k in keys)
+        return ({"path": path, "loaded": loaded, "bucket": bucket}, predictions_markdown(result),
+                quality_markdown(result), cards, result)
+
+    @_user_errors
+    def ui_explain(state, task, method, target):
+        if not state:
+            raise ValueError("analyse a photo first, then ask for an explanation")
+        target = None if target in (None, "", PREDICTED) else target
+        picture, info = service.explain(state["loaded"], task, method, target)
+        return picture, info
+
+    def ui_targets(task):
+        try:
+            labels = service.labels(task)
+        except ValueError:
+            labels = []
+        return gr.Dropdown(choices=[PREDICTED, *labels], value=PREDICTED)
+
+    notice = service.notice()
+    with gr.Blocks(title="SkinLens — not medical advice", delete_cache=DELETE_CACHE) as demo:
+        gr.Markdown(f"# SkinLens\n\n> ⚠️ {DISCLAIMER}", elem_id="disclaimer")
+        gr.Markdown(notice or "", visible=bool(notice), elem_id="model-notice")
+        state = gr.State(None, time_to_live=600)
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = PhotoInput(sources=["upload", "webcam"], type="filepath", label="Your photo",
+                                   image_mode=None, elem_id="photo")
+                analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                gr.Markdown("A close-up of the skin spot, in daylight, in focus — or a face, looking at the "
+                            "camera, for the age estimate. Photos are not stored.")
+            with gr.Column(scale=1):
+                predictions = gr.Markdown(elem_id="predictions")
+                quality = gr.Markdown(elem_id="quality")
+        with gr.Accordion("Why? Explanation heatmap", open=True):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    exp_task = gr.Dropdown(task_choices, value=keys[0], label="Model")
+                    exp_method = gr.Radio(service.method_choices(), value="gradcam",
+                                          label="Method (measured faithfulness: insertion − deletion AUC, "
+                                                "higher = the map points at what really drives the score)")
+                    exp_target = gr.Dropdown([PREDICTED], value=PREDICTED, label="Explain which class",
+                                             allow_custom_value=False)
+                    explain_btn = gr.Button("Explain", elem_id="explain")
+                with gr.Column(scale=1):
+                    heatmap = gr.Image(label="Heatmap over what the model saw", type="pil", elem_id="heatmap",
+                                       interactive=False)
+                    exp_json = gr.JSON(label="Explanation details")
+        with gr.Accordion("Fairness card: how well does it work for your skin tone?", open=True):
+            fairness_md = gr.Markdown(elem_id="fairness")
+        with gr.Accordion("All results as JSON", open=False):
+            result_json = gr.JSON(label="/predict result")
+        gr.Markdown(
+            f"Model card: [{service.config.model_card_url}]({service.config.model_card_url}) · data licences are "
+            "listed on each fairness card (HAM10000: CC BY-NC-SA 4.0; UTKFace: non-commercial research only) · "
+            "API: see *Use via API* below, endpoints `/predict`, `/explain`, `/fairness`."
+        )
+
+        # hidden components that carry the named API endpoints
+        with gr.Column(visible=False):
+            api_image = PhotoInput(type="filepath", image_mode=None, label="image")
+            api_task = gr.Textbox(label="task", value=keys[0])
+            api_method = gr.Textbox(label="method", value="gradcam")
+            api_target = gr.Textbox(label="target", value="")
+            api_bucket = gr.Textbox(label="tone_bucket", value="")
+            api_json = gr.JSON(label="result")
+            api_heatmap = gr.Image(type="pil", label="heatmap")
+            api_markdown = gr.Markdown()
+            api_predict_btn = gr.Button()
+            api_explain_btn = gr.Button()
+            api_fairness_btn = gr.Button()
+
+        analyse.click(ui_analyze, [photo, state], [state, predictions, quality, fairness_md, result_json],
+                      api_visibility="private", concurrency_id="model", concurrency_limit=2)
+        exp_task.change(ui_targets, exp_task, exp_target, api_visibility="private")
+        demo.load(ui_targets, exp_task, exp_target, api_visibility="private")
+        explain_btn.click(ui_explain, [state, exp_task, exp_method, exp_target], [heatmap, exp_json],
+                          api_visibility="private", concurrency_id="model")
+        api_predict_btn.click(api_predict, api_image, api_json, api_name="predict",
+                              api_description="image file → predictions per task, quality check, tone bucket",
+                              concurrency_id="model")
+        api_explain_btn.click(api_explain, [api_image, api_task, api_method, api_target], [api_heatmap, api_json],
+                              api_name="explain", api_description="image, task, method[, target] → heatmap, JSON",
+                              concurrency_id="model")
+        api_fairness_btn.click(api_fairness, [api_task, api_bucket], [api_markdown, api_json], api_name="fairness",
+                               api_description="task[, tone bucket] → fairness card (markdown, JSON)")
+    return demo
+
+
+def launch_kwargs() -> dict:
+    """How the app is served: never shared, no run history, bounded uploads.
+
+    Host and port come from ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``,
+    read by Gradio itself.
+    """
+    return {"share": False, "max_file_size": GRADIO_MAX_FILE_SIZE, "run_history": False, "ssr_mode": False,
+            "footer_links": ["api"]}
+
+
+service = SkinLensService()
+demo = build_demo(service)
+
+if __name__ == "__main__":
+    demo.queue(default_concurrency_limit=2).launch(**launch_kwargs())

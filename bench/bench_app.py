@@ -1,0 +1,189 @@
+"""The app's cost side by side, in one run: bare pipeline vs predict vs predict + explanation.
+
+On the same photos (real HAM10000 close-ups and UTKFace faces from
+``../shared/data`` when present, else synthetic close-ups), median (p50) and
+p95 over ``--repeats`` passes of:
+
+* ``pipeline``: a bare ``transformers.pipeline("image-classification")`` call on
+  the exported condition checkpoint (what the Hub Inference API would run),
+* ``predict[condition]``: the app's predict with only the condition model (safe
+  decoding + quality check + tone + model),
+* ``predict[all]``: the app's predict with every configured model (adds face
+  detection and the face models), when more than one is configured,
+* ``predict+gradcam`` / ``predict+ig``: condition predict followed by the
+  explanation the UI's Explain button runs (Grad-CAM; Integrated Gradients with
+  :mod:`skin.explain`'s defaults),
+
+and the cold start of ``python app.py`` (process start → server answering →
+first ``/predict`` answered, models loaded lazily) with the server's resident
+memory once every model is loaded.
+
+Models: the default configuration (``skinlens.yaml``) when its models are
+built (the condition model is exported with ``skin.hub.export`` for the
+pipeline), else ``--model DIR`` (a condition checkpoint folder), else tiny
+EfficientNet-Lite0 checkpoints at 64 px with random weights (then the numbers
+measure the app's overhead, not a real model).
+
+    python bench/bench_app.py [--model DIR] [--repeats 5] [--threads N]
+
+Writes ``bench/results/app.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.load_test import percentile, pick_config, pick_photos  # noqa: E402
+
+
+def condition_checkpoint(cfg_path: Path, work: Path) -> str:
+    """A folder ``pipeline`` can load for the configured condition model."""
+    from skin.service import load_config
+
+    ref = load_config(cfg_path).models["condition"].model
+    if os.path.isdir(ref):
+        return ref
+    from skin.hub import export
+
+    return export(ref, str(work / "export"))["merged"]
+
+
+def timed(fn, photos, repeats) -> dict:
+    times = []
+    for _ in range(repeats):
+        for p in photos:
+            t = time.perf_counter()
+            fn(p)
+            times.append(time.perf_counter() - t)
+    return {"p50": statistics.median(times), "p95": percentile(times, 95), "n": len(times)}
+
+
+def cold_start(cfg: Path, work: Path, photo: str) -> dict:
+    import psutil
+    from gradio_client import handle_file
+
+    from tests.app_helpers import RunningApp
+
+    t0 = time.perf_counter()
+    with RunningApp(cfg, work) as app:
+        up = time.perf_counter() - t0
+        app.client.predict(handle_file(photo), api_name="/predict")
+        first = time.perf_counter() - t0
+        proc = psutil.Process(app.pid)
+        rss_after_first = proc.memory_info().rss
+        return {"server_up_s": up, "first_predict_s": first, "server_rss_mb": rss_after_first / 2**20}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="a condition checkpoint folder (default: skinlens.yaml's models if built)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "app.json"))
+    args = parser.parse_args(argv)
+
+    import psutil
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from transformers import pipeline
+
+    from skin.service import SkinLensService, load_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cfg_path, model_desc = pick_config(args.model, work)
+        photos, photo_desc = pick_photos(work)
+        closeups = [p for p in photos if "UTKFace" not in p] or photos
+        print(f"models: {model_desc}\nphotos: {photo_desc}", flush=True)
+
+        (work / "cold").mkdir()
+        cold = cold_start(cfg_path, work / "cold", photos[0])
+        print(f"cold start: up {cold['server_up_s']:.1f} s, first /predict {cold['first_predict_s']:.1f} s, "
+              f"RSS {cold['server_rss_mb']:.0f} MB", flush=True)
+
+        rss0 = psutil.Process().memory_info().rss
+        config = load_config(cfg_path)
+        full = SkinLensService(config)
+        t = time.perf_counter()
+        problems = full.load_all()
+        load_s = time.perf_counter() - t
+        rss_models = psutil.Process().memory_info().rss
+        from dataclasses import replace
+
+        cond_only = SkinLensService(replace(config, models={"condition": config.models["condition"]}))
+        cond_only._models["condition"] = full.model("condition")  # the same resident model object
+        pipe = pipeline("image-classification", model=condition_checkpoint(cfg_path, work), top_k=3)
+
+        # warm-up: first calls pay for lazy imports and allocator growth
+        for p in photos[:2]:
+            pipe(p)
+            full.predict(p)
+            cond_only.explain(p, "condition", "gradcam")
+            cond_only.explain(p, "condition", "integrated_gradients")
+
+        rows = {
+            "pipeline": timed(lambda p: pipe(p), closeups, args.repeats),
+            "predict[condition]": timed(lambda p: cond_only.predict(p), closeups, args.repeats),
+            "predict+gradcam": timed(lambda p: (cond_only.predict(p), cond_only.explain(p, "condition", "gradcam")),
+                                     closeups, args.repeats),
+            "predict+ig": timed(lambda p: (cond_only.predict(p),
+                                           cond_only.explain(p, "condition", "integrated_gradients")),
+                                closeups, args.repeats),
+            "gradcam only": timed(lambda p: cond_only.explain(p, "condition", "gradcam"), closeups, args.repeats),
+            "ig only": timed(lambda p: cond_only.explain(p, "condition", "integrated_gradients"),
+                             closeups, args.repeats),
+        }
+        if len(config.models) > 1:
+            rows["predict[all]"] = timed(lambda p: full.predict(p), photos, args.repeats)
+        rss_end = psutil.Process().memory_info().rss
+
+    base = rows["pipeline"]["p50"]
+    result = {
+        "models": model_desc, "photos": photo_desc, "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_avg_end": os.getloadavg(),
+        "latency_s": rows,
+        "ratio_to_pipeline_p50": {k: v["p50"] / base for k, v in rows.items()},
+        "cold_start": cold,
+        "in_process": {"models_load_s": load_s, "model_problems": problems,
+                       "rss_before_models_mb": rss0 / 2**20, "rss_models_loaded_mb": rss_models / 2**20,
+                       "rss_end_mb": rss_end / 2**20},
+        "targets": {
+            "predict+gradcam p50 <= 1.5x pipeline": rows["predict+gradcam"]["p50"] <= 1.5 * base,
+            "ig p50 <= 1 s": rows["ig only"]["p50"] <= 1.0,
+            "cold start (first /predict) <= 10 s": cold["first_predict_s"] <= 10.0,
+            "server RSS <= 2 GB": cold["server_rss_mb"] <= 2048,
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'':22s} {'p50 s':>8s} {'p95 s':>8s} {'× pipeline':>11s}")
+    for k, v in rows.items():
+        print(f"{k:22s} {v['p50']:8.3f} {v['p95']:8.3f} {v['p50'] / base:11.2f}")
+    print(f"\ncold start: server up {cold['server_up_s']:.1f} s, first /predict answered {cold['first_predict_s']:.1f} s")
+    print(f"server RSS after first predict: {cold['server_rss_mb']:.0f} MB; in-process models loaded in "
+          f"{load_s:.1f} s (+{(rss_models - rss0) / 2**20:.0f} MB)")
+    for k, v in result["targets"].items():
+        print(f"  {'PASS' if v else 'MISS'}  {k}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Evaluate a model on a dataset: metrics, calibration, fairness, DDI audit.
+
+Used by ``train.py`` at the end of a run and on its own::
+
+    python -m skin.evaluate --model default:condition --dataset ddi --data-dir DIR --split all --json
+    python -m skin.evaluate --model experiments/run/merged --dataset ham10000 --data-dir DIR
+
+The model is any checkpoint ``pipeline("image-classification")`` loads (a
+folder or a Hub id) or an embedded default (``default:condition``,
+``default:age``). Its ``id2label`` must match the dataset's classes, except on
+DDI, where a condition model is audited for malignancy: the score is the summed
+probability of the model's malignant classes (the audit of Daneshjou et al.
+2022).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+
+from skin.tasks import AGE_BINS, Task, age_group_names, age_to_group, get_task, TASKS
+
+# Label names treated as malignant whatever model they come from (DDI audit).
+MALIGNANT_NAMES = {"akiec", "bcc", "mel", "BCC", "MEL", "SCC", "Melanoma", "Basal Cell Carcinoma (BCC)", "malignant"}
+
+
+@torch.no_grad()
+def predict_logits(model, processor, ds, *, batch_size: int = 64, tta: bool = False) -> np.ndarray:
+    """Logits for every row of ``ds`` (an ``image`` column), as the pipeline sees them.
+
+    ``tta`` averages the logits of the image and its horizontal and vertical
+    flips (lesions have no orientation), a cheap test-time augmentation.
+    """
+    model.eval()
+    out = []
+    for start in range(0, len(ds), batch_size):
+        images = [im.convert("RGB") for im in ds[start : start + batch_size]["image"]]
+        x = processor(images, return_tensors="pt")["pixel_values"]
+        logits = model(pixel_values=x).logits
+        if tta:
+            logits = (logits + model(pixel_values=x.flip(-1)).logits + model(pixel_values=x.flip(-2)).logits) / 3
+        out.append(logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
+
+
+def task_metrics(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
+    """The task's headline metrics (flat, JSON-serialisable)."""
+    from skin import metrics
+
+    if task.kind == "age":
+        ages = np.arange(probs.shape[1], dtype=float)
+        m = metrics.age_metrics(targets.astype(float), metrics.expected_age(probs, ages), bins=AGE_BINS)
+        return m
+    m = metrics.classification_metrics(targets, probs, labels=labels)
+    if task.kind == "ordinal":
+        m.update(metrics.ordinal_metrics(targets, probs.argmax(1)))
+    return m
+
+
+def sensitive_groups(task: Task, ds) -> dict[str, list]:
+    """Group columns for the fairness report (derived age groups included)."""
+    groups = {}
+    for col in task.sensitive:
+        if col == "age_group" and "age" in ds.column_names:
+            ages = np.asarray([np.nan if a is None else a for a in ds["age"]], dtype=float)
+            names = age_group_names()
+            groups[col] = [None if np.isnan(a) else names[int(age_to_group(a))] for a in ages]
+        elif col in ds.column_names:
+            feat = ds.features[col]
+            vals = ds[col]
+            groups[col] = [feat.int2str(v) if hasattr(feat, "int2str") and v is not None else v for v in vals]
+    return groups
+
+
+def malignant_indices(labels: list[str], task: Task | None = None) -> list[int]:
+    names = set(task.malignant) if task and task.malignant else MALIGNANT_NAMES
+    return [i for i, name in enumerate(labels) if name in names]
+
+
+def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str], ds,
+                   n_boot: int = 200) -> dict:
+    """Metrics + per-group fairness for one split's calibrated probabilities."""
+    from skin.calibration import expected_calibration_error
+    from skin.fairness import fairness_report
+
+    report = {"n": int(len(targets))}
+    report.update(task_metrics(task, probs, targets, labels))
+    if task.kind != "age":
+        report["ece"] = float(expected_calibration_error(probs, targets, n_bins=15))
+    groups = sensitive_groups(task, ds)
+    if groups:
+        report["fairness"] = fairness_report(
+            targets, probs, groups, task=task.kind, labels=labels,
+            malignant_classes=malignant_indices(labels, task) or None, n_boot=n_boot,
+            ages=np.arange(probs.shape[1], dtype=float) if task.kind == "age" else None,
+        )
+    return report
+
+
+def ddi_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int = 200) -> dict:
+    """Malignancy ROC-AUC overall and per FST group (DDI's audit)."""
+    from skin.metrics import malignancy_metrics
+
+    idx = malignant_indices(model_labels)
+    if not idx:
+        raise ValueError(f"the model's labels {model_labels} contain no malignant class, so DDI cannot audit it")
+    score = probs[:, idx].sum(1)
+    truth = np.asarray(ds["malignant"], dtype=bool)
+    out = {"malignancy_auc": malignancy_metrics(truth, score)["roc_auc"], "malignancy_by_fst": {}}
+    for g in sorted(set(ds["fst_group"])):
+        mask = np.asarray(ds["fst_group"]) == g
+        out["malignancy_by_fst"][g] = malignancy_metrics(truth[mask], score[mask])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m skin.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="checkpoint folder, Hub id, or default:condition / default:age")
+    parser.add_argument("--dataset", required=True, help="scin, kaggle, utkface, aihub, ham10000, pad_ufes20, ddi")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--task", default=None, help="task name (default: inferred from the dataset)")
+    parser.add_argument("--split", default="test", choices=["train", "validation", "test", "all"])
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON only")
+    args = parser.parse_args(argv)
+    try:
+        report = evaluate_model(args.model, args.dataset, args.data_dir, task_name=args.task, split=args.split,
+                                cache_dir=args.cache_dir, batch_size=args.batch_size, n_boot=args.n_boot)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for k, v in report.items():
+            if not isinstance(v, (dict, list)):
+                print(f"{k:>20}: {v}")
+        print(json.dumps({k: v for k, v in report.items() if isinstance(v, dict)}, indent=1)[:4000])
+    return 0
+
+
+def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: str | None = None,
+                   split: str = "test", cache_dir: str | None = None, batch_size: int = 64,
+                   n_boot: int = 200) -> dict:
+    from datasets import concatenate_datasets
+
+    from skin.data import load
+    from skin.hub import load_classifier
+
+    if task_name:
+        task = get_task(task_name)
+    else:
+        matches = [t for t in TASKS.values() if t.dataset == dataset]
+        if not matches:
+            raise ValueError(f"no task uses dataset {dataset!r}; pass --task")
+        task = matches[0]
+    dsd = load(dataset, data_dir, cache_dir=cache_dir, **task.data_config)
+    if split == "all":
+        ds = concatenate_datasets([dsd[s] for s in dsd])
+    elif split not in dsd:
+        raise ValueError(f"{dataset} has no {split!r} split (it has {list(dsd)})")
+    else:
+        ds = dsd[split]
+    model, processor = load_classifier(model_ref)
+    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size)), 1).numpy()
+    report = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds)}
+    if dataset == "ddi" and model_labels != ["benign", "malignant"]:
+        report.update(ddi_audit(probs, model_labels, ds, n_boot=n_boot))
+        return report
+    labels = task.labels(ds.features)
+    if labels != model_labels:
+        raise ValueError(f"the model's classes {model_labels[:8]}… differ from {dataset}'s {labels[:8]}…: "
+                         "evaluate a model trained for this dataset (or DDI for a malignancy audit)")
+    report.update(evaluate_split(task, probs, task.targets(ds), labels, ds, n_boot=n_boot))
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

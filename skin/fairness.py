@@ -1,0 +1,368 @@
+"""Disaggregated performance: how well the model works for each group.
+
+:func:`fairness_report` splits the test set by each sensitive attribute (skin
+tone bucket, sex, age group, race, ...) and reports, per group, the task's
+metrics with bootstrap confidence intervals, the calibration error and, for
+skin-lesion models, the malignant miss rate. Groups and intervals come from
+fairlearn's :class:`~fairlearn.metrics.MetricFrame` (Weerts et al., 2023,
+"Fairlearn: Assessing and Improving Fairness of AI Systems"), not from
+hand-written loops.
+
+Deliberate choices:
+
+* **Confidence intervals** are fairlearn's percentile bootstrap
+  (``n_boot`` resamples of the *whole* test set with replacement,
+  ``ci_quantiles=[0.025, 0.975]``, seeded by ``random_state``). A group's size
+  varies between resamples, which is the honest uncertainty of a group
+  estimate from one test set; resamples in which a group is absent (or a
+  metric is undefined, e.g. a miss rate without malignant cases) are ignored
+  (``nanquantile``).
+* **Small groups** (``n < min_group_size``) are reported and flagged
+  ``"small": true`` but excluded from ``largest_gap``: a gap driven by a group
+  of five images is noise, not evidence.
+* **largest_gap** of a metric = max − min of the group point estimates over
+  groups with ``n ≥ min_group_size`` and a defined value; ``None`` when fewer
+  than two such groups exist. Whether the gap is good or bad depends on the
+  metric (higher accuracy is better, higher MAE / ECE / FNR is worse);
+  ``largest_gap_groups`` names the groups at the two ends.
+* **Missing attribute values** (``None``, NaN, empty string) form the group
+  ``"unknown"``; all group names are strings.
+* **Malignancy** (``malignant_classes`` given, classification only): a sample
+  is malignant when its true class is one of ``malignant_classes``, predicted
+  malignant when the argmax is; ``fnr`` = missed malignant / malignant,
+  ``fpr`` = benign flagged malignant / benign, and ``malignant_auc`` = ROC-AUC
+  of the summed malignant probability (the DDI audit's metric).
+* **Per-group ECE** uses the 15 equal-width bins of
+  :func:`skin.calibration.expected_calibration_error`; ECE is biased upwards
+  on small samples, so compare it across groups of similar size only.
+
+Cost: fairlearn computes every metric on every group of every resample; with
+``n_boot=200`` expect a few seconds per attribute per thousand test samples.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import numpy as np
+
+from skin.calibration import expected_calibration_error
+from skin.metrics import (
+    DEFAULT_AGE_BINS,
+    _as_labels,
+    _as_probs,
+    _check_range,
+    accuracy,
+    age_group,
+    balanced_accuracy,
+    binary_auc,
+    expected_age,
+    macro_f1,
+    to_json_number,
+)
+
+TASKS = ("classification", "ordinal", "age")
+CI_QUANTILES = (0.025, 0.975)
+UNKNOWN = "unknown"
+_KNOWN_ORDERS = (("light", "medium", "dark"), ("male", "female"))
+
+
+# --------------------------------------------------------------------------- #
+# Per-group metric functions: f(y_true, y_pred) -> float (NaN when undefined).
+# MetricFrame slices y_true / y_pred per group and np.stack's them back, so a
+# 2-D ``y_pred`` (probabilities) arrives as an (n_group, C) array.
+# --------------------------------------------------------------------------- #
+def _top1(y_pred: np.ndarray) -> np.ndarray:
+    return y_pred.argmax(axis=1) if y_pred.ndim == 2 else y_pred
+
+
+def _accuracy(y_true, y_pred) -> float:
+    return accuracy(y_true, _top1(y_pred))
+
+
+def _balanced_accuracy(y_true, y_pred) -> float:
+    return balanced_accuracy(y_true, _top1(y_pred))
+
+
+def _macro_f1(y_true, y_pred) -> float:
+    return macro_f1(y_true, _top1(y_pred))
+
+
+def _grade_mae(y_true, y_pred) -> float:
+    return float(np.mean(np.abs(_top1(y_pred) - y_true))) if len(y_true) else math.nan
+
+
+def _ece(y_true, y_pred) -> float:
+    return expected_calibration_error(y_pred, y_true)
+
+
+def _is_malignant(classes: np.ndarray, malignant: np.ndarray) -> np.ndarray:
+    return np.isin(classes, malignant)
+
+
+def _fnr(y_true, y_pred, malignant) -> float:
+    t = _is_malignant(y_true, malignant)
+    if not t.any():
+        return math.nan
+    return float(np.mean(~_is_malignant(y_pred.argmax(axis=1)[t], malignant)))
+
+
+def _fpr(y_true, y_pred, malignant) -> float:
+    t = _is_malignant(y_true, malignant)
+    if t.all():
+        return math.nan
+    return float(np.mean(_is_malignant(y_pred.argmax(axis=1)[~t], malignant)))
+
+
+def _malignant_auc(y_true, y_pred, malignant) -> float:
+    return binary_auc(_is_malignant(y_true, malignant), y_pred[:, malignant].sum(axis=1))
+
+
+def _age_mae(y_true, y_pred) -> float:
+    return float(np.mean(np.abs(y_pred - y_true))) if len(y_true) else math.nan
+
+
+def _age_group_accuracy(y_true, y_pred, bins) -> float:
+    if not len(y_true):
+        return math.nan
+    return float(np.mean(age_group(y_true, bins) == age_group(np.maximum(y_pred, bins[0]), bins)))
+
+
+# --------------------------------------------------------------------------- #
+# Input handling
+# --------------------------------------------------------------------------- #
+def _is_missing(v) -> bool:
+    import pandas as pd
+
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return v.strip() == ""
+    return bool(np.ndim(v) == 0 and pd.isna(v))  # NaN, pd.NA, NaT
+
+
+def _group_values(values, n: int, attr: str) -> np.ndarray:
+    """Sensitive values as strings, missing ones as ``"unknown"``."""
+    vals = list(values.tolist() if hasattr(values, "tolist") else values)
+    if len(vals) != n:
+        raise ValueError(f"sensitive[{attr!r}] has {len(vals)} values but there are {n} samples")
+    out = []
+    for v in vals:
+        if _is_missing(v):
+            out.append(UNKNOWN)
+        elif isinstance(v, float) and v.is_integer():
+            out.append(str(int(v)))  # 1.0 (a pandas int column with NaNs) → "1"
+        else:
+            out.append(str(v))
+    return np.asarray(out, dtype=object)
+
+
+def _order_key(g: str):
+    if g == UNKNOWN:
+        return (3, 0, "")
+    for order in _KNOWN_ORDERS:
+        if g in order:
+            return (0, order.index(g), "")
+    try:
+        return (1, float(g.split("-")[0].rstrip("+")), g)  # "25-49", "100+", "3"
+    except ValueError:
+        return (2, 0, g)
+
+
+def _metric_functions(task: str, y_pred: np.ndarray, malignant_classes, age_bins) -> dict:
+    if task == "classification":
+        fns = {
+            "accuracy": _accuracy,
+            "balanced_accuracy": _balanced_accuracy,
+            "macro_f1": _macro_f1,
+            "ece": _ece,
+        }
+        if malignant_classes:
+            mal = np.asarray(sorted({int(c) for c in malignant_classes}), dtype=np.int64)
+            fns.update(
+                fnr=partial(_fnr, malignant=mal),
+                fpr=partial(_fpr, malignant=mal),
+                malignant_auc=partial(_malignant_auc, malignant=mal),
+            )
+        return fns
+    if task == "ordinal":
+        fns = {"accuracy": _accuracy, "balanced_accuracy": _balanced_accuracy, "mae": _grade_mae}
+        if y_pred.ndim == 2:
+            fns["ece"] = _ece
+        return fns
+    return {"mae": _age_mae, "group_accuracy": partial(_age_group_accuracy, bins=np.asarray(age_bins, float))}
+
+
+def _prepare(task, y_true, probs, labels, malignant_classes, ages):
+    """Validated (y_true, y_pred) arrays for MetricFrame."""
+    if task == "classification":
+        y = _as_labels(y_true)
+        p = _as_probs(probs, n=len(y))
+        _check_range(y, p.shape[1])
+        if labels is not None and len(labels) != p.shape[1]:
+            raise ValueError(f"labels has {len(labels)} names but probs has {p.shape[1]} columns")
+        if malignant_classes:
+            bad = [c for c in malignant_classes if not 0 <= int(c) < p.shape[1]]
+            if bad:
+                raise ValueError(f"malignant_classes {bad} out of range for {p.shape[1]} classes")
+        return y, p
+    if malignant_classes:
+        raise ValueError("malignant_classes applies to task='classification' only")
+    if task == "ordinal":
+        y = _as_labels(y_true)
+        p = np.asarray(probs)
+        if p.ndim == 2:
+            p = _as_probs(p, n=len(y))
+            _check_range(y, p.shape[1])
+        else:
+            p = _as_labels(p, "probs (predicted grades)")
+            if len(p) != len(y):
+                raise ValueError(f"probs ({len(p)}) and y_true ({len(y)}) differ in length")
+        return y, p
+    # age
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 2:
+        if ages is None:
+            raise ValueError("age probs are 2-D: pass ages= (the age of each column) to read them out")
+        p = expected_age(p, ages)
+    if y.ndim != 1 or p.shape != y.shape:
+        raise ValueError(f"age y_true and predictions must be 1-D of equal length, got {y.shape} and {p.shape}")
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(p))):
+        raise ValueError("ages contain NaN or inf")
+    return y, p
+
+
+def _ci_entry(value, low, high) -> dict:
+    return {"value": to_json_number(value), "ci_low": to_json_number(low), "ci_high": to_json_number(high)}
+
+
+# --------------------------------------------------------------------------- #
+# Public API
+# --------------------------------------------------------------------------- #
+def fairness_report(
+    y_true,
+    probs,
+    sensitive: Mapping[str, Sequence],
+    *,
+    task: str = "classification",
+    labels: Sequence[str] | None = None,
+    malignant_classes: Sequence[int] | None = None,
+    n_boot: int | None = 200,
+    min_group_size: int = 30,
+    random_state: int = 0,
+    ages: Sequence[float] | None = None,
+    age_bins: Sequence[float] = DEFAULT_AGE_BINS,
+) -> dict:
+    """Per-group metrics with bootstrap CIs for each sensitive attribute.
+
+    Args:
+        y_true: (n,) true classes / grades (int), or true ages (``task="age"``).
+        probs: ``classification``: (n, C) class probabilities. ``ordinal``:
+            (n, K) grade probabilities or (n,) predicted grades (no ECE then).
+            ``age``: (n,) predicted ages, or (n, A) per-age probabilities read
+            out with :func:`skin.metrics.expected_age` over ``ages``.
+        sensitive: ``{attribute: values}``, e.g. ``{"tone_bucket": [...],
+            "sex": [...]}``; one value per sample, ``None``/NaN = unknown.
+        task: ``"classification"``, ``"ordinal"`` or ``"age"``.
+        labels: class names (checked against ``probs``; kept for the caller).
+        malignant_classes: class indices counted as malignant (adds ``fnr``,
+            ``fpr``, ``malignant_auc``; classification only).
+        n_boot: bootstrap resamples for the CIs (fairlearn ``n_boot``); 0 (or
+            ``None``) skips the bootstrap and reports ``ci_low``/``ci_high``
+            as ``None``.
+        min_group_size: groups smaller than this are flagged ``small`` and
+            left out of ``largest_gap``.
+        random_state: seed of the bootstrap.
+        ages: the age of each column of 2-D age ``probs``.
+        age_bins: lower edges of the age groups for ``group_accuracy``.
+
+    Returns:
+        ``{attr: {"groups": {group: {"n": int, "small": bool, metric:
+        {"value", "ci_low", "ci_high"}, ...}}, "overall": {metric: {...}},
+        "largest_gap": {metric: float | None}, "largest_gap_groups":
+        {metric: {"min": group, "max": group} | None}, "min_group_size",
+        "n_boot", "ci_quantiles"}}``. Metrics: classification → accuracy,
+        balanced_accuracy, macro_f1, ece (+ fnr, fpr, malignant_auc);
+        ordinal → accuracy, balanced_accuracy, mae (+ ece with
+        probabilities); age → mae, group_accuracy. Everything is JSON-serialisable (NaN → ``None``).
+    """
+    import pandas as pd
+    from fairlearn.metrics import MetricFrame
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if not isinstance(sensitive, Mapping) or not sensitive:
+        raise ValueError("sensitive must be a non-empty dict {attribute name: values per sample}")
+    if n_boot is None:
+        n_boot = 0
+    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
+        raise ValueError(f"n_boot must be an integer ≥ 0 (0 = no confidence intervals), got {n_boot!r}")
+    if min_group_size < 0:
+        raise ValueError(f"min_group_size must be ≥ 0, got {min_group_size}")
+    y, y_pred = _prepare(task, y_true, probs, labels, malignant_classes, ages)
+    if len(y) == 0:
+        raise ValueError("fairness_report needs at least one sample")
+    metrics = _metric_functions(task, y_pred, malignant_classes, age_bins)
+
+    report = {}
+    for attr, values in sensitive.items():
+        if not isinstance(attr, str) or not attr:
+            raise ValueError(f"sensitive attribute names must be non-empty strings, got {attr!r}")
+        groups = _group_values(values, len(y), attr)
+        counts = pd.Series(groups).value_counts()
+        with warnings.catch_warnings():
+            # All-NaN bootstrap slices (a group absent from a resample, a miss
+            # rate without malignant cases) are expected and ignored.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            bootstrap = (
+                {"n_boot": int(n_boot), "ci_quantiles": list(CI_QUANTILES), "random_state": int(random_state)}
+                if n_boot
+                else {}
+            )
+            mf = MetricFrame(
+                metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups}, **bootstrap
+            )
+            by_group, overall = mf.by_group, mf.overall
+            if n_boot:
+                (lo_g, hi_g), (lo_o, hi_o) = mf.by_group_ci, mf.overall_ci
+            else:  # no bootstrap: intervals are None
+                lo_g = hi_g = by_group * math.nan
+                lo_o = hi_o = overall * math.nan
+
+        group_names = sorted((str(g) for g in by_group.index), key=_order_key)
+        out_groups = {}
+        for g in group_names:
+            n_g = int(counts[g])
+            entry = {"n": n_g, "small": bool(n_g < min_group_size)}
+            for m in metrics:
+                entry[m] = _ci_entry(by_group.loc[g, m], lo_g.loc[g, m], hi_g.loc[g, m])
+            out_groups[g] = entry
+
+        gaps, gap_groups = {}, {}
+        for m in metrics:
+            vals = {
+                g: e[m]["value"]
+                for g, e in out_groups.items()
+                if not e["small"] and e[m]["value"] is not None
+            }
+            if len(vals) < 2:
+                gaps[m], gap_groups[m] = None, None
+                continue
+            g_min, g_max = min(vals, key=vals.get), max(vals, key=vals.get)
+            gaps[m] = to_json_number(vals[g_max] - vals[g_min])
+            gap_groups[m] = {"min": g_min, "max": g_max}
+
+        report[attr] = {
+            "groups": out_groups,
+            "overall": {"n": int(len(y)), **{m: _ci_entry(overall[m], lo_o[m], hi_o[m]) for m in metrics}},
+            "largest_gap": gaps,
+            "largest_gap_groups": gap_groups,
+            "min_group_size": int(min_group_size),
+            "n_boot": int(n_boot),
+            "ci_quantiles": list(CI_QUANTILES) if n_boot else None,
+        }
+    return report

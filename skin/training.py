@@ -1,0 +1,160 @@
+"""Pieces ``train.py`` puts around the HF Trainer: transforms, sampler, phases.
+
+Kept out of ``train.py`` so ``skin.evaluate`` and the tests reuse them, and so
+``train.py`` stays one linear ``main()`` like transformers'
+``run_image_classification.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback
+
+
+# ---------------------------------------------------------------- transforms
+def processor_spec(processor) -> dict:
+    """Input size, mean and std of any HF or timm-wrapper image processor."""
+    data_config = getattr(processor, "data_config", None)
+    if data_config:  # TimmWrapperImageProcessor
+        return {"size": int(data_config["input_size"][-1]), "mean": list(data_config["mean"]),
+                "std": list(data_config["std"])}
+    size = processor.size
+    side = size.get("height") or size.get("shortest_edge") or size.get("width")
+    if hasattr(processor, "crop_size") and getattr(processor, "do_center_crop", False):
+        side = processor.crop_size.get("height", side)
+    return {"size": int(side), "mean": list(processor.image_mean), "std": list(processor.image_std)}
+
+
+@dataclass
+class Augment:
+    """Training augmentation; each knob 0/False disables its transform."""
+
+    crop_scale_min: float = 0.6  # RandomResizedCrop scale=(min, 1)
+    hflip: bool = True
+    vflip: bool = True  # lesions have no up/down; faces do: tasks turn this off
+    rotation: float = 20.0  # degrees
+    color_jitter: float = 0.1  # brightness/contrast/saturation strength
+
+
+def train_transform(spec: dict, aug: Augment):
+    from torchvision import transforms as T
+
+    steps = [T.RandomResizedCrop(spec["size"], scale=(aug.crop_scale_min, 1.0))
+             if aug.crop_scale_min < 1 else T.Resize((spec["size"], spec["size"]))]
+    if aug.hflip:
+        steps.append(T.RandomHorizontalFlip())
+    if aug.vflip:
+        steps.append(T.RandomVerticalFlip())
+    if aug.rotation:
+        steps.append(T.RandomRotation(aug.rotation))
+    if aug.color_jitter:
+        c = aug.color_jitter
+        steps.append(T.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(c / 4, 0.05)))
+    steps += [T.ToTensor(), T.Normalize(spec["mean"], spec["std"])]
+    return T.Compose(steps)
+
+
+def attach_transforms(ds, task, processor, transform=None):
+    """Make rows ``{"pixel_values", "labels"}`` on the fly (``ds.with_transform``).
+
+    ``transform=None`` uses the model's own image processor, i.e. exactly what
+    ``pipeline("image-classification")`` will do at inference time.
+    """
+
+    def fn(batch):
+        images = [im.convert("RGB") for im in batch["image"]]
+        if transform is None:
+            pixel_values = processor(images, return_tensors="pt")["pixel_values"]
+        else:
+            pixel_values = torch.stack([transform(im) for im in images])
+        rows = [dict(zip(batch, vals)) for vals in zip(*batch.values())]
+        return {"pixel_values": pixel_values, "labels": torch.tensor([task.target(r) for r in rows])}
+
+    return ds.with_transform(fn)
+
+
+def collate(examples):
+    return {
+        "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+        "labels": torch.stack([e["labels"] for e in examples]),
+    }
+
+
+# ---------------------------------------------------------------- sampling
+def sample_weights(targets: np.ndarray, scheme: str) -> np.ndarray | None:
+    """Per-row weights for ``WeightedRandomSampler``.
+
+    ``balanced``: 1/n_c (every class equally often); ``sqrt``: 1/sqrt(n_c), a
+    milder re-balancing that costs less majority-class accuracy; ``none``: None.
+    """
+    if scheme == "none":
+        return None
+    counts = np.bincount(targets)
+    power = {"balanced": 1.0, "sqrt": 0.5}[scheme]
+    return 1.0 / np.maximum(counts[targets], 1) ** power
+
+
+class SkinTrainer(Trainer):
+    """Trainer with an optional class-rebalancing sampler."""
+
+    def __init__(self, *args, sample_weights: np.ndarray | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sample_weights = sample_weights
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self._sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        weights = torch.as_tensor(self._sample_weights, dtype=torch.double)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+
+
+class PhaseCallback(TrainerCallback):
+    """Phased schedule (the multitask project's): head only, then the rest.
+
+    For the first ``head_epochs`` epochs only the classifier trains (a new head
+    on a pretrained body would otherwise send large gradients into it); then
+    the LoRA weights (or the whole body, in ``full`` mode) join.
+    """
+
+    def __init__(self, model, head_epochs: float):
+        from skin.models import set_trainable_phase
+
+        self.model, self.head_epochs, self._set = model, head_epochs, set_trainable_phase
+        self._phase = None
+
+    def _apply(self, phase):
+        if phase != self._phase:
+            self._set(self.model, phase)
+            self._phase = phase
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._apply("head" if (state.epoch or 0) < self.head_epochs else "all")
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._apply("head" if (state.epoch or 0) < self.head_epochs - 1e-6 else "all")
+
+
+def freeze_batchnorm(model) -> None:
+    """Use ImageNet BatchNorm statistics, fixed, in LoRA / head-only modes.
+
+    Otherwise running statistics drift during training and are saved neither in
+    the adapter nor restored on reload, so adapter + base would not reproduce
+    the trained model. Only timm CNN bodies have BatchNorm; others are left alone.
+    """
+    body = getattr(model, "timm_model", None)
+    if body is not None:
+        from timm.layers import freeze_batch_norm_2d
+
+        model.timm_model = freeze_batch_norm_2d(body)
+
+
+def unfreeze_batchnorm(model) -> None:
+    body = getattr(model, "timm_model", None)
+    if body is not None:
+        from timm.layers import unfreeze_batch_norm_2d
+
+        model.timm_model = unfreeze_batch_norm_2d(body)

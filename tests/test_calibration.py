@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+from skin import calibration as C
+
+
+def _calibrated_logits(rng, n, n_classes=5, scale=2.0):
+    """Logits whose softmax is the true label distribution (labels sampled from it)."""
+    z = rng.normal(scale=scale, size=(n, n_classes))
+    p = C.softmax(z)
+    u = rng.random((n, 1))
+    y = (p.cumsum(axis=1) < u).sum(axis=1).clip(max=n_classes - 1)
+    return z, y
+
+
+def test_softmax_rows_sum_to_one_and_temperature_flattens():
+    z = np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]])
+    p = C.softmax(z)
+    np.testing.assert_allclose(p.sum(1), 1)
+    assert np.isfinite(p).all()
+    assert C.softmax(z, T=10)[0].max() < p[0].max()
+    with pytest.raises(ValueError, match="> 0"):
+        C.softmax(z, T=0)
+
+
+def test_overconfident_model_gets_t_about_3_and_lower_ece():
+    rng = np.random.default_rng(0)
+    val_z, val_y = _calibrated_logits(rng, 6000)
+    test_z, test_y = _calibrated_logits(rng, 6000)
+    t = C.fit_temperature(3 * val_z, val_y)
+    assert t == pytest.approx(3.0, rel=0.1)
+    assert C.fit_temperature(3 * val_z, val_y) == t  # deterministic
+    out = C.calibration_summary(3 * val_z, val_y, 3 * test_z, test_y)
+    assert out["temperature"] == pytest.approx(t)
+    assert out["ece_after"] < out["ece_before"] / 3
+    assert out["nll_after"] < out["nll_before"]
+    json.dumps(out, allow_nan=False)
+
+
+def test_calibrated_model_keeps_t_near_1():
+    rng = np.random.default_rng(1)
+    z, y = _calibrated_logits(rng, 6000)
+    assert C.fit_temperature(z, y) == pytest.approx(1.0, abs=0.1)
+
+
+def test_ece_perfectly_calibrated_is_about_zero():
+    rng = np.random.default_rng(2)
+    z, y = _calibrated_logits(rng, 20000)
+    assert C.expected_calibration_error(C.softmax(z), y) < 0.015
+
+
+def test_ece_hand_computed_four_samples():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
+    labels = np.array([0, 1, 1, 0])
+    # confidences 0.9, 0.8, 0.7, 0.55; correct 1, 0, 1, 0. With 15 bins of
+    # width 1/15 the samples land in bins 14, 12, 11, 9 (one each):
+    # ECE = (|1-0.9| + |0-0.8| + |1-0.7| + |0-0.55|) / 4 = 1.75 / 4
+    assert C.expected_calibration_error(probs, labels) == pytest.approx(0.4375)
+    # With 2 bins: (0.5, 1] holds all four: |2/4 - (0.9+0.8+0.7+0.55)/4| = 0.2375
+    assert C.expected_calibration_error(probs, labels, n_bins=2) == pytest.approx(0.2375)
+
+
+def test_reliability_curve_shape_and_json():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55]])
+    labels = np.array([0, 1, 1, 0])
+    curve = C.reliability_curve(probs, labels, n_bins=10)
+    assert len(curve["bin_edges"]) == 11 and len(curve["counts"]) == 10
+    assert sum(curve["counts"]) == 4
+    assert curve["confidence"][0] is None and curve["accuracy"][0] is None
+    assert curve["accuracy"][8] == 1.0 and curve["confidence"][8] == pytest.approx(0.9)
+    assert curve["ece"] == pytest.approx(C.expected_calibration_error(probs, labels, n_bins=10))
+    json.dumps(curve, allow_nan=False)
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="2-D"):
+        C.fit_temperature(np.zeros(4), np.zeros(4, dtype=int))
+    with pytest.raises(ValueError, match="class indices"):
+        C.fit_temperature(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="n_bins"):
+        C.expected_calibration_error(np.eye(2), [0, 1], n_bins=0)
+
+
+def test_confidence_on_a_bin_edge_goes_to_the_lower_bin():
+    # 0.8 = 12/15 belongs to (11/15, 12/15], bin index 11 (float rounding must not move it).
+    curve = C.reliability_curve(np.array([[0.8, 0.2]]), np.array([0]), n_bins=15)
+    assert curve["counts"][11] == 1

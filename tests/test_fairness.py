@@ -1,0 +1,147 @@
+import json
+
+import numpy as np
+import pytest
+
+from skin.fairness import fairness_report
+
+N_BOOT = 40  # small for speed; the default (200) is for real reports
+
+
+def _classification_data(seed=0, n=700):
+    """Four classes; the 'dark' group is deliberately much worse (weak logits)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    tone = rng.choice(["light", "medium", "dark"], n, p=[0.45, 0.4, 0.15]).astype(object)
+    tone[:12] = "dark"
+    tone[rng.choice(np.arange(12, n), 15, replace=False)] = None  # unknown tone
+    sex = rng.choice(["female", "male"], n).astype(object)
+    sex[:8] = np.nan
+    site = np.array(["clinic_a"] * (n - 10) + ["clinic_b"] * 10)  # a small group
+    z = rng.normal(size=(n, 4))
+    z[np.arange(n), y] += np.where(tone == "dark", 0.1, 3.0)
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    return y, p, {"tone_bucket": tone, "sex": sex, "site": site}
+
+
+@pytest.fixture(scope="module")
+def report():
+    y, p, sens = _classification_data()
+    return fairness_report(y, p, sens, malignant_classes=[0, 1], n_boot=N_BOOT, min_group_size=30)
+
+
+def test_structure_and_json(report):
+    assert set(report) == {"tone_bucket", "sex", "site"}
+    tone = report["tone_bucket"]
+    assert list(tone["groups"]) == ["light", "medium", "dark", "unknown"]
+    assert tone["groups"]["unknown"]["n"] == 15
+    assert sum(g["n"] for g in tone["groups"].values()) == 700
+    assert "unknown" in report["sex"]["groups"] and report["sex"]["groups"]["unknown"]["n"] == 8
+    for metric in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "fnr", "fpr", "malignant_auc"):
+        assert set(tone["groups"]["light"][metric]) == {"value", "ci_low", "ci_high"}
+        assert metric in tone["largest_gap"] and metric in tone["overall"]
+    text = json.dumps(report, allow_nan=False)
+    assert json.loads(text) == report
+
+
+def test_gap_detected_on_the_worse_group(report):
+    tone = report["tone_bucket"]
+    acc = {g: e["accuracy"]["value"] for g, e in tone["groups"].items()}
+    assert acc["dark"] < acc["light"] - 0.3 and acc["dark"] < acc["medium"] - 0.3
+    assert tone["largest_gap"]["accuracy"] > 0.3
+    assert tone["largest_gap_groups"]["accuracy"]["min"] == "dark"
+    assert tone["groups"]["dark"]["fnr"]["value"] > tone["groups"]["light"]["fnr"]["value"]
+    assert tone["largest_gap_groups"]["fnr"]["max"] == "dark"
+    # sex is unrelated to quality: its gap is much smaller than the tone gap
+    assert report["sex"]["largest_gap"]["accuracy"] < 0.15
+
+
+def test_cis_contain_the_point_estimate(report):
+    for attr in report.values():
+        for g, entry in attr["groups"].items():
+            for metric in ("accuracy", "balanced_accuracy", "macro_f1", "fnr", "fpr"):
+                m = entry[metric]
+                if m["value"] is None or entry["small"]:
+                    continue
+                assert m["ci_low"] <= m["value"] <= m["ci_high"], (g, metric, m)
+
+
+def test_small_groups_flagged_and_left_out_of_gap(report):
+    site = report["site"]
+    assert site["groups"]["clinic_b"]["small"] is True
+    assert site["groups"]["clinic_a"]["small"] is False
+    assert site["largest_gap"]["accuracy"] is None  # only one group is large enough
+    tone = report["tone_bucket"]
+    assert tone["groups"]["unknown"]["small"] is True
+    assert "unknown" not in tone["largest_gap_groups"]["accuracy"].values()
+
+
+def test_ordinal_task_with_grades_and_probs():
+    rng = np.random.default_rng(3)
+    n = 300
+    y = rng.integers(0, 5, n)
+    sex = rng.choice(["female", "male"], n)
+    pred = np.clip(y + np.where(sex == "male", rng.integers(-2, 3, n), 0), 0, 4)
+    out = fairness_report(y, pred, {"sex": sex}, task="ordinal", n_boot=20)
+    groups = out["sex"]["groups"]
+    assert groups["female"]["mae"]["value"] == 0 and groups["female"]["accuracy"]["value"] == 1
+    assert out["sex"]["largest_gap"]["mae"] > 0.5
+    assert "ece" not in groups["female"]
+    assert groups["female"]["balanced_accuracy"]["value"] == 1
+    out = fairness_report(y, np.eye(5)[pred], {"sex": sex}, task="ordinal", n_boot=20)
+    assert "ece" in out["sex"]["groups"]["female"]
+    json.dumps(out, allow_nan=False)
+
+
+def test_age_task_with_ages_probabilities():
+    rng = np.random.default_rng(4)
+    n = 200
+    age = rng.integers(1, 90, n).astype(float)
+    race = rng.choice(["0", "1"], n)
+    pred = age + np.where(race == "1", 20.0, 1.0)
+    out = fairness_report(age, pred, {"race": race}, task="age", n_boot=20)
+    g = out["race"]["groups"]
+    assert g["0"]["mae"]["value"] == pytest.approx(1.0)
+    assert g["1"]["mae"]["value"] == pytest.approx(20.0)
+    assert out["race"]["largest_gap"]["mae"] == pytest.approx(19.0)
+    assert g["0"]["group_accuracy"]["value"] > g["1"]["group_accuracy"]["value"]
+    ages = np.arange(0, 111)
+    probs = np.eye(111)[pred.astype(int)]
+    out2 = fairness_report(age, probs, {"race": race}, task="age", ages=ages, n_boot=20)
+    assert out2["race"]["groups"]["1"]["mae"]["value"] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="ages="):
+        fairness_report(age, probs, {"race": race}, task="age", n_boot=5)
+
+
+def test_bootstrap_is_reproducible():
+    y, p, sens = _classification_data(seed=5, n=200)
+    a = fairness_report(y, p, {"sex": sens["sex"]}, n_boot=10, random_state=7)
+    b = fairness_report(y, p, {"sex": sens["sex"]}, n_boot=10, random_state=7)
+    assert a == b
+
+
+def test_bad_input_raises():
+    y, p, sens = _classification_data(n=50)
+    with pytest.raises(ValueError, match="task"):
+        fairness_report(y, p, sens, task="regression")
+    with pytest.raises(ValueError, match="non-empty dict"):
+        fairness_report(y, p, {})
+    with pytest.raises(ValueError, match="values but there are"):
+        fairness_report(y, p, {"sex": ["male"]})
+    with pytest.raises(ValueError, match="out of range"):
+        fairness_report(y, p, sens, malignant_classes=[7])
+    with pytest.raises(ValueError, match="classification.* only"):
+        fairness_report(y, p.argmax(1), sens, task="ordinal", malignant_classes=[0])
+
+
+def test_n_boot_zero_skips_the_bootstrap():
+    y, p, sens = _classification_data(seed=6, n=150)
+    out = fairness_report(y, p, {"tone_bucket": sens["tone_bucket"]}, n_boot=0)
+    light = out["tone_bucket"]["groups"]["light"]["accuracy"]
+    assert light["value"] is not None and light["ci_low"] is None and light["ci_high"] is None
+    assert out["tone_bucket"]["overall"]["accuracy"]["ci_low"] is None
+    assert out["tone_bucket"]["ci_quantiles"] is None
+    json.dumps(out, allow_nan=False)
+    with pytest.raises(ValueError, match="n_boot"):
+        fairness_report(y, p, sens, n_boot=-1)

