@@ -79,7 +79,7 @@ def cold_start(cfg: Path, work: Path, photo: str) -> dict:
     from tests.app_helpers import RunningApp
 
     t0 = time.perf_counter()
-    with RunningApp(cfg, work) as app:
+    with RunningApp(cfg, work, SKINLENS_PREDICTION_CACHE="0") as app:
         up = time.perf_counter() - t0
         app.client.predict(handle_file(photo), api_name="/predict")
         first = time.perf_counter() - t0
@@ -92,15 +92,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="a condition checkpoint folder (default: skinlens.yaml's models if built)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the app's rule, app.torch_threads())")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "app.json"))
     args = parser.parse_args(argv)
 
     import psutil
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if not args.threads:
+        from app import torch_threads
+
+        args.threads = torch_threads()
+    torch.set_num_threads(args.threads)
     from transformers import pipeline
 
     from skin.service import SkinLensService, load_config
@@ -137,20 +141,31 @@ def main(argv=None) -> int:
             cond_only.explain(p, "condition", "gradcam")
             cond_only.explain(p, "condition", "integrated_gradients")
 
+        def fresh(fn):
+            """Empty the prediction caches first: every timed call runs the model (as a new photo would);
+            Explain right after Predict reuses Predict's forward pass, as in the UI."""
+            def run(p):
+                cond_only._prob_cache.clear()
+                full._prob_cache.clear()
+                return fn(p)
+            return run
+
         rows = {
             "pipeline": timed(lambda p: pipe(p), closeups, args.repeats),
-            "predict[condition]": timed(lambda p: cond_only.predict(p), closeups, args.repeats),
-            "predict+gradcam": timed(lambda p: (cond_only.predict(p), cond_only.explain(p, "condition", "gradcam")),
+            "predict[condition]": timed(fresh(cond_only.predict), closeups, args.repeats),
+            "predict+gradcam": timed(fresh(lambda p: (cond_only.predict(p),
+                                                      cond_only.explain(p, "condition", "gradcam"))),
                                      closeups, args.repeats),
-            "predict+ig": timed(lambda p: (cond_only.predict(p),
-                                           cond_only.explain(p, "condition", "integrated_gradients")),
+            "predict+ig": timed(fresh(lambda p: (cond_only.predict(p),
+                                                 cond_only.explain(p, "condition", "integrated_gradients"))),
                                 closeups, args.repeats),
-            "gradcam only": timed(lambda p: cond_only.explain(p, "condition", "gradcam"), closeups, args.repeats),
-            "ig only": timed(lambda p: cond_only.explain(p, "condition", "integrated_gradients"),
+            "gradcam only": timed(fresh(lambda p: cond_only.explain(p, "condition", "gradcam")),
+                                  closeups, args.repeats),
+            "ig only": timed(fresh(lambda p: cond_only.explain(p, "condition", "integrated_gradients")),
                              closeups, args.repeats),
         }
         if len(config.models) > 1:
-            rows["predict[all]"] = timed(lambda p: full.predict(p), photos, args.repeats)
+            rows["predict[all]"] = timed(fresh(full.predict), photos, args.repeats)
         rss_end = psutil.Process().memory_info().rss
 
     base = rows["pipeline"]["p50"]

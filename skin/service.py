@@ -96,6 +96,8 @@ CARD_METRIC = {
     "age": ("mae", "mean absolute error (years)", False, 3.0),
 }
 TONE_ATTRIBUTE = "tone_bucket"
+#: Predictions kept (keyed by model and input-tensor hash; probabilities only, no image).
+PROB_CACHE_SIZE = 64
 
 
 class ModelUnavailable(ValueError):
@@ -298,6 +300,10 @@ class SkinLensService:
         self._errors: dict[str, str] = {}
         self._load_lock = threading.Lock()
         self._faithfulness: dict[str, dict] | None = None
+        self._prob_cache: dict[tuple[str, str], np.ndarray] = {}
+        #: 0 turns the prediction cache off (benchmarks): SKINLENS_PREDICTION_CACHE
+        self.cache_size = int(os.environ.get("SKINLENS_PREDICTION_CACHE", PROB_CACHE_SIZE))
+        self._cache_lock = threading.Lock()
 
     # ---------------- models ----------------
     def model_problem(self, key: str) -> str | None:
@@ -431,12 +437,27 @@ class SkinLensService:
 
     # ---------------- predict ----------------
     def _probs(self, lm: LoadedModel, view) -> tuple[np.ndarray, Any]:
+        """Softmax of ``lm`` on ``view`` and the input tensor; the last few results are cached by
+        input content, so Explain after Predict on the same photo does not run the model again."""
+        import hashlib
+
         import torch
 
         x = lm.pixel_values(view)
+        digest = hashlib.sha1(x.numpy().tobytes()).hexdigest()
+        cache_key = (lm.spec.key, digest)
+        with self._cache_lock:
+            hit = self._prob_cache.get(cache_key)
+        if hit is not None:
+            return hit.copy(), x
         with lm.lock, torch.inference_mode():
             logits = lm.model(pixel_values=x).logits
-        return torch.softmax(logits.float(), dim=-1)[0].cpu().numpy(), x
+        probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
+        with self._cache_lock:
+            self._prob_cache[cache_key] = probs
+            while len(self._prob_cache) > self.cache_size:
+                self._prob_cache.pop(next(iter(self._prob_cache)))
+        return probs.copy(), x
 
     def _read_out(self, lm: LoadedModel, probs: np.ndarray) -> dict:
         spec, k = lm.spec, self.config.top_k
@@ -572,6 +593,8 @@ class SkinLensService:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
         target_idx = self._target_index(lm, target)
         probs, x = self._probs(lm, view)
+        if target_idx is None:
+            target_idx = int(np.argmax(probs))
         with lm.lock:
             exp = explain(lm.model, x, target=target_idx, method=method)
         label = lm.labels[exp.target]

@@ -282,13 +282,13 @@ def estimate_tone(image, *, lesion_photo: bool = False) -> dict:
     fraction = float(mask.mean())
     value = _ita_from_lab(lab, mask) if fraction >= MIN_SKIN_FRACTION else None
     if value is None:
-        return {
-            "ita": None,
-            "chardon": None,
-            "bucket": None,
-            "skin_fraction": fraction,
-            "message": "no skin found: take the photo closer to the skin, in even daylight",
-        }
+        if fraction < MIN_SKIN_FRACTION:
+            why = "no skin found: take the photo closer to the skin, in even daylight"
+        elif int(mask.sum()) < MIN_SKIN_PIXELS:
+            why = f"no skin found: the image is too small (fewer than {MIN_SKIN_PIXELS} skin pixels)"
+        else:
+            why = "no skin found: the colours have no skin-like yellow (a strong blue or grey cast?)"
+        return {"ita": None, "chardon": None, "bucket": None, "skin_fraction": fraction, "message": why}
     return {
         "ita": value,
         "chardon": chardon_category(value),

@@ -112,6 +112,12 @@ def test_blank_image_has_no_face(blank, backend):
     assert largest_face(blank, backend=backend) is None
 
 
+@pytest.mark.parametrize("size", [(1, 1), (12, 12), (19, 40)])
+@pytest.mark.parametrize("backend", ["mtcnn", "opencv"])
+def test_images_too_small_for_a_face_give_no_face(size, backend):
+    assert detect_faces(np.zeros((*size, 3), np.uint8), backend=backend) == []
+
+
 def test_opencv_backend_finds_the_astronaut_and_regions_come_from_the_box(astronaut):
     found = detect_faces(astronaut, backend="opencv")
     assert len(found) >= 1

@@ -147,6 +147,12 @@ def test_nearly_empty_mask_is_no_skin():
     assert ita(img, np.zeros((100, 100), bool)) is None
 
 
+def test_tiny_image_is_no_skin_with_a_reason():
+    out = estimate_tone(_uniform(_rgb_of_lab(65, 12, 18), size=(4, 5)))
+    assert out["ita"] is None and out["skin_fraction"] == 1.0
+    assert "too small" in out["message"]
+
+
 def test_bad_inputs_raise_value_errors_that_say_what_to_do():
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         ita(np.zeros((10, 10), np.uint8))
