@@ -22,11 +22,8 @@ photo cannot tell which it is.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
-import types
 import warnings
 from dataclasses import dataclass
 
@@ -115,31 +112,14 @@ def _to_pil(image):
 
 
 def _mtcnn_class():
-    """``facenet_pytorch.MTCNN``, working around a packaging gap.
+    """``facenet_pytorch.MTCNN`` (its weights ship in the wheel).
 
-    ``facenet_pytorch/__init__.py`` also imports ``InceptionResnetV1``, whose
-    module imports ``requests`` (to download recognition weights) even though
-    MTCNN never uses it. When ``requests`` is missing, load the MTCNN module
-    from the installed package under a private package name, so the wheel's
-    ``__init__`` (and ``requests``) is never needed and the real
-    ``facenet_pytorch`` name is left untouched.
+    facenet-pytorch is installed with ``--no-deps`` (its pins are stale); its
+    package ``__init__`` imports ``requests``, which requirements.txt provides.
     """
-    try:
-        from facenet_pytorch import MTCNN
+    from facenet_pytorch import MTCNN
 
-        return MTCNN
-    except ModuleNotFoundError as e:
-        if e.name != "requests":
-            raise
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("facenet_pytorch is not installed", name="facenet_pytorch")
-    alias = "_skinlens_facenet_models"
-    if alias not in sys.modules:
-        package = types.ModuleType(alias)
-        package.__path__ = [os.path.join(spec.submodule_search_locations[0], "models")]
-        sys.modules[alias] = package
-    return importlib.import_module(f"{alias}.mtcnn").MTCNN
+    return MTCNN
 
 
 def _get_mtcnn():
