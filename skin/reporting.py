@@ -96,6 +96,7 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
         "calibration": calib,
         "fairness": test.get("fairness", {}),
         "tta": data_args.tta,
+        "world_size": training_args.world_size,
         "train_runtime_s": extra.get("train_runtime_s"),
         "wall_time_s": round(time.time() - extra["started"], 1),
         "figures": {k: os.path.relpath(v, run_dir) for k, v in figures.items()},
