@@ -12,7 +12,7 @@ fairness), ``metrics.csv``, ``args.json``, figures, ``merged/`` (loads in
     python train.py --task condition_ham10000 --data_dir ../shared/data/ham10000 \
         --model_name_or_path efficientnet_lite0 --finetune_mode lora --num_train_epochs 8
     python train.py config.yaml          # the same arguments from YAML / JSON
-    accelerate launch --num_processes 2 train.py ...
+    accelerate launch --multi_gpu --num_processes 2 train.py ...   # CPU-only: 2 gloo processes
 """
 
 from __future__ import annotations

