@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skin.images import as_rgb_pil
+
 # MTCNN's own default stage thresholds find faces down to ~0.6 confidence;
 # keeping >= 0.9 drops most false alarms on skin close-ups, patterned cloth and
 # lesions while true faces score > 0.99 (UTKFace chips, skimage's astronaut).
@@ -90,25 +92,6 @@ class Face:
     @property
     def area(self) -> float:
         return max(0.0, self.width) * max(0.0, self.height)
-
-
-def _to_pil(image):
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(
-            f"expected a PIL image or an HxWx3 uint8 RGB array, got shape {arr.shape} "
-            f"dtype {arr.dtype}; convert with PIL.Image.open(path).convert('RGB')"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"image has no pixels (shape {arr.shape})")
-    return Image.fromarray(arr)
-
-
-# --- detectors -----------------------------------------------------------------------------
 
 
 def _mtcnn_class():
@@ -223,7 +206,7 @@ def detect_faces(image, *, backend: str = "auto", min_score: float = MIN_SCORE) 
     """
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score is a probability in [0, 1], got {min_score}")
-    pil = _to_pil(image)
+    pil = as_rgb_pil(image)
     width, height = pil.size
     scale = 1.0
     if max(width, height) > DETECT_SIDE:
@@ -273,7 +256,7 @@ def crop_face(image, face: Face, margin: float = 0.2):
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0 (a fraction of the face size), got {margin}")
-    pil = _to_pil(image)
+    pil = as_rgb_pil(image)
     x1, y1, x2, y2 = face.box
     dx, dy = margin * face.width, margin * face.height
     box = _clip_box((x1 - dx, y1 - dy, x2 + dx, y2 + dy), *pil.size)
@@ -333,7 +316,7 @@ def crop_regions(image, face: Face) -> dict:
     side (e.g. a forehead cut off by the frame's top) is omitted, so check for
     the keys you need.
     """
-    pil = _to_pil(image)
+    pil = as_rgb_pil(image)
     crops = {}
     for name, box in region_boxes(face).items():
         x1, y1, x2, y2 = _clip_box(box, *pil.size)

@@ -40,3 +40,27 @@ def image_file_problem(path: str | os.PathLike) -> str | None:
     if fmt == "PNG" and b"IEND" not in tail:
         return "truncated PNG (no IEND chunk)"
     return None
+
+
+def as_rgb_array(image) -> "np.ndarray":
+    """PIL image or HxWx3 uint8 array → HxWx3 uint8 RGB array (no copy if possible)."""
+    import numpy as np
+
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(
+            f"expected a PIL image or an HxWx3 uint8 RGB array, got shape {arr.shape} "
+            f"dtype {arr.dtype}; convert with PIL.Image.open(path).convert('RGB')"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"image has no pixels (shape {arr.shape})")
+    return arr
+
+
+def as_rgb_pil(image) -> Image.Image:
+    """PIL image or HxWx3 uint8 array → RGB PIL image."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB") if image.mode != "RGB" else image
+    return Image.fromarray(as_rgb_array(image))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from skin.images import as_rgb_array
+
 # Measurements are taken at this long side (never upscaled). Fixing the scale
 # makes the blur measure independent of the camera's resolution: a 4000 px
 # photo and its 1000 px copy give the same Laplacian variance, and 256 px is
@@ -121,22 +123,6 @@ class QualityReport:
         return [p.code for p in self.problems]
 
 
-def _to_rgb_array(image) -> np.ndarray:
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(
-            f"expected a PIL image or an HxWx3 uint8 RGB array, got shape {arr.shape} "
-            f"dtype {arr.dtype}; convert with PIL.Image.open(path).convert('RGB')"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"image has no pixels (shape {arr.shape})")
-    return arr
-
-
 def _downscaled(image) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGB array with long side <= WORK_SIDE, original (width, height))."""
     from PIL import Image
@@ -145,7 +131,7 @@ def _downscaled(image) -> tuple[np.ndarray, tuple[int, int]]:
         size = image.size
         pil = image.convert("RGB")
     else:
-        arr = _to_rgb_array(image)
+        arr = as_rgb_array(image)
         size = (arr.shape[1], arr.shape[0])
         if max(size) <= WORK_SIDE:
             return arr, size

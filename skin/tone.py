@@ -37,6 +37,8 @@ import math
 
 import numpy as np
 
+from skin.images import as_rgb_array
+
 TONE_BUCKETS = ("light", "medium", "dark")
 
 # Chardon et al. (1991) skin colour categories, lightest first, with the lower
@@ -135,23 +137,6 @@ def _finite_angle(ita: float) -> float:
     return value
 
 
-def _as_rgb_array(image) -> np.ndarray:
-    """PIL image or HxWx3 uint8 array → HxWx3 uint8 RGB array (no copy if possible)."""
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(
-            f"expected a PIL image or an HxWx3 uint8 RGB array, got shape {arr.shape} "
-            f"dtype {arr.dtype}; convert with PIL.Image.open(path).convert('RGB')"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"image has no pixels (shape {arr.shape})")
-    return arr
-
-
 def _downscale(rgb: np.ndarray, max_side: int = WORK_SIDE) -> np.ndarray:
     h, w = rgb.shape[:2]
     if max(h, w) <= max_side:
@@ -196,7 +181,7 @@ def skin_mask(
     that share of the darkest remaining pixels (pigment outside the disc).
     ``lab`` may pass a precomputed CIELAB copy of the image to save work.
     """
-    rgb = _as_rgb_array(image)
+    rgb = as_rgb_array(image)
     if not 0.0 <= exclude_center <= 1.0:
         raise ValueError(f"exclude_center is a fraction of the short side in [0, 1], got {exclude_center}")
     if not 0.0 <= drop_darkest < 0.5:
@@ -234,7 +219,7 @@ def ita(image, mask=None) -> float | None:
     :data:`MIN_SKIN_PIXELS` pixels are masked or the median b* is not positive
     (not skin-coloured: the angle is undefined at b* = 0).
     """
-    rgb = _as_rgb_array(image)
+    rgb = as_rgb_array(image)
     if mask is None:
         rgb = _downscale(rgb)
         lab = _lab(rgb)
@@ -271,7 +256,7 @@ def estimate_tone(image, *, lesion_photo: bool = False) -> dict:
     ``lesion_photo=True`` excludes the central lesion and the darkest pixels
     (see :func:`skin_mask`); use it for close-ups centred on a lesion.
     """
-    rgb = _downscale(_as_rgb_array(image))
+    rgb = _downscale(as_rgb_array(image))
     lab = _lab(rgb)
     mask = skin_mask(
         rgb,
