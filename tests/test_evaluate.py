@@ -1,0 +1,60 @@
+"""skin.evaluate on fixtures: a condition model audited on DDI, and the CLI contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.layouts import make_ddi, make_ham10000
+
+HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+@pytest.fixture(scope="module")
+def condition_dir(tmp_path_factory):
+    from skin.models import create_model, export_merged
+
+    model, processor = create_model("efficientnet_lite0", HAM_LABELS, image_size=32)
+    return export_merged(model, processor, str(tmp_path_factory.mktemp("cond") / "merged"))
+
+
+def test_ddi_audit_reports_malignancy_auc_overall_and_per_fst(condition_dir, tmp_path, capsys):
+    from skin.evaluate import main
+
+    ddi = make_ddi(tmp_path).data_dir
+    rc = main(["--model", condition_dir, "--dataset", "ddi", "--data-dir", str(ddi), "--split", "all", "--json",
+               "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] > 0
+    assert "malignancy_auc" in report
+    assert set(report["malignancy_by_fst"]) <= {"I-II", "III-IV", "V-VI"}
+    for group in report["malignancy_by_fst"].values():
+        assert group["n"] > 0 and "roc_auc" in group
+
+
+def test_evaluate_cli_contract_on_ham_fixture(condition_dir, tmp_path, capsys):
+    from skin.evaluate import main
+
+    ham = make_ham10000(tmp_path).data_dir
+    rc = main(["--model", condition_dir, "--dataset", "ham10000", "--data-dir", str(ham), "--split", "test",
+               "--json", "--n-boot", "10", "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("n", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "ece", "fairness"):
+        assert key in report
+    group = next(iter(report["fairness"]["sex"]["groups"].values()))
+    assert "n" in group and "accuracy" in group
+
+
+def test_evaluate_wrong_model_for_dataset_is_a_clear_error(condition_dir, tmp_path, capsys):
+    from skin.evaluate import main
+
+    from tests.layouts import make_utkface
+
+    utk = make_utkface(tmp_path).data_dir
+    rc = main(["--model", condition_dir, "--dataset", "utkface", "--data-dir", str(utk),
+               "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 2
+    assert "differ from utkface" in capsys.readouterr().err
