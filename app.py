@@ -237,10 +237,10 @@ demo = build_demo(service)
 if __name__ == "__main__":
     import threading
 
-    # Load the models while the server starts, so the first visitor does not wait for them
+    # Load the models and warm them up while the server starts, so the first visitor does not wait
     # (a missing model is reported by the notice and by predict, not here).
     import torch
 
     torch.set_num_threads(torch_threads())
-    threading.Thread(target=service.load_all, name="load-models", daemon=True).start()
+    threading.Thread(target=service.warm_up, name="warm-up", daemon=True).start()
     demo.queue(default_concurrency_limit=CONCURRENCY).launch(**launch_kwargs())

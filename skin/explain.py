@@ -325,9 +325,15 @@ def explain(
     x = _as_batch(pixel_values)
     forward = ModelForward(model)
     with _eval_mode(model):
-        with torch.no_grad():
-            logits = forward(x)
-        target = _check_target(logits, target)
+        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+        if target is None or num_labels is None:
+            # Only run a forward pass to choose (or range-check) the class when
+            # the caller has not already: the app passes the target it predicted.
+            with torch.no_grad():
+                logits = forward(x)
+            target = _check_target(logits, target)
+        else:
+            target = _check_target(torch.empty(1, num_labels), target)
         start = time.perf_counter()
         res = fn(model, forward, x, target, **options)
         seconds = time.perf_counter() - start

@@ -401,6 +401,20 @@ class SkinLensService:
                 out[key] = str(e)
         return out
 
+    def warm_up(self) -> None:
+        """Load every model and run one prediction on a synthetic photo.
+
+        The first real request then finds the models, the face detector and
+        the CPU kernels ready (part of the cold-start budget). A missing model
+        is reported by :meth:`status`, not here.
+        """
+        from PIL import Image
+
+        problems = self.load_all()
+        if all(problems.values()):
+            return
+        self.predict(Image.new("RGB", (320, 320), (186, 140, 118)))
+
     # ---------------- inputs ----------------
     def load_upload(self, path_or_bytes) -> LoadedImage:
         """Decode an upload safely (:func:`skin.uploads.load_image` with the configured limits)."""
