@@ -47,6 +47,9 @@ class ModelArguments:
     image_size: int | None = field(default=None, metadata={"help": "input side in pixels (timm CNNs only)"})
     finetune_mode: str = field(default="lora", metadata={"help": "lora, head or full"})
     head_epochs: float = field(default=0.0, metadata={"help": "phased schedule: epochs of head-only training first"})
+    init_adapter: str | None = field(
+        default=None, metadata={"help": "continue from a saved LoRA adapter folder (a run's adapter/ or "
+                                        "models/<name>/adapter); backbone, labels and image size come from it"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
@@ -64,6 +67,11 @@ class ModelArguments:
                              f"({', '.join(TIMM_WHEEL_MODELS)}); a Hub model keeps its processor's size")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ValueError(f"--image_size must be between 32 and 1024, got {self.image_size}")
+        if self.init_adapter and self.finetune_mode != "lora":
+            raise ValueError("--init_adapter continues a LoRA adapter: use it with --finetune_mode lora")
+        if self.init_adapter and not os.path.isfile(os.path.join(self.init_adapter, "adapter_config.json")):
+            raise ValueError(f"--init_adapter {self.init_adapter!r} has no adapter_config.json: pass a run's "
+                             "adapter/ folder or models/<name>/adapter")
         if self.head_epochs < 0:
             raise ValueError("--head_epochs must be >= 0")
         if self.head_epochs and self.finetune_mode == "head":
@@ -194,12 +202,19 @@ def main(argv=None):
     from skin.losses import make_loss, trainer_loss
     from skin.models import count_parameters, create_model, prepare_finetune
 
-    model, processor = create_model(model_args.model_name_or_path, labels, image_size=model_args.image_size)
-    if model_args.finetune_mode != "full":
-        freeze_batchnorm(model)
-    model = prepare_finetune(model, model_args.finetune_mode, lora_r=model_args.lora_r,
-                             lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                             target_modules=model_args.lora_target_modules)
+    if model_args.init_adapter:
+        from skin.models import load_adapter
+
+        model, processor = load_adapter(model_args.init_adapter, labels, is_trainable=True)
+        freeze_batchnorm(model.get_base_model())
+        model_args.model_name_or_path = model.peft_config["default"].base_model_name_or_path
+    else:
+        model, processor = create_model(model_args.model_name_or_path, labels, image_size=model_args.image_size)
+        if model_args.finetune_mode != "full":
+            freeze_batchnorm(model)
+        model = prepare_finetune(model, model_args.finetune_mode, lora_r=model_args.lora_r,
+                                 lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                                 target_modules=model_args.lora_target_modules)
     trainable, total = count_parameters(model)
     logger.info("model %s, mode %s: %d / %d parameters trainable", model_args.model_name_or_path,
                 model_args.finetune_mode, trainable, total)
