@@ -44,13 +44,16 @@ def hog_features(ds, size: int = 64) -> np.ndarray:
 
 
 def make_classifier(name: str, seed: int = 0):
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     if name == "svm":
-        clf = SVC(kernel="rbf", C=1.0, class_weight="balanced", probability=True, random_state=seed)
+        # Platt-scaled probabilities (what SVC(probability=True) did before scikit-learn 1.9 deprecated it).
+        clf = CalibratedClassifierCV(SVC(kernel="rbf", C=1.0, class_weight="balanced", random_state=seed),
+                                     method="sigmoid", ensemble=False)
     elif name == "mlp":
         clf = MLPClassifier(hidden_layer_sizes=(256,), early_stopping=True, max_iter=200, random_state=seed)
     else:
