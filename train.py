@@ -17,12 +17,11 @@ fairness), ``metrics.csv``, ``args.json``, figures, ``merged/`` (loads in
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -165,6 +164,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     model_args, data_args, training_args = parse_args(argv)
     task = get_task(data_args.task)
     if training_args.run_name is None or training_args.output_dir == os.path.join("experiments", "run"):
@@ -253,7 +253,7 @@ def main(argv=None):
         model_args=model_args, data_args=data_args, training_args=training_args,
         extra={"trainable_parameters": trainable, "total_parameters": total,
                "train_runtime_s": train_result.metrics.get("train_runtime"),
-               "wall_time_s": None, "started": started},
+               "started": started, "command": "python train.py " + " ".join(argv)},
     )
     if training_args.hub_repo:
         from skin.hub import push_run

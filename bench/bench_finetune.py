@@ -110,7 +110,7 @@ def main(argv=None):
                           "throughput_vs_full": round(full_s / s, 2), "peak_rss_mb": round(mb),
                           "memory_vs_full": round(mb / full_mb, 2), "trainable": per[m][0]["trainable"],
                           "total": per[m][0]["total"]})
-    print(f"\n| backbone | mode | batch | s/step | throughput vs full | peak RSS MB | memory vs full | trainable |")
+    print("\n| backbone | mode | batch | s/step | throughput vs full | peak RSS MB | memory vs full | trainable |")
     print("|---|---|---|---|---|---|---|---|")
     for r in table:
         print(f"| {r['backbone']} | {r['mode']} | {r['batch']} | {r['step_s']} | {r['throughput_vs_full']}x | "

@@ -61,8 +61,11 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
     builder = get_builder(name, data_dir, cache_dir=cache_dir, **config)
     builder.download_and_prepare()
     dsd = builder.as_dataset()
-    # The skip list comes from a fresh scan, so it is right even on a cache hit.
-    _, skipped = builder.split_records()
+    # Preparing records the skip list on the builder; on a cache hit nothing was
+    # scanned, so scan now (cheap: CSV + file headers) to report it anyway.
+    skipped = getattr(builder, "skipped", None)
+    if skipped is None:
+        _, skipped = builder.split_records()
     features = next(iter(dsd.values())).features
     label = features.get("label")
     out = {

@@ -43,8 +43,6 @@ def load_report(ref: str) -> dict | None:
 
 def load_classifier(ref: str):
     """``(model, processor)`` in eval mode; calibrated when the checkpoint is."""
-    import torch
-
     if ref in DEFAULTS:
         from skin.models import fold_temperature, load_adapter
         from skin.training import unfreeze_batchnorm

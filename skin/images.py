@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 _TAIL = 1024  # JPEG writers may pad a few bytes after the EOI marker.
@@ -42,10 +43,8 @@ def image_file_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def as_rgb_array(image) -> "np.ndarray":
+def as_rgb_array(image) -> np.ndarray:
     """PIL image or HxWx3 uint8 array → HxWx3 uint8 RGB array (no copy if possible)."""
-    import numpy as np
-
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     arr = np.asarray(image)

@@ -101,7 +101,7 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
         "wall_time_s": round(time.time() - extra["started"], 1),
         "figures": {k: os.path.relpath(v, run_dir) for k, v in figures.items()},
         "exported": {k: os.path.relpath(v, run_dir) for k, v in exported.items()},
-        "command": "python train.py " + " ".join(os.sys.argv[1:]),
+        "command": extra["command"],
     }
     with open(os.path.join(run_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=2, default=_json_default)

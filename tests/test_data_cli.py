@@ -138,3 +138,16 @@ def test_export_round_trip(name, tmp_path, capsys):
     shutil.rmtree(layout.data_dir)
     again = datasets.load_dataset("parquet", data_dir=str(out_dir), cache_dir=str(tmp_path / "cache_parquet2"))
     assert again["test"][0]["image"].size == (layouts.SIDE, layouts.SIDE)
+
+
+def test_info_reports_skips_on_a_cache_hit_too(tmp_path):
+    """The second call finds the prepared cache and must still list the skipped files."""
+    from skin.data import info
+
+    from tests.layouts import make_ham10000
+
+    layout = make_ham10000(tmp_path)
+    first = info("ham10000", str(layout.data_dir), cache_dir=str(tmp_path / "cache"))
+    second = info("ham10000", str(layout.data_dir), cache_dir=str(tmp_path / "cache"))
+    assert first["skipped"] and first["skipped"] == second["skipped"]
+    assert first["splits"] == second["splits"]

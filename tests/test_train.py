@@ -48,6 +48,7 @@ def test_run_folder_has_reports_and_figures(lora_run):
                 "calibration", "fairness", "wall_time_s"):
         assert key in saved, key
     assert saved["trainable_parameters"] < saved["total_parameters"]
+    assert "--lora_r 4" in saved["command"] and saved["command"].startswith("python train.py --task")
     assert set(saved["calibration"]) >= {"temperature", "ece_before", "ece_after"}
     assert {"accuracy", "balanced_accuracy", "macro_f1"} <= set(saved["test"])
     assert "sex" in saved["fairness"]
