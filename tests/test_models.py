@@ -363,3 +363,68 @@ def test_unknown_architecture_names_the_flag():
         M.lora_target_modules(model)
     lora = M.prepare_finetune(model, "lora", target_modules=["convolution"])
     assert M.count_parameters(lora)[0] > 0
+
+
+# --------------------------------------------------------------------- partial unfreezing
+
+
+def test_unfrozen_module_names_per_architecture(hf_dirs):
+    _, lite0, _ = _build("efficientnet_lite0", hf_dirs, pretrained=False)
+    assert M.block_list_name(lite0) == "timm_model.blocks"
+    assert M.unfrozen_module_names(lite0, 2) == [
+        "timm_model.blocks.5", "timm_model.blocks.6", "timm_model.conv_head", "timm_model.bn2"]
+    _, vit, _ = _build("vit", hf_dirs)
+    assert M.unfrozen_module_names(vit, 1) == ["vit.layers.1", "vit.layernorm"]
+    _, convnext, _ = _build("convnext", hf_dirs)
+    assert M.unfrozen_module_names(convnext, 1) == ["convnext.encoder.stages.1", "convnext.layernorm"]
+    with pytest.raises(ValueError, match="unfreeze_last must be between 1 and 7"):
+        M.unfrozen_module_names(lite0, 8)
+
+
+def test_partial_mode_trains_last_stages_and_reloads_identically(hf_dirs, tmp_path):
+    from timm.layers import FrozenBatchNormAct2d
+
+    from skin.training import freeze_batchnorm
+
+    name, model, processor = _build("efficientnet_lite0", hf_dirs)
+    freeze_batchnorm(model)  # as train.py does for every mode but full
+    model = M.prepare_finetune(model, "partial", unfreeze_last=2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    stages = {".".join(n.split(".")[1:3]) if ".blocks." in n else n.split(".")[1] for n in trainable}
+    assert stages == {"blocks.5", "blocks.6", "conv_head", "bn2", "classifier"}
+    base = model.timm_model
+    assert isinstance(base.blocks[0][0].bn1, FrozenBatchNormAct2d)  # below: ImageNet statistics, fixed
+    trained_bn = base.blocks[6][0].bn1
+    assert not isinstance(trained_bn, FrozenBatchNormAct2d)  # unfrozen stages: BatchNorm trains
+    running_before = trained_bn.running_mean.clone()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _train_steps(model, "efficientnet_lite0")
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    assert changed and changed <= trainable
+    assert not torch.equal(running_before, trained_bn.running_mean)
+
+    x = processor(_pil(3), return_tensors="pt")["pixel_values"]
+    expected = _logits(model, x)
+    M.save_adapter(model, tmp_path / "adapter", name)
+    meta = json.loads((tmp_path / "adapter" / M.ADAPTER_META_FILE).read_text())
+    assert meta["finetune_mode"] == "partial"
+    saved = (tmp_path / "adapter" / M.PARTIAL_WEIGHTS_FILE).stat().st_size
+    assert saved < 0.9 * sum(p.numel() for p in model.parameters()) * 4  # the trained modules only
+    reloaded, _ = M.load_adapter(tmp_path / "adapter")
+    assert reloaded.skinlens_finetune_mode == "partial"
+    assert not any(p.requires_grad for p in reloaded.parameters())
+    torch.testing.assert_close(_logits(reloaded, x), expected, atol=1e-5, rtol=1e-5)
+    trainable_again, _ = M.load_adapter(tmp_path / "adapter", is_trainable=True)
+    assert {n for n, p in trainable_again.named_parameters() if p.requires_grad} == trainable
+    _, other, _ = _build("mobilenetv2_100", hf_dirs, pretrained=False)
+    M.save_adapter(M.prepare_finetune(other, "partial", unfreeze_last=1), tmp_path / "mnv2", "mobilenetv2_100")
+    meta2 = json.loads((tmp_path / "mnv2" / M.ADAPTER_META_FILE).read_text())
+    meta2["base_model_name_or_path"] = name
+    (tmp_path / "mnv2" / M.ADAPTER_META_FILE).write_text(json.dumps(meta2))
+    with pytest.raises(ValueError, match="does not fit"):
+        M.load_adapter(tmp_path / "mnv2")
+    # Phases: head only, then the unfrozen stages join.
+    M.set_trainable_phase(model, "head")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} < trainable
+    M.set_trainable_phase(model, "all")
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable

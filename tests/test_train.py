@@ -93,10 +93,36 @@ def test_adapter_reloads_to_merged_logits(lora_run):
     assert torch.allclose(a, b.float(), atol=1e-4)
 
 
+def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path):
+    """Phased schedule head → partial unfreezing: the adapter folder holds only the unfrozen stages, and
+    base + adapter + temperature give the merged checkpoint's probabilities."""
+    import torch
+
+    import train
+    from skin.calibration import softmax
+    from skin.hub import load_classifier
+    from skin.models import PARTIAL_WEIGHTS_FILE, load_adapter
+
+    report = train.main(tiny_args(ham, tmp_path, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
+                                  "--finetune_mode", "partial", "--unfreeze_last", "1", "--head_epochs", "1"))
+    run = tmp_path / "run"
+    assert report["mode"] == "partial" and report["trainable_parameters"] < report["total_parameters"]
+    weights = run / "adapter" / PARTIAL_WEIGHTS_FILE
+    assert weights.is_file() and weights.stat().st_size < 0.5 * (run / "merged" / "model.safetensors").stat().st_size
+    merged, _ = load_classifier(str(run / "merged"))
+    model, _ = load_adapter(str(run / "adapter"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a = torch.softmax(merged(pixel_values=x).logits, 1)
+        b = torch.from_numpy(softmax(model(pixel_values=x).logits.numpy(), report["calibration"]["temperature"]))
+    assert torch.allclose(a, b.float(), atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--finetune_mode", "partial"], "--finetune_mode must be lora, head or full"),
+        (["--finetune_mode", "adapter"], "--finetune_mode must be lora, head, full or partial"),
+        (["--finetune_mode", "partial", "--unfreeze_last", "0"], "--unfreeze_last must be >= 1"),
         (["--loss", "masked_label_smoothing"], "ordinal"),
         (["--sampler", "balanced", "--loss", "cb_ce"], "choose one"),
         (["--model_name_or_path", "google/vit-base-patch16-224", "--image_size", "64"], "--image_size only"),
