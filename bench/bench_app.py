@@ -10,8 +10,10 @@ p95 over ``--repeats`` passes of:
   decoding + quality check + tone + model),
 * ``predict[all]``: the app's predict with every configured model (adds face
   detection and the face models), when more than one is configured,
-* ``predict+gradcam`` / ``predict+ig``: condition predict followed by the
-  explanation the UI's Explain button runs (Grad-CAM; Integrated Gradients with
+* ``predict+gradcam`` / ``predict+ig``: what the UI does for Analyse then
+  Explain: the upload read and checked once (the UI keeps it in session
+  state), condition predict, then the explanation for the predicted class
+  (Grad-CAM reusing predict's forward pass; Integrated Gradients with
   :mod:`skin.explain`'s defaults),
 
 and the cold start of ``python app.py`` (process start → server answering →
@@ -60,6 +62,13 @@ def condition_checkpoint(cfg_path: Path, work: Path) -> str:
     from skin.hub import export
 
     return export(ref, str(work / "export"))["merged"]
+
+
+def as_in_ui(service, path: str, method: str):
+    """What the Space does for Analyse then Explain: the upload is read and checked once (the UI keeps
+    it in session state), predicted, then explained for the predicted class."""
+    loaded = service.load_upload(path)
+    return service.predict(loaded), service.explain(loaded, "condition", method)
 
 
 def timed(fn, photos, repeats) -> dict:
@@ -153,11 +162,8 @@ def main(argv=None) -> int:
         rows = {
             "pipeline": timed(lambda p: pipe(p), closeups, args.repeats),
             "predict[condition]": timed(fresh(cond_only.predict), closeups, args.repeats),
-            "predict+gradcam": timed(fresh(lambda p: (cond_only.predict(p),
-                                                      cond_only.explain(p, "condition", "gradcam"))),
-                                     closeups, args.repeats),
-            "predict+ig": timed(fresh(lambda p: (cond_only.predict(p),
-                                                 cond_only.explain(p, "condition", "integrated_gradients"))),
+            "predict+gradcam": timed(fresh(lambda p: as_in_ui(cond_only, p, "gradcam")), closeups, args.repeats),
+            "predict+ig": timed(fresh(lambda p: as_in_ui(cond_only, p, "integrated_gradients")),
                                 closeups, args.repeats),
             "gradcam only": timed(fresh(lambda p: cond_only.explain(p, "condition", "gradcam")),
                                   closeups, args.repeats),

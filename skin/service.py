@@ -450,12 +450,20 @@ class SkinLensService:
         return crop_face(image, face), None
 
     # ---------------- predict ----------------
-    def _probs(self, lm: LoadedModel, view) -> tuple[np.ndarray, Any]:
-        """Softmax of ``lm`` on ``view`` and the input tensor; the last few results are cached by
-        input content, so Explain after Predict on the same photo does not run the model again."""
+    def _forward(self, lm: LoadedModel, view) -> tuple[np.ndarray, Any, Any]:
+        """``(softmax, input tensor, last feature map or None)`` of ``lm`` on ``view``.
+
+        The last few results are cached by input content, so Explain after
+        Predict on the same photo does not run the model again; for timm CNNs the
+        forward pass also records the feature map Grad-CAM reads
+        (:func:`skin.explain.capture_features`), so Grad-CAM then needs only a
+        backward pass through the classifier head.
+        """
         import hashlib
 
         import torch
+
+        from skin.explain import capture_features
 
         x = lm.pixel_values(view)
         digest = hashlib.sha1(x.numpy().tobytes()).hexdigest()
@@ -463,15 +471,21 @@ class SkinLensService:
         with self._cache_lock:
             hit = self._prob_cache.get(cache_key)
         if hit is not None:
-            return hit.copy(), x
-        with lm.lock, torch.inference_mode():
+            return hit[0].copy(), x, hit[1]
+        with lm.lock, torch.inference_mode(), capture_features(lm.model) as store:
             logits = lm.model(pixel_values=x).logits
         probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
+        features = store.get("features")
         with self._cache_lock:
-            self._prob_cache[cache_key] = probs
+            self._prob_cache[cache_key] = (probs, features)
             while len(self._prob_cache) > self.cache_size:
                 self._prob_cache.pop(next(iter(self._prob_cache)))
-        return probs.copy(), x
+        return probs.copy(), x, features
+
+    def _probs(self, lm: LoadedModel, view) -> tuple[np.ndarray, Any]:
+        """Softmax of ``lm`` on ``view`` and the input tensor (see :meth:`_forward`)."""
+        probs, x, _ = self._forward(lm, view)
+        return probs, x
 
     def _read_out(self, lm: LoadedModel, probs: np.ndarray) -> dict:
         spec, k = lm.spec, self.config.top_k
@@ -606,11 +620,12 @@ class SkinLensService:
         if view is None:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
         target_idx = self._target_index(lm, target)
-        probs, x = self._probs(lm, view)
+        probs, x, features = self._forward(lm, view)
         if target_idx is None:
             target_idx = int(np.argmax(probs))
+        options = {"features": features} if method == "gradcam" and features is not None else {}
         with lm.lock:
-            exp = explain(lm.model, x, target=target_idx, method=method)
+            exp = explain(lm.model, x, target=target_idx, method=method, **options)
         label = lm.labels[exp.target]
         shown = model_input_image(x, lm.processor)
         picture = overlay(shown, exp.attribution, label=label)

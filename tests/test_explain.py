@@ -379,3 +379,31 @@ def test_overlay_on_real_ham10000_photo(models):
     e = explain(model, x, method="gradcam")
     out = overlay(photo, e.attribution, label="nv")
     assert out.size == photo.size and out.mode == "RGB"
+
+
+def test_gradcam_from_recorded_features_equals_captum_layer_gradcam(models):
+    """The app's shortcut (feature map recorded in predict's forward, gradient
+    through the head only) gives Captum's LayerGradCam map, for every class."""
+    from skin.explain import capture_features, head_of
+
+    model, size = models["effnet"]
+    x = _lesion_image(size, seed=3)
+    with torch.inference_mode(), capture_features(model) as store:
+        model(pixel_values=x)
+    assert store["features"].shape[1] == 1280
+    for target in range(3):
+        full = explain(model, x, target=target, method="gradcam")
+        fast = explain(model, x, target=target, method="gradcam", features=store["features"])
+        assert fast.info["from_features"] and fast.info["layer"] == full.info["layer"]
+        np.testing.assert_allclose(fast.attribution, full.attribution, rtol=1e-4, atol=1e-6)
+    vit, _ = models["vit"]
+    assert head_of(vit) is None
+    with capture_features(vit) as store:
+        with torch.no_grad():
+            vit(pixel_values=_lesion_image(32))
+    assert store == {}
+    with pytest.raises(ValueError, match="timm CNNs only"):
+        explain(vit, _lesion_image(32), method="gradcam", features=torch.zeros(1, 4, 2, 2))
+    with pytest.raises(ValueError, match="either layer= or features="):
+        explain(model, x, method="gradcam", features=store.get("features", torch.zeros(1, 1280, 2, 2)),
+                layer="timm_model.bn2")

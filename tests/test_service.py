@@ -252,6 +252,21 @@ def test_explain_every_method(service, method):
     json.dumps(info)
 
 
+def test_gradcam_after_predict_reuses_the_forward_pass(service):
+    """Grad-CAM right after Predict on the same photo runs no second forward pass."""
+    im = skin_photo(seed=11)
+    service.predict(im)
+    lm = service.model("condition")
+    calls = []
+    handle = lm.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        _, info = service.explain(im, "condition", "gradcam")
+    finally:
+        handle.remove()
+    assert calls == []
+    assert info["target"] == info["predicted"]
+
+
 def test_explain_user_target_and_errors(service):
     _, info = service.explain(skin_photo(), "condition", "saliency", "mel")
     assert info["target"] == "mel" and info["target_index"] == HAM_LABELS.index("mel")
