@@ -32,6 +32,7 @@ import gradio as gr  # noqa: E402
 from skin.service import (  # noqa: E402
     DISCLAIMER,
     SkinLensService,
+    examples_markdown,
     fairness_markdown,
     predictions_markdown,
     quality_markdown,
@@ -163,6 +164,11 @@ def build_demo(service: SkinLensService) -> gr.Blocks:
                 analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 gr.Markdown("A close-up of the skin spot, in daylight, in focus — or a face, looking at the "
                             "camera, for the age estimate. Photos are not stored.")
+                examples = service.config.available_examples()
+                if examples:
+                    gr.Examples([[e.path] for e in examples], inputs=photo, label="Example photos",
+                                example_labels=[e.caption for e in examples], cache_examples=False)
+                gr.Markdown(examples_markdown(service.config.examples, examples), elem_id="examples-licences")
             with gr.Column(scale=1):
                 predictions = gr.Markdown(elem_id="predictions")
                 quality = gr.Markdown(elem_id="quality")
@@ -228,7 +234,9 @@ def launch_kwargs() -> dict:
     read by Gradio itself.
     """
     return {"share": False, "max_file_size": GRADIO_MAX_FILE_SIZE, "run_history": False, "ssr_mode": False,
-            "footer_links": ["api"]}
+            "footer_links": ["api"],
+            # the example photos live outside the app folder: allow exactly those files, nothing around them
+            "allowed_paths": [e.path for e in service.config.available_examples()]}
 
 
 service = SkinLensService()

@@ -123,6 +123,20 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ExamplePhoto:
+    """An example photo offered in the app: read from ``path`` at run time (never shipped in the
+    repository: the datasets' licences do not allow redistribution), shown with its licence."""
+
+    path: str
+    caption: str
+    licence: str
+
+    @property
+    def available(self) -> bool:
+        return os.path.isfile(self.path)
+
+
+@dataclass(frozen=True)
 class AppConfig:
     models: dict[str, ModelSpec]
     top_k: int = 3
@@ -131,6 +145,11 @@ class AppConfig:
     explain_results: str = str(DEFAULT_EXPLAIN_RESULTS)
     model_card_url: str = "model_card.md"
     source: str = "built-in defaults"
+    examples: list[ExamplePhoto] = field(default_factory=list)
+
+    def available_examples(self) -> list[ExamplePhoto]:
+        """The example photos present on this machine."""
+        return [e for e in self.examples if e.available]
 
 
 DEFAULT_MODELS = {
@@ -194,6 +213,17 @@ def load_config(path: str | os.PathLike | None = None) -> AppConfig:
             key=str(key), task=task.name, model=_resolve_model_ref(str(m["model"]), base), input=inp,
             title=str(m.get("title") or task.description), abstain_below=thr, card_url=m.get("card_url"),
         )
+    examples_raw = raw.get("examples") or []
+    if not isinstance(examples_raw, list):
+        raise ValueError(f"{cfg_path}: 'examples' must be a list of {{path:, caption:, licence:}}")
+    examples = []
+    for i, e in enumerate(examples_raw):
+        if not isinstance(e, dict) or not e.get("path") or not e.get("licence"):
+            raise ValueError(f"{cfg_path}: examples[{i}] needs 'path' and 'licence' (and a 'caption'): an "
+                             "example photo is shown with its licence")
+        path = Path(str(e["path"]))
+        examples.append(ExamplePhoto(path=str(path if path.is_absolute() else base / path),
+                                     caption=str(e.get("caption") or path.name), licence=str(e["licence"])))
     top_k = int(raw.get("top_k", 3))
     if top_k < 1:
         raise ValueError(f"{cfg_path}: top_k must be ≥ 1, got {top_k}")
@@ -206,6 +236,7 @@ def load_config(path: str | os.PathLike | None = None) -> AppConfig:
         explain_results=str((base / explain_results) if explain_results else DEFAULT_EXPLAIN_RESULTS),
         model_card_url=str(raw.get("model_card_url", "model_card.md")),
         source=str(cfg_path) if cfg_path.is_file() else "built-in defaults",
+        examples=examples,
     )
 
 
@@ -876,6 +907,17 @@ def quality_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def examples_markdown(configured: list[ExamplePhoto], available: list[ExamplePhoto]) -> str:
+    """Licence notes of the example photos, or why there are none."""
+    if available:
+        return "Example photos (not stored in this app; read from the datasets): " + "; ".join(
+            f"*{e.caption}* — {e.licence}" for e in available) + "."
+    if configured:
+        return ("No example photos on this machine: they are read from the datasets' folders at run time "
+                f"(e.g. `{configured[0].path}`), because their licences do not allow shipping them with the app.")
+    return ""
+
+
 def fairness_markdown(card: dict) -> str:
     bucket = card.get("user_bucket")
     lines = [f"### How well does this model work for your skin tone? — {card['title']}"]
@@ -915,11 +957,13 @@ def fairness_markdown(card: dict) -> str:
 __all__ = [
     "AppConfig",
     "DISCLAIMER",
+    "ExamplePhoto",
     "LoadedModel",
     "ModelSpec",
     "ModelUnavailable",
     "SkinLensService",
     "UploadError",
+    "examples_markdown",
     "fairness_markdown",
     "load_config",
     "model_input_image",

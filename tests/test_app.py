@@ -173,3 +173,18 @@ def test_app_starts_without_models_and_says_what_is_missing(no_model_app, good_p
         client.predict(handle_file(good_photo), api_name="/predict")
     md, card = client.predict("condition", "light", api_name="/fairness")
     assert not card["measured"] and card["warnings"]
+
+
+def test_example_photos_are_offered_with_their_licences(tmp_path):
+    """Configured example photos that exist are offered under the upload box; their licences are shown."""
+    import app
+    from skin.service import SkinLensService, load_config
+
+    skin_photo(seed=2).save(tmp_path / "lesion.png")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("examples:\n  - {path: lesion.png, caption: Example lesion, licence: CC BY 4.0 — test}\n"
+                   "  - {path: missing.png, caption: Missing, licence: CC0}\n")
+    demo = app.build_demo(SkinLensService(load_config(cfg)))
+    config = json.dumps(demo.get_config_file(), default=str)
+    assert "Example lesion" in config and "CC BY 4.0" in config
+    assert "Missing" not in config

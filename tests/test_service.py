@@ -137,6 +137,25 @@ def test_config_defaults_and_env(monkeypatch, tmp_path, app_config):
         load_config(bad)
 
 
+def test_example_photos_are_read_from_configured_paths_with_licences(tmp_path):
+    from skin.service import examples_markdown, load_config
+
+    skin_photo().save(tmp_path / "here.png")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("examples:\n"
+                   "  - {path: here.png, caption: A lesion, licence: CC BY 4.0}\n"
+                   "  - {path: ../absent/none.png, caption: Gone, licence: CC BY-NC 4.0}\n")
+    config = load_config(cfg)
+    assert [e.caption for e in config.examples] == ["A lesion", "Gone"]
+    assert [e.path for e in config.available_examples()] == [str(tmp_path / "here.png")]
+    text = examples_markdown(config.examples, config.available_examples())
+    assert "A lesion" in text and "CC BY 4.0" in text and "Gone" not in text
+    assert "do not allow shipping" in examples_markdown(config.examples, [])
+    cfg.write_text("examples:\n  - {path: here.png}\n")
+    with pytest.raises(ValueError, match="licence"):
+        load_config(cfg)
+
+
 def test_repo_config_parses():
     from skin.service import DEFAULT_CONFIG_PATH, load_config
 
@@ -144,6 +163,8 @@ def test_repo_config_parses():
     assert cfg.models["condition"].model == "default:condition"
     assert cfg.models["age"].input == "face"
     assert cfg.models["condition"].abstain_below == 0.5
+    assert len(cfg.examples) >= 3 and all(e.licence for e in cfg.examples)
+    assert all("/shared/data/" in e.path for e in cfg.examples)  # read at run time, never shipped
 
 
 def test_predict_condition(service):
