@@ -27,9 +27,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import gradio as gr  # noqa: E402
-
-from skin.service import (  # noqa: E402
+from skin.service import (  # noqa: E402  (light: numpy, PIL, yaml; no torch, no gradio)
     DISCLAIMER,
     SkinLensService,
     examples_markdown,
@@ -61,6 +59,25 @@ def torch_threads() -> int:
             raise ValueError(f"SKINLENS_TORCH_THREADS must be a positive integer, got {value!r}")
         return int(value)
     return max(1, (os.cpu_count() or 1) // CONCURRENCY)
+
+
+service = SkinLensService()
+
+if __name__ == "__main__":
+    import threading
+
+    def _warm_up() -> None:
+        import torch
+
+        torch.set_num_threads(torch_threads())
+        service.warm_up()
+
+    # Cold start: load and warm up the models (torch, timm, peft, the face detector) while Gradio is
+    # imported and the server starts, so the first visitor does not wait for either. A missing model
+    # is reported by the notice and by predict, not here.
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+
+import gradio as gr  # noqa: E402
 
 
 class PhotoInput(gr.Image):
@@ -239,16 +256,7 @@ def launch_kwargs() -> dict:
             "allowed_paths": [e.path for e in service.config.available_examples()]}
 
 
-service = SkinLensService()
 demo = build_demo(service)
 
 if __name__ == "__main__":
-    import threading
-
-    # Load the models and warm them up while the server starts, so the first visitor does not wait
-    # (a missing model is reported by the notice and by predict, not here).
-    import torch
-
-    torch.set_num_threads(torch_threads())
-    threading.Thread(target=service.warm_up, name="warm-up", daemon=True).start()
     demo.queue(default_concurrency_limit=CONCURRENCY).launch(**launch_kwargs())

@@ -439,12 +439,27 @@ class SkinLensService:
         the CPU kernels ready (part of the cold-start budget). A missing model
         is reported by :meth:`status`, not here.
         """
+        import torch
         from PIL import Image
+
+        from skin.quality import check_quality
+        from skin.tone import estimate_tone
 
         problems = self.load_all()
         if all(problems.values()):
             return
-        self.predict(Image.new("RGB", (320, 320), (186, 140, 118)))
+        # A flat synthetic photo fails the quality check, so predict() would stop before the models:
+        # run each model, the face detector and the photo checks on it directly instead.
+        photo = Image.new("RGB", (320, 320), (186, 140, 118))
+        for key, problem in problems.items():
+            if problem is None:
+                lm = self.model(key)
+                with lm.lock, torch.inference_mode():
+                    lm.model(pixel_values=lm.pixel_values(photo))
+        if any(spec.input == "face" for spec in self.config.models.values()):
+            self._face(photo)
+        check_quality(photo)
+        estimate_tone(photo, lesion_photo=True)
 
     # ---------------- inputs ----------------
     def load_upload(self, path_or_bytes) -> LoadedImage:

@@ -120,6 +120,29 @@ def service(app_config):
     return SkinLensService(load_config(app_config))
 
 
+def test_warm_up_runs_every_model_and_the_face_detector(app_config, monkeypatch):
+    """Warm-up reaches the models even though its flat synthetic photo fails the quality check."""
+    import torch
+
+    from skin.service import SkinLensService, load_config
+
+    svc = SkinLensService(load_config(app_config))
+    faces, forwards = [], []
+    monkeypatch.setattr(SkinLensService, "_face", lambda self, image: faces.append(image.size))
+    original = torch.nn.Module.__call__
+
+    def counting(module, *args, **kwargs):
+        if any(module is lm.model for lm in svc._models.values()):
+            forwards.append(type(module).__name__)
+        return original(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", counting)
+    svc.warm_up()
+    assert set(svc._models) == set(svc.config.models)
+    assert len(forwards) == len(svc.config.models)
+    assert faces == [(320, 320)]
+
+
 def test_config_defaults_and_env(monkeypatch, tmp_path, app_config):
     from skin.service import load_config
 
