@@ -26,8 +26,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("full", "lora", "partial", "head")
+MODES = ("full", "lora", "lora_gc", "partial", "head")
 BACKBONES = {"vit_b": {"batch": 8}, "efficientnet_lite0": {"batch": 32, "image_size": 192}}
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def save_vit_b(path: str) -> str:
@@ -60,8 +66,11 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
         model, processor = create_model(backbone, labels, image_size=size)
     if mode != "full":
         freeze_batchnorm(model)
+    rss_loaded = _rss_mb()
+    if mode == "lora_gc":  # LoRA + gradient checkpointing (train.py: --gradient_checkpointing true)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # partial: the last 2 stages train (EfficientNet: blocks 5-6 of 7 + conv_head; ViT-B: layers 11-12).
-    model = prepare_finetune(model, mode, lora_r=16, lora_alpha=32, unfreeze_last=2)
+    model = prepare_finetune(model, mode.removesuffix("_gc"), lora_r=16, lora_alpha=32, unfreeze_last=2)
     model.train()
     trainable, total = count_parameters(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -78,6 +87,7 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
             times.append(time.perf_counter() - t)
     return {"backbone": backbone, "mode": mode, "batch": batch, "image_size": size,
             "step_s": statistics.median(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_model_loaded_mb": rss_loaded,
             "trainable": trainable, "total": total}
 
 

@@ -156,3 +156,26 @@ def test_yaml_config_is_accepted(ham, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     model_args, data_args, training_args = train.parse_args([str(path)])
     assert model_args.finetune_mode == "head" and training_args.max_steps == 1 and data_args.data_dir == str(ham)
+
+
+def test_lora_with_gradient_checkpointing_trains_the_adapter(ham, tmp_path):
+    """--gradient_checkpointing true (the memory-saving LoRA set-up of bench/bench_finetune.py) on a
+    tiny ViT: the LoRA weights of the checkpointed layers still receive gradients and change (with
+    re-entrant checkpointing, the Trainer's old default, they silently stay zero: checked by hand)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    vit = tmp_path / "vit"
+    ViTForImageClassification(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=64, image_size=32, patch_size=8)).save_pretrained(vit)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(vit)
+    import train
+
+    train.main(tiny_args(ham, tmp_path, "--model_name_or_path", str(vit), "--finetune_mode", "lora",
+                         "--lora_r", "4", "--gradient_checkpointing", "true", "--learning_rate", "1e-2",
+                         "--num_train_epochs", "1"))
+    weights = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in weights.items() if "lora_B" in k and "layers.0." in k]
+    assert lora_b and all(float(v.abs().sum()) > 0 for v in lora_b)  # B starts at zero: it trained
