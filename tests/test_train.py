@@ -93,7 +93,7 @@ def test_adapter_reloads_to_merged_logits(lora_run):
     assert torch.allclose(a, b.float(), atol=1e-4)
 
 
-def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path):
+def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
     """Phased schedule head → partial unfreezing: the adapter folder holds only the unfrozen stages, and
     base + adapter + temperature give the merged checkpoint's probabilities."""
     import torch
@@ -116,6 +116,17 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path):
         a = torch.softmax(merged(pixel_values=x).logits, 1)
         b = torch.from_numpy(softmax(model(pixel_values=x).logits.numpy(), report["calibration"]["temperature"]))
     assert torch.allclose(a, b.float(), atol=1e-4)
+
+    # Embedded as a default model: the unfrozen stages are stored as float16, half the size.
+    import skin.hub
+
+    monkeypatch.setattr(skin.hub, "MODELS_DIR", tmp_path / "models")
+    dest = skin.hub.embed_run(str(run), "condition")
+    assert (dest / "adapter" / PARTIAL_WEIGHTS_FILE).stat().st_size < 0.6 * weights.stat().st_size
+    default, _ = load_classifier("default:condition")
+    with torch.no_grad():
+        c = torch.softmax(default(pixel_values=x).logits, 1)
+    assert torch.allclose(a, c, atol=1e-2)
 
 
 @pytest.mark.parametrize(
