@@ -53,6 +53,7 @@ photo the user sees, with a legend.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import time
@@ -149,12 +150,14 @@ class ModelForward:
 def _eval_mode(model: nn.Module):
     """Eval mode (no dropout, frozen BN statistics) for the call, then restore."""
     was_training = model.training
-    model.eval()
+    if was_training:  # toggling walks every submodule: skip it for a model already in eval mode
+        model.eval()
     try:
         with torch.enable_grad():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
 
 
 def _as_batch(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -796,19 +799,24 @@ def overlay(
     label: str | None = None,
     legend: bool = True,
     sign: str = "positive",
+    min_side: int | None = None,
 ):
     """Draw ``attribution`` as a heatmap over ``image`` (the photo the user sees).
 
     The map is normalised (:func:`normalize_attribution`), resized bilinearly
     to the image's size, coloured with the matplotlib colormap ``cmap`` and
     alpha-blended; a legend bar "low -> high contribution to <label>" is drawn
-    along the bottom edge. Returns an RGB image of the same size as ``image``.
+    along the bottom edge. Returns an RGB image of the same size as ``image``,
+    or, with ``min_side``, the blend upscaled (bilinear) so its short side is
+    at least ``min_side`` before the legend is drawn: a small model input (e.g.
+    192 px) is then blended at its own resolution and shown large enough to
+    read the legend.
 
     The map is stretched to the whole image, so ``image`` must show what the
     model saw: if the processor centre-cropped the photo (timm / HF processors
     usually do), pass the cropped photo, not the original.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image
 
     try:
         from matplotlib import colormaps
@@ -827,40 +835,69 @@ def overlay(
     width, height = photo.size
     heat = normalize_attribution(a, sign=sign)
     heat = np.asarray(Image.fromarray(heat, mode="F").resize((width, height), Image.BILINEAR))
-    colours = colormaps[cmap]
-    rgb = colours(np.clip(heat, 0, 1))[..., :3] * 255.0
-    base = np.asarray(photo, dtype=np.float32)
-    out = Image.fromarray(((1 - alpha) * base + alpha * rgb).clip(0, 255).astype(np.uint8), "RGB")
-    if legend and width >= 32 and height >= 24:
-        _draw_legend(out, colours, label, ImageDraw, ImageFont)
+    # The colormap's own 256-entry table, indexed as matplotlib indexes it (floor(x * 256)), and an
+    # integer alpha blend: the same picture as colours(heat) blended in floats, several times faster.
+    index = np.minimum((np.clip(heat, 0.0, 1.0) * 256.0).astype(np.int32), 255)
+    rgb = _colour_table(cmap)[index]
+    a8 = int(round(alpha * 256))
+    blended = (np.asarray(photo, dtype=np.uint16) * (256 - a8) + rgb * a8 + 128) >> 8
+    out = Image.fromarray(blended.astype(np.uint8), "RGB")
+    if min_side and min(width, height) < min_side:
+        scale = min_side / min(width, height)
+        out = out.resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR)
+    if legend and out.width >= 32 and out.height >= 24:
+        _draw_legend(out, cmap, label)
     return out
 
 
-def _draw_legend(img, colours, label, ImageDraw, ImageFont) -> None:
-    width, height = img.size
-    font_px = max(8, min(height // 18, width // 28))
+@functools.lru_cache(maxsize=8)
+def _colour_table(cmap: str) -> np.ndarray:
+    """``(256, 3)`` uint16 RGB (0..255) of matplotlib colormap ``cmap`` (its entries, by index)."""
+    from matplotlib import colormaps
+
+    colours = colormaps[cmap].resampled(256)
+    return np.round(colours(np.arange(256))[:, :3] * 255.0).astype(np.uint16)
+
+
+@functools.lru_cache(maxsize=16)
+def _legend_font(font_px: int):
+    from PIL import ImageFont
+
     try:
-        font = ImageFont.load_default(size=font_px)
+        return ImageFont.load_default(size=font_px)
     except (TypeError, OSError):  # Pillow without FreeType: fixed bitmap font
-        font = ImageFont.load_default()
-    draw = ImageDraw.Draw(img)
+        return ImageFont.load_default()
+
+
+def _draw_legend(img, cmap: str, label: str | None) -> None:
+    """Paste the legend strip "low [colour bar] high contribution to <label>" along the bottom."""
+    strip = _legend_strip(img.width, img.height, cmap, label)
+    img.paste(strip, (0, img.height - strip.height))
+
+
+@functools.lru_cache(maxsize=64)
+def _legend_strip(width: int, height: int, cmap: str, label: str | None):
+    """The legend strip for an image of this size (cached: the same few are drawn again and again)."""
+    from PIL import Image, ImageDraw
+
+    font_px = max(8, min(height // 18, width // 28))
+    font = _legend_font(font_px)
     pad = max(2, font_px // 3)
     strip_h = font_px + 2 * pad
-    top = height - strip_h
-    draw.rectangle([0, top, width, height], fill=(0, 0, 0))
+    strip = Image.new("RGB", (width, strip_h), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
     left_txt, right_txt = "low", "high"
     tail = f"contribution to {label}" if label else "contribution"
     x = pad
-    draw.text((x, top + pad), left_txt, fill=(255, 255, 255), font=font)
+    draw.text((x, pad), left_txt, fill=(255, 255, 255), font=font)
     x += int(draw.textlength(left_txt, font=font)) + pad
     bar_w = max(16, width // 4)
-    ramp = (np.asarray(colours(np.linspace(0, 1, bar_w)))[:, :3] * 255).astype(np.uint8)
+    ramp = _colour_table(cmap)[np.linspace(0, 255, bar_w).astype(np.int32)].astype(np.uint8)
     bar = np.repeat(ramp[None], max(1, strip_h - 2 * pad), axis=0)
-    from PIL import Image
-
-    img.paste(Image.fromarray(bar, "RGB"), (x, top + pad))
+    strip.paste(Image.fromarray(bar, "RGB"), (x, pad))
     x += bar_w + pad
-    draw.text((x, top + pad), f"{right_txt} {tail}", fill=(255, 255, 255), font=font)
+    draw.text((x, pad), f"{right_txt} {tail}", fill=(255, 255, 255), font=font)
+    return strip
 
 
 # --------------------------------------------------------------------------- #

@@ -256,7 +256,7 @@ class LoadedModel:
 
     def pixel_values(self, image):
         """The processor's tensor for one PIL image, ``(1, 3, H, W)``."""
-        out = self.processor(images=image.convert("RGB"), return_tensors="pt")
+        out = self.processor(images=image if image.mode == "RGB" else image.convert("RGB"), return_tensors="pt")
         return out["pixel_values"]
 
 
@@ -499,8 +499,9 @@ class SkinLensService:
     def _forward(self, lm: LoadedModel, view) -> tuple[np.ndarray, Any, Any]:
         """``(softmax, input tensor, last feature map or None)`` of ``lm`` on ``view``.
 
-        The last few results are cached by input content, so Explain after
-        Predict on the same photo does not run the model again; for timm CNNs the
+        The last few results (with the input tensor) are cached by the photo's
+        content, so Explain after Predict on the same photo runs neither the
+        processor nor the model again; for timm CNNs the
         forward pass also records the feature map Grad-CAM reads
         (:func:`skin.explain.capture_features`), so Grad-CAM then needs only a
         backward pass through the classifier head.
@@ -511,19 +512,20 @@ class SkinLensService:
 
         from skin.explain import capture_features
 
-        x = lm.pixel_values(view)
-        digest = hashlib.sha1(x.numpy().tobytes()).hexdigest()
-        cache_key = (lm.spec.key, digest)
+        rgb = view if view.mode == "RGB" else view.convert("RGB")
+        digest = hashlib.sha1(rgb.tobytes()).hexdigest()  # cheaper than the processor it saves
+        cache_key = (lm.spec.key, rgb.size, digest)
         with self._cache_lock:
             hit = self._prob_cache.get(cache_key)
         if hit is not None:
-            return hit[0].copy(), x, hit[1]
+            return hit[0].copy(), hit[2], hit[1]
+        x = lm.pixel_values(rgb)
         with lm.lock, torch.inference_mode(), capture_features(lm.model) as store:
             logits = lm.model(pixel_values=x).logits
         probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
         features = store.get("features")
         with self._cache_lock:
-            self._prob_cache[cache_key] = (probs, features)
+            self._prob_cache[cache_key] = (probs, features, x)
             while len(self._prob_cache) > self.cache_size:
                 self._prob_cache.pop(next(iter(self._prob_cache)))
         return probs.copy(), x, features
@@ -673,8 +675,9 @@ class SkinLensService:
         with lm.lock:
             exp = explain(lm.model, x, target=target_idx, method=method, **options)
         label = lm.labels[exp.target]
-        shown = model_input_image(x, lm.processor)
-        picture = overlay(shown, exp.attribution, label=label)
+        # blended at the model's own resolution, then shown at >= 384 px with a readable legend
+        shown = model_input_image(x, lm.processor, min_side=0)
+        picture = overlay(shown, exp.attribution, label=label, min_side=384)
         info = {
             "task": key, "method": method, "target": label, "target_index": int(exp.target),
             "target_probability": float(probs[exp.target]), "predicted": lm.labels[int(np.argmax(probs))],

@@ -366,6 +366,20 @@ def test_overlay_returns_rgb_of_photo_size():
         overlay(photo, np.zeros((3, 32, 32)))
 
 
+def test_overlay_colours_are_the_colormap_s():
+    """The 256-entry colour table draws what matplotlib's colormap draws (to quantisation)."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    photo = Image.new("RGB", (64, 48), (0, 0, 0))
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (48, 1))
+    out = np.asarray(overlay(photo, ramp, alpha=1.0, legend=False, cmap="viridis"), np.float32)
+    heat = normalize_attribution(ramp)
+    heat = np.asarray(Image.fromarray(heat, mode="F").resize((64, 48), Image.BILINEAR))
+    expected = colormaps["viridis"](np.clip(heat, 0, 1))[..., :3] * 255
+    assert np.abs(out - expected).max() <= 1.0
+
+
 @pytest.mark.needs_shared_data
 def test_overlay_on_real_ham10000_photo(models):
     from PIL import Image
