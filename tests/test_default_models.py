@@ -65,3 +65,22 @@ def test_evaluate_cli_reproduces_condition_report(shared_data, tmp_path):
     # The stored report used flip test-time augmentation; the CLI evaluates the plain model.
     assert abs(got["accuracy"] - report["test"]["accuracy"]) < 0.03
     assert "sex" in got["fairness"] and got["fairness"]["sex"]["groups"]["male"]["n"] > 100
+
+
+@pytest.mark.slow
+@pytest.mark.needs_shared_data
+def test_evaluate_cli_reproduces_age_report(shared_data, tmp_path):
+    """The embedded age model (its trained stages stored as float16) reproduces its report's test MAE."""
+    _need("age")
+    report = json.loads((MODELS / "age" / "report.json").read_text())
+    res = subprocess.run(
+        [sys.executable, "-m", "skin.evaluate", "--model", "default:age", "--dataset", "utkface",
+         "--data-dir", str(shared_data / "utkface"), "--split", "test", "--json", "--n-boot", "20",
+         "--cache-dir", str(tmp_path / "cache")],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1500,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout)
+    assert got["n"] == report["test"]["n"]
+    assert abs(got["mae"] - report["test"]["mae"]) < 0.05
+    assert abs(got["group_accuracy"] - report["test"]["group_accuracy"]) < 0.01
