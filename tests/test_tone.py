@@ -242,3 +242,15 @@ def test_utkface_white_faces_have_higher_median_ita_than_black_faces():
         assert len(values) >= 30, f"race {race}: ITA for only {len(values)} of {len(sample)} faces"
         medians[race] = float(np.median(values))
     assert medians["0"] > medians["1"] + 15, medians
+
+
+def test_fast_lab_matches_scikit_image():
+    from skimage.color import rgb2lab
+
+    from skin.tone import _lab
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    rgb[0, :8] = [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 10, 10], [3, 2, 1],
+                  [200, 150, 120]]  # the extremes and the linear part of both curves
+    np.testing.assert_allclose(_lab(rgb), rgb2lab(rgb), atol=1e-9)
