@@ -57,6 +57,7 @@ import functools
 import inspect
 import math
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -687,6 +688,9 @@ def capture_features(model: nn.Module):
     return ctx()
 
 
+_layer_names: "weakref.WeakKeyDictionary[nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
 def _gradcam_from_features(model, features: torch.Tensor, target: int) -> torch.Tensor:
     """Grad-CAM from a recorded feature map: the gradient of the ``target`` logit
     with respect to the map is taken through the model's head only."""
@@ -722,7 +726,9 @@ def _gradcam(model, forward, x, target, *, layer: nn.Module | str | None = None,
             raise ValueError("pass either layer= or features=, not both")
         cam = _gradcam_from_features(model, features, target)
         up = ca.LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-        name = _module_name(model, find_gradcam_layer(model)[0])
+        name = _layer_names.get(model)
+        if name is None:  # walking every module costs ~2 ms: once per model
+            name = _layer_names[model] = _module_name(model, find_gradcam_layer(model)[0])
         return _Result(F.relu(up)[0, 0], signed=False, raw=cam,
                        info={"layer": name, "grid": tuple(cam.shape[-2:]), "from_features": True})
     stride = None
