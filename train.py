@@ -193,8 +193,9 @@ def main(argv=None):
 
     # ---- data
     from skin.data import load
-    from skin.training import (Augment, PhaseCallback, SkinTrainer, attach_transforms, collate, freeze_batchnorm,
-                               processor_spec, sample_weights, train_transform)
+    from skin.models import freeze_batchnorm
+    from skin.training import (Augment, PhaseCallback, SkinTrainer, attach_transforms, collate, processor_spec,
+                               sample_weights, train_transform)
 
     dsd = load(task.dataset, data_args.data_dir, cache_dir=data_args.dataset_cache_dir, **task.data_config)
     for split in ("train", "validation", "test"):

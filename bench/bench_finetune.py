@@ -54,7 +54,7 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
     import torch
 
     from skin.models import count_parameters, create_model, prepare_finetune
-    from skin.training import freeze_batchnorm
+    from skin.models import freeze_batchnorm
 
     torch.manual_seed(0)
     labels = [f"c{i}" for i in range(7)]

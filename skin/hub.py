@@ -45,7 +45,7 @@ def load_classifier(ref: str):
     """``(model, processor)`` in eval mode; calibrated when the checkpoint is."""
     if ref in DEFAULTS:
         from skin.models import fold_temperature, load_adapter
-        from skin.training import unfreeze_batchnorm
+        from skin.models import unfreeze_batchnorm
 
         path = default_dir(ref)
         model, processor = load_adapter(str(path / "adapter"))

@@ -547,6 +547,28 @@ def prepare_finetune(
     return model
 
 
+def freeze_batchnorm(model) -> None:
+    """Use ImageNet BatchNorm statistics, fixed, in LoRA / head-only modes.
+
+    Otherwise running statistics drift during training and are saved neither in
+    the adapter nor restored on reload, so adapter + base would not reproduce
+    the trained model. Only timm CNN bodies have BatchNorm; others are left alone.
+    """
+    body = getattr(model, "timm_model", None)
+    if body is not None:
+        from timm.layers import freeze_batch_norm_2d
+
+        model.timm_model = freeze_batch_norm_2d(body)
+
+
+def unfreeze_batchnorm(model) -> None:
+    body = getattr(model, "timm_model", None)
+    if body is not None:
+        from timm.layers import unfreeze_batch_norm_2d
+
+        model.timm_model = unfreeze_batch_norm_2d(body)
+
+
 def unfreeze_batchnorm_in(model: torch.nn.Module, names: list[str]) -> None:
     """Turn timm's FrozenBatchNorm back into trainable BatchNorm inside ``names``."""
     base = _unwrap(model)
@@ -783,6 +805,7 @@ __all__ = [
     "create_model",
     "export_merged",
     "fold_temperature",
+    "freeze_batchnorm",
     "head_module_names",
     "load_adapter",
     "load_wheel_state_dict",
@@ -790,6 +813,7 @@ __all__ = [
     "prepare_finetune",
     "save_adapter",
     "set_trainable_phase",
+    "unfreeze_batchnorm",
     "unfreeze_batchnorm_in",
     "unfrozen_module_names",
     "wheel_weights_path",

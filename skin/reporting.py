@@ -24,7 +24,7 @@ def write_history(log_history: list[dict], path: str) -> None:
 def export_model(model, processor, run_dir: str, *, temperature: float, base_model: str, mode: str) -> dict:
     """``merged/`` (LoRA merged, BatchNorm restored, temperature folded) and ``adapter/``."""
     from skin.models import export_merged, save_adapter
-    from skin.training import unfreeze_batchnorm
+    from skin.models import unfreeze_batchnorm
 
     paths = {}
     merged = copy.deepcopy(model)

@@ -848,7 +848,10 @@ def read_faithfulness(path: str | os.PathLike) -> dict[str, dict]:
         # the app runs skin.explain's defaults.
         from skin.explain import IG_METHOD, IG_N_STEPS
 
-        default_ig = table.get(f"ig/{IG_METHOD}/{IG_N_STEPS}/blur/224")
+        # the app's defaults at the model's own input size (the largest size measured)
+        prefix = f"ig/{IG_METHOD}/{IG_N_STEPS}/blur/"
+        sizes = [k[len(prefix):] for k in table if k.startswith(prefix) and k[len(prefix):].isdigit()]
+        default_ig = table.get(prefix + max(sizes, key=int)) if sizes else None
         if isinstance(default_ig, dict):
             entries["integrated_gradients"] = default_ig
     for m, e in entries.items():

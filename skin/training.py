@@ -138,23 +138,3 @@ class PhaseCallback(TrainerCallback):
         self._apply("head" if (state.epoch or 0) < self.head_epochs - 1e-6 else "all")
 
 
-def freeze_batchnorm(model) -> None:
-    """Use ImageNet BatchNorm statistics, fixed, in LoRA / head-only modes.
-
-    Otherwise running statistics drift during training and are saved neither in
-    the adapter nor restored on reload, so adapter + base would not reproduce
-    the trained model. Only timm CNN bodies have BatchNorm; others are left alone.
-    """
-    body = getattr(model, "timm_model", None)
-    if body is not None:
-        from timm.layers import freeze_batch_norm_2d
-
-        model.timm_model = freeze_batch_norm_2d(body)
-
-
-def unfreeze_batchnorm(model) -> None:
-    body = getattr(model, "timm_model", None)
-    if body is not None:
-        from timm.layers import unfreeze_batch_norm_2d
-
-        model.timm_model = unfreeze_batch_norm_2d(body)

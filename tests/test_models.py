@@ -384,7 +384,7 @@ def test_unfrozen_module_names_per_architecture(hf_dirs):
 def test_partial_mode_trains_last_stages_and_reloads_identically(hf_dirs, tmp_path):
     from timm.layers import FrozenBatchNormAct2d
 
-    from skin.training import freeze_batchnorm
+    from skin.models import freeze_batchnorm
 
     name, model, processor = _build("efficientnet_lite0", hf_dirs)
     freeze_batchnorm(model)  # as train.py does for every mode but full
