@@ -46,20 +46,26 @@ def test_default_model_rebuilds_offline_and_exports_for_pipeline(name, tmp_path)
     assert "Not medical advice" in card and "Fairness" in card
 
 
-@pytest.mark.slow
-@pytest.mark.needs_shared_data
-def test_evaluate_cli_reproduces_condition_report(shared_data, tmp_path):
-    _need("condition")
-    report = json.loads((MODELS / "condition" / "report.json").read_text())
+def _evaluate_default(name: str, dataset: str, data_dir, tmp_path) -> tuple[dict, dict]:
+    """``(skin.evaluate --json on the test split, the model's stored report)`` for ``default:<name>``."""
+    _need(name)
+    report = json.loads((MODELS / name / "report.json").read_text())
     res = subprocess.run(
-        [sys.executable, "-m", "skin.evaluate", "--model", "default:condition", "--dataset", "ham10000",
-         "--data-dir", str(shared_data / "ham10000"), "--split", "test", "--json", "--n-boot", "20",
+        [sys.executable, "-m", "skin.evaluate", "--model", f"default:{name}", "--dataset", dataset,
+         "--data-dir", str(data_dir), "--split", "test", "--json", "--n-boot", "20",
          "--cache-dir", str(tmp_path / "cache")],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1500,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout)
     assert got["n"] == report["test"]["n"]
+    return got, report
+
+
+@pytest.mark.slow
+@pytest.mark.needs_shared_data
+def test_evaluate_cli_reproduces_condition_report(shared_data, tmp_path):
+    got, report = _evaluate_default("condition", "ham10000", shared_data / "ham10000", tmp_path)
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "ece"):
         assert key in got
     # The stored report used flip test-time augmentation; the CLI evaluates the plain model.
@@ -71,16 +77,6 @@ def test_evaluate_cli_reproduces_condition_report(shared_data, tmp_path):
 @pytest.mark.needs_shared_data
 def test_evaluate_cli_reproduces_age_report(shared_data, tmp_path):
     """The embedded age model (its trained stages stored as float16) reproduces its report's test MAE."""
-    _need("age")
-    report = json.loads((MODELS / "age" / "report.json").read_text())
-    res = subprocess.run(
-        [sys.executable, "-m", "skin.evaluate", "--model", "default:age", "--dataset", "utkface",
-         "--data-dir", str(shared_data / "utkface"), "--split", "test", "--json", "--n-boot", "20",
-         "--cache-dir", str(tmp_path / "cache")],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1500,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    got = json.loads(res.stdout)
-    assert got["n"] == report["test"]["n"]
+    got, report = _evaluate_default("age", "utkface", shared_data / "utkface", tmp_path)
     assert abs(got["mae"] - report["test"]["mae"]) < 0.05
     assert abs(got["group_accuracy"] - report["test"]["group_accuracy"]) < 0.01
