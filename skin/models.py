@@ -752,12 +752,14 @@ def load_adapter(
     ``(peft_model, image_processor)`` like :func:`create_model`; the PeftModel is
     in eval mode unless ``is_trainable``.
     """
-    from peft import PeftConfig, PeftModel
-
     out = Path(out_dir)
     meta_file = out / ADAPTER_META_FILE
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    base_name = meta.get("base_model_name_or_path") or PeftConfig.from_pretrained(out).base_model_name_or_path
+    base_name = meta.get("base_model_name_or_path")
+    if not base_name:
+        from peft import PeftConfig
+
+        base_name = PeftConfig.from_pretrained(out).base_model_name_or_path
     if not base_name:
         raise ValueError(f"{out} does not record its base model; save it with save_adapter(...)")
     labels = labels if labels is not None else meta.get("labels")
@@ -788,6 +790,8 @@ def load_adapter(
         if not is_trainable:
             model.requires_grad_(False)
     else:
+        from peft import PeftModel  # imported only for LoRA adapters: it pulls in much of transformers
+
         model = PeftModel.from_pretrained(base, out, is_trainable=is_trainable)
         model.skinlens_finetune_mode = "lora"
     model.skinlens_base_model = base_name
