@@ -411,8 +411,9 @@ def _integrated_gradients(
         internal_batch_size=internal_batch_size or min(n_steps, IG_MAX_BATCH),
         return_convergence_delta=True,
     )
-    with torch.no_grad():
-        gap = (forward(xi)[0, target] - forward(base)[0, target]).item()
+    # Captum's delta is sum(attr) - (f(x) - f(b)), from the forward passes it ran
+    # at both ends of the path: the score gap needs no extra forward pass.
+    gap = float(attr.sum().item() - delta.item())
     amap = attr.sum(dim=1, keepdim=True)
     if amap.shape[-2:] != x.shape[-2:]:
         # Area-preserving upsampling: each low-res attribution is spread over

@@ -403,6 +403,7 @@ class SkinLensService:
             if problem:
                 raise ModelUnavailable(f"{problem}. To fix: {BUILD_HINT}")
             from skin.hub import load_classifier
+            from skin.inference import prepare_for_inference
             from skin.tasks import get_task
 
             try:
@@ -410,9 +411,9 @@ class SkinLensService:
             except (ValueError, OSError) as e:
                 self._errors[key] = f"model '{key}' ({spec.model}) failed to load: {e}"
                 raise ModelUnavailable(f"{self._errors[key]}. To fix: {BUILD_HINT}") from e
-            model.eval()
-            for p in model.parameters():
-                p.requires_grad_(False)
+            # Folded BatchNorm + channels-last: the same function, ~2x faster on
+            # CPU; predictions and explanations both run on this one model.
+            model = prepare_for_inference(model)
             cfg = model.config
             labels = [cfg.id2label[i] for i in range(cfg.num_labels)]
             kind = get_task(spec.task).kind
