@@ -152,6 +152,7 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
 
     from skin.data import load
     from skin.hub import load_classifier
+    from skin.inference import prepare_for_inference
 
     if task_name:
         task = get_task(task_name)
@@ -168,6 +169,7 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
     else:
         ds = dsd[split]
     model, processor = load_classifier(model_ref)
+    model = prepare_for_inference(model)  # the same function, about 2x faster on CPU
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size)), 1).numpy()
     report = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds)}
