@@ -41,12 +41,41 @@ def builder_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+def data_fingerprint(data_dir: str) -> str:
+    """A hash of every file under ``data_dir``: relative path, size and mtime.
+
+    ``datasets`` keys its cache on the builder config, which holds the folder's
+    *name* only: without this, images added, removed or replaced and edits to a
+    metadata CSV would be served silently from the stale cache. Only ``stat``
+    is read (0.4 s for UTKFace's 14k files here), never the file contents.
+    """
+    import hashlib
+
+    digest = hashlib.sha1()
+    for top, dirs, files in os.walk(data_dir):
+        dirs.sort()
+        for fname in sorted(files):
+            path = os.path.join(top, fname)
+            try:
+                st = os.stat(path)
+            except OSError:  # a broken link: the builder reports it, the fingerprint skips it
+                continue
+            digest.update(f"{os.path.relpath(path, data_dir)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def get_builder(name: str, data_dir: str, cache_dir: str | None = None, **config):
-    """Instantiate the builder for ``name`` over ``data_dir`` (config as kwargs)."""
+    """Instantiate the builder for ``name`` over ``data_dir`` (config as kwargs).
+
+    The cache folder is keyed on :func:`data_fingerprint` too, so a changed
+    folder is prepared again instead of being read from a stale cache.
+    """
     if not data_dir:
         raise ValueError(f"{name}: pass --data-dir (the folder that holds the dataset as its publisher lays it out)")
     cls = builder_class(name)
-    return cls(data_dir=os.path.abspath(os.fspath(data_dir)), cache_dir=cache_dir, **config)
+    data_dir = os.path.abspath(os.fspath(data_dir))
+    fingerprint = data_fingerprint(data_dir) if os.path.isdir(data_dir) else None
+    return cls(data_dir=data_dir, cache_dir=cache_dir, hash=fingerprint, **config)
 
 
 def load(name: str, data_dir: str, cache_dir: str | None = None, **config):

@@ -151,3 +151,23 @@ def test_info_reports_skips_on_a_cache_hit_too(tmp_path):
     second = info("ham10000", str(layout.data_dir), cache_dir=str(tmp_path / "cache"))
     assert first["skipped"] and first["skipped"] == second["skipped"]
     assert first["splits"] == second["splits"]
+
+
+def test_a_changed_data_folder_is_prepared_again(tmp_path):
+    """datasets keys its cache on the config (the folder's name): a file added or
+    removed under the same folder must not be served from the stale cache."""
+    from tests.layouts import make_utkface, utk_name, write_image
+
+    layout = make_utkface(tmp_path)
+    cache = str(tmp_path / "cache")
+    n = sum(len(s) for s in data.load("utkface", str(layout.data_dir), cache_dir=cache).values())
+    assert n == layout.n_good
+    write_image(layout.data_dir / "UTKFace" / utk_name(41, 0, 1, "20170120000000001"), seed=999)
+    grown = data.load("utkface", str(layout.data_dir), cache_dir=cache)
+    assert sum(len(s) for s in grown.values()) == n + 1
+    (layout.data_dir / "UTKFace" / layout.extra["good"][3]).unlink()
+    shrunk = data.load("utkface", str(layout.data_dir), cache_dir=cache)
+    assert sum(len(s) for s in shrunk.values()) == n
+    # unchanged folder: the same cache folder is reused, nothing is prepared again
+    again = data.get_builder("utkface", str(layout.data_dir), cache_dir=cache)
+    assert os.path.isdir(again.cache_dir)
