@@ -21,6 +21,23 @@ HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
 
 def free_port() -> int:
+    """A free loopback port *below* Linux's ephemeral range (32768-60999).
+
+    A port the kernel hands out for ``bind(0)`` comes from the range outgoing
+    connections also use, so one may take it during the ~15 s the app needs
+    to start, and the app then exits with "Cannot find empty port".
+    """
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -91,24 +108,31 @@ class RunningApp:
         import subprocess
         import sys
 
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}/"
         self.log = self.workdir / "app.log"
-        env = dict(os.environ)
-        env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALYTICS_ENABLED="False",
-                   GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), PYTHONUNBUFFERED="1",
-                   SKINLENS_CONFIG=str(self.config), GRADIO_TEMP_DIR=str(self.workdir / "gradio-tmp"),
-                   **self.extra_env)
-        with open(self.log, "w") as fh:
-            self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, stdout=fh,
-                                         stderr=subprocess.STDOUT, env=env)
-        self.pid = self.proc.pid
-        try:
-            self.client = wait_for_app(self.url, self.timeout, self.proc, self.log)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+        for attempt in range(3):
+            port = free_port()
+            self.url = f"http://127.0.0.1:{port}/"
+            env = dict(os.environ)
+            env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALYTICS_ENABLED="False",
+                       GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), PYTHONUNBUFFERED="1",
+                       SKINLENS_CONFIG=str(self.config), GRADIO_TEMP_DIR=str(self.workdir / "gradio-tmp"),
+                       **self.extra_env)
+            with open(self.log, "w") as fh:
+                self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, stdout=fh,
+                                             stderr=subprocess.STDOUT, env=env)
+            self.pid = self.proc.pid
+            try:
+                self.client = wait_for_app(self.url, self.timeout, self.proc, self.log)
+                return self
+            except RuntimeError:
+                # the port was taken between free_port() and the app's bind: try another one
+                if attempt == 2 or "Cannot find empty port" not in self.log.read_text():
+                    self.__exit__(None, None, None)
+                    raise
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+        raise AssertionError("unreachable")
 
     def __exit__(self, *exc) -> None:
         import subprocess
