@@ -74,9 +74,11 @@ class ModelArguments:
         if self.init_adapter and self.finetune_mode not in ("lora", "partial"):
             raise ValueError("--init_adapter continues a saved adapter: use it with --finetune_mode lora "
                              "(or partial, for an adapter trained that way)")
-        if self.init_adapter and not os.path.isfile(os.path.join(self.init_adapter, "adapter_config.json")):
-            raise ValueError(f"--init_adapter {self.init_adapter!r} has no adapter_config.json: pass a run's "
-                             "adapter/ folder or models/<name>/adapter")
+        # a LoRA adapter (peft's adapter_config.json) or partial mode's trained modules
+        if self.init_adapter and not any(os.path.isfile(os.path.join(self.init_adapter, f))
+                                         for f in ("adapter_config.json", "partial_model.safetensors")):
+            raise ValueError(f"--init_adapter {self.init_adapter!r} holds no adapter (adapter_config.json or "
+                             "partial_model.safetensors): pass a run's adapter/ folder or models/<name>/adapter")
         if self.head_epochs < 0:
             raise ValueError("--head_epochs must be >= 0")
         if self.head_epochs and self.finetune_mode == "head":
@@ -220,12 +222,17 @@ def main(argv=None):
         if model.skinlens_finetune_mode != model_args.finetune_mode:
             raise ValueError(f"--init_adapter {model_args.init_adapter} was trained with --finetune_mode "
                              f"{model.skinlens_finetune_mode}; pass that mode")
-        freeze_batchnorm(model.get_base_model())
         if model_args.finetune_mode == "partial":
             from skin.models import unfreeze_batchnorm_in
 
-            unfreeze_batchnorm_in(model, list(model.peft_config["default"].modules_to_save))
-        model_args.model_name_or_path = model.peft_config["default"].base_model_name_or_path
+            # a partial "adapter" is the plain model with its saved stages restored
+            freeze_batchnorm(model)
+            unfreeze_batchnorm_in(model, model.skinlens_unfrozen)
+            logger.info("--init_adapter: training the modules it was saved with (%s); --unfreeze_last is "
+                        "not used", ", ".join(model.skinlens_unfrozen))
+        else:
+            freeze_batchnorm(model.get_base_model())
+        model_args.model_name_or_path = model.skinlens_base_model
     else:
         model, processor = create_model(model_args.model_name_or_path, labels, image_size=model_args.image_size)
         if model_args.finetune_mode != "full":

@@ -138,6 +138,7 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
         (["--sampler", "balanced", "--loss", "cb_ce"], "choose one"),
         (["--model_name_or_path", "google/vit-base-patch16-224", "--image_size", "64"], "--image_size only"),
         (["--task", "nope"], "unknown task"),
+        (["--init_adapter", "tests"], "holds no adapter (adapter_config.json or partial_model.safetensors)"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time_with_the_fix(ham, tmp_path, extra, message):
@@ -190,3 +191,27 @@ def test_lora_with_gradient_checkpointing_trains_the_adapter(ham, tmp_path):
     weights = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
     lora_b = [v for k, v in weights.items() if "lora_B" in k and "layers.0." in k]
     assert lora_b and all(float(v.abs().sum()) > 0 for v in lora_b)  # B starts at zero: it trained
+
+
+@pytest.mark.parametrize("mode", ["lora", "partial"])
+def test_init_adapter_continues_a_saved_adapter(ham, tmp_path, mode):
+    """--init_adapter starts from the saved weights (same logits as the adapter reloaded) and trains on."""
+    import torch
+
+    import train
+    from skin.models import load_adapter
+
+    extra = ["--model_name_or_path", "efficientnet_lite0", "--image_size", "32", "--finetune_mode", mode,
+             "--num_train_epochs", "1"] + (["--lora_r", "4"] if mode == "lora" else ["--unfreeze_last", "1"])
+    train.main(tiny_args(ham, tmp_path / "first", *extra))
+    first = tmp_path / "first" / "run" / "adapter"
+    report = train.main(tiny_args(ham, tmp_path / "second", *extra, "--init_adapter", str(first),
+                                  "--learning_rate", "1e-2"))
+    assert report["mode"] == mode
+    x = torch.randn(2, 3, 32, 32)
+    before, _ = load_adapter(str(first))
+    after, _ = load_adapter(str(tmp_path / "second" / "run" / "adapter"))
+    with torch.no_grad():
+        a, b = before(pixel_values=x).logits, after(pixel_values=x).logits
+    assert a.shape == b.shape and not torch.allclose(a, b, atol=1e-4)  # it trained on ...
+    assert torch.allclose(a, b, atol=5.0)  # ... from the saved weights, not from scratch
