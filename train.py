@@ -74,11 +74,14 @@ class ModelArguments:
         if self.init_adapter and self.finetune_mode not in ("lora", "partial"):
             raise ValueError("--init_adapter continues a saved adapter: use it with --finetune_mode lora "
                              "(or partial, for an adapter trained that way)")
-        # a LoRA adapter (peft's adapter_config.json) or partial mode's trained modules
-        if self.init_adapter and not any(os.path.isfile(os.path.join(self.init_adapter, f))
-                                         for f in ("adapter_config.json", "partial_model.safetensors")):
-            raise ValueError(f"--init_adapter {self.init_adapter!r} holds no adapter (adapter_config.json or "
-                             "partial_model.safetensors): pass a run's adapter/ folder or models/<name>/adapter")
+        if self.init_adapter:
+            from skin.models import PARTIAL_WEIGHTS_FILE
+
+            # a LoRA adapter (peft's adapter_config.json) or partial mode's trained modules
+            files = ("adapter_config.json", PARTIAL_WEIGHTS_FILE)
+            if not any(os.path.isfile(os.path.join(self.init_adapter, f)) for f in files):
+                raise ValueError(f"--init_adapter {self.init_adapter!r} holds no adapter ({' or '.join(files)}): "
+                                 "pass a run's adapter/ folder or models/<name>/adapter")
         if self.head_epochs < 0:
             raise ValueError("--head_epochs must be >= 0")
         if self.head_epochs and self.finetune_mode == "head":
