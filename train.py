@@ -126,7 +126,7 @@ class DataArguments:
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError("--crop_scale_min must be in (0, 1]")
         if self.vflip is None:
-            self.vflip = get_task(self.task).dataset not in ("utkface", "aihub")
+            self.vflip = not get_task(self.task).upright
 
 
 @dataclass

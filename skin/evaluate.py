@@ -29,11 +29,13 @@ MALIGNANT_NAMES = {"akiec", "bcc", "mel", "BCC", "MEL", "SCC", "Melanoma", "Basa
 
 
 @torch.no_grad()
-def predict_logits(model, processor, ds, *, batch_size: int = 64, tta: bool = False) -> np.ndarray:
+def predict_logits(model, processor, ds, *, batch_size: int = 64, tta: bool = False,
+                   vflip: bool = True) -> np.ndarray:
     """Logits for every row of ``ds`` (an ``image`` column), as the pipeline sees them.
 
-    ``tta`` averages the logits of the image and its horizontal and vertical
-    flips (lesions have no orientation), a cheap test-time augmentation.
+    ``tta`` averages the logits of the image and its horizontal flip, and with
+    ``vflip`` also its vertical flip (lesions have no orientation; faces have
+    one, so face tasks pass ``vflip=False``): a cheap test-time augmentation.
     """
     model.eval()
     out = []
@@ -42,7 +44,10 @@ def predict_logits(model, processor, ds, *, batch_size: int = 64, tta: bool = Fa
         x = processor(images, return_tensors="pt")["pixel_values"]
         logits = model(pixel_values=x).logits
         if tta:
-            logits = (logits + model(pixel_values=x.flip(-1)).logits + model(pixel_values=x.flip(-2)).logits) / 3
+            views = [logits, model(pixel_values=x.flip(-1)).logits]
+            if vflip:
+                views.append(model(pixel_values=x.flip(-2)).logits)
+            logits = torch.stack(views).mean(0)
         out.append(logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
@@ -82,7 +87,7 @@ def malignant_indices(labels: list[str], task: Task | None = None) -> list[int]:
 
 
 def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str], ds,
-                   n_boot: int = 200) -> dict:
+                   n_boot: int = 200, tta: bool = False) -> dict:
     """Metrics + per-group fairness for one split's calibrated probabilities."""
     from skin.calibration import expected_calibration_error
     from skin.fairness import fairness_report
@@ -127,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument("--tta", action="store_true",
+                        help="average over flips (horizontal; vertical too unless the images are faces), "
+                             "as train.py --tta does")
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")
     args = parser.parse_args(argv)
     try:
         report = evaluate_model(args.model, args.dataset, args.data_dir, task_name=args.task, split=args.split,
-                                cache_dir=args.cache_dir, batch_size=args.batch_size, n_boot=args.n_boot)
+                                cache_dir=args.cache_dir, batch_size=args.batch_size, n_boot=args.n_boot,
+                                tta=args.tta)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -147,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: str | None = None,
                    split: str = "test", cache_dir: str | None = None, batch_size: int = 64,
-                   n_boot: int = 200) -> dict:
+                   n_boot: int = 200, tta: bool = False) -> dict:
     from datasets import concatenate_datasets
 
     from skin.data import load
@@ -171,8 +180,9 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
     model, processor = load_classifier(model_ref)
     model = prepare_for_inference(model)  # the same function, about 2x faster on CPU
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size)), 1).numpy()
-    report = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds)}
+    probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size, tta=tta,
+                                                         vflip=not task.upright)), 1).numpy()
+    report = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds), "tta": tta}
     if dataset == "ddi" and model_labels != ["benign", "malignant"]:
         report.update(ddi_audit(probs, model_labels, ds, n_boot=n_boot))
         return report

@@ -47,6 +47,11 @@ class Task:
     def ordinal(self) -> bool:
         return self.kind in ("ordinal", "age")
 
+    @property
+    def upright(self) -> bool:
+        """Whether the images have an up (faces): no vertical flips in augmentation or TTA."""
+        return self.dataset in ("utkface", "aihub")
+
     def labels(self, features=None) -> list[str]:
         if self.fixed_labels:
             return list(self.fixed_labels)
