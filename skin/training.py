@@ -117,7 +117,9 @@ class PhaseCallback(TrainerCallback):
 
     For the first ``head_epochs`` epochs only the classifier trains (a new head
     on a pretrained body would otherwise send large gradients into it); then
-    the LoRA weights (or the whole body, in ``full`` mode) join.
+    the LoRA weights (or the whole body, in ``full`` mode) join. The phase is
+    checked before every step, so a fractional ``head_epochs`` (0.5) switches
+    mid-epoch, and a resumed run starts in the phase its checkpoint was in.
     """
 
     def __init__(self, model, head_epochs: float):
@@ -131,10 +133,13 @@ class PhaseCallback(TrainerCallback):
             self._set(self.model, phase)
             self._phase = phase
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self._apply("head" if (state.epoch or 0) < self.head_epochs else "all")
+    def _phase_at(self, state):
+        return "head" if (state.epoch or 0) < self.head_epochs - 1e-6 else "all"
 
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self._apply("head" if (state.epoch or 0) < self.head_epochs - 1e-6 else "all")
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._apply(self._phase_at(state))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._apply(self._phase_at(state))
 
 

@@ -343,6 +343,28 @@ def test_modes_and_phases(hf_dirs):
         M.prepare_finetune(model, "adapter")
 
 
+def test_phase_callback_switches_mid_epoch_and_on_resume(hf_dirs):
+    """--head_epochs 0.5 switches to the body half-way through the first epoch (it used to wait for
+    the next epoch's start), and a run resumed past the head phase starts with the body trainable."""
+    from transformers import TrainerState
+
+    from skin.training import PhaseCallback
+
+    _, model, _ = _build("vit", hf_dirs)
+    M.prepare_finetune(model, "full")
+    total = M.count_parameters(model)[1]
+    state = TrainerState()
+    cb = PhaseCallback(model, head_epochs=0.5)
+    for epoch, trainable_body in ((0.0, False), (0.25, False), (0.49, False), (0.5, True), (1.3, True)):
+        state.epoch = epoch
+        (cb.on_train_begin if epoch == 0 else cb.on_step_begin)(None, state, None)
+        assert (M.count_parameters(model)[0] == total) is trainable_body, epoch
+    resumed = PhaseCallback(model, head_epochs=2)
+    state.epoch = 2.0
+    resumed.on_train_begin(None, state, None)
+    assert M.count_parameters(model)[0] == total
+
+
 def test_lora_batchnorm_kept_with_adapter(hf_dirs):
     """BatchNorm layers of timm CNNs are saved with the adapter (running stats)."""
     _, model, _ = _build("mobilenetv2_100", hf_dirs, pretrained=False)
