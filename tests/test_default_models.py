@@ -53,7 +53,7 @@ def _evaluate_default(name: str, dataset: str, data_dir, tmp_path) -> tuple[dict
     res = subprocess.run(
         [sys.executable, "-m", "skin.evaluate", "--model", f"default:{name}", "--dataset", dataset,
          "--data-dir", str(data_dir), "--split", "test", "--json", "--n-boot", "20",
-         "--cache-dir", str(tmp_path / "cache")],
+         "--cache-dir", str(tmp_path / "cache"), *(["--tta"] if report.get("tta") else [])],
         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=1500,
     )
     assert res.returncode == 0, res.stderr[-2000:]
@@ -68,15 +68,18 @@ def test_evaluate_cli_reproduces_condition_report(shared_data, tmp_path):
     got, report = _evaluate_default("condition", "ham10000", shared_data / "ham10000", tmp_path)
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "ece"):
         assert key in got
-    # The stored report used flip test-time augmentation; the CLI evaluates the plain model.
-    assert abs(got["accuracy"] - report["test"]["accuracy"]) < 0.03
+    # Same flips as the stored report (--tta); LoRA weights are stored exactly.
+    assert got["tta"] == report["tta"]
+    assert abs(got["accuracy"] - report["test"]["accuracy"]) < 0.002
+    assert abs(got["balanced_accuracy"] - report["test"]["balanced_accuracy"]) < 0.002
     assert "sex" in got["fairness"] and got["fairness"]["sex"]["groups"]["male"]["n"] > 100
 
 
 @pytest.mark.slow
 @pytest.mark.needs_shared_data
 def test_evaluate_cli_reproduces_age_report(shared_data, tmp_path):
-    """The embedded age model (its trained stages stored as float16) reproduces its report's test MAE."""
+    """The embedded age model (its trained stages stored as float16) reproduces its report's test MAE
+    (with the report's horizontal-flip TTA)."""
     got, report = _evaluate_default("age", "utkface", shared_data / "utkface", tmp_path)
     assert abs(got["mae"] - report["test"]["mae"]) < 0.05
     assert abs(got["group_accuracy"] - report["test"]["group_accuracy"]) < 0.01
