@@ -724,7 +724,7 @@ class SkinLensService:
             "dataset_licence": licence, "dataset_url": ds_url, "model_card": spec.card_url or self.config.model_card_url,
             "metric": metric, "metric_label": metric_label, "higher_is_better": higher_better,
             "user_bucket": bucket, "measured": False, "rows": [], "warnings": [], "other_groups": {},
-            "overall": None,
+            "overall": None, "tta": False,
         }
         problem = self.model_problem(key)
         report = None
@@ -746,6 +746,7 @@ class SkinLensService:
                 card["other_groups"][attr] = [
                     {"group": g, **_metric_cell(e, metric)} for g, e in (rep.get("groups") or {}).items()
                 ]
+        card["tta"] = bool(report.get("tta"))
         test = report.get("test") or {}
         if isinstance(test.get(metric), (int, float)):
             card["overall"] = {"value": float(test[metric]), "n": test.get("n")}
@@ -963,6 +964,9 @@ def fairness_markdown(card: dict) -> str:
     if card.get("overall"):
         o = card["overall"]
         lines.append(f"\nOverall on the test set: {card['metric_label']} **{o['value']:.2f}** (n = {o.get('n')}).")
+    if card.get("tta") and (card.get("overall") or card.get("measured")):
+        lines.append("These figures average each test photo with its mirror images (flip test-time augmentation); "
+                     "the app predicts on your photo alone, which scores slightly lower.")
     if card.get("other_groups"):
         lines.append("\n<details><summary>Other groups measured</summary>\n")
         for attr, rows in card["other_groups"].items():

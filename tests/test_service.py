@@ -343,6 +343,8 @@ def test_fairness_card_highlights_user_bucket_and_warns(service):
     assert any("thin data for dark skin" in w for w in card["warnings"])
     md = fairness_markdown(card)
     assert "▶ dark (you)" in md and "95 % CI" in md and "CC BY-NC-SA" in md
+    assert ("test-time augmentation" in md) is card["tta"]  # says when the figures used flip TTA
+    assert "test-time augmentation" in fairness_markdown({**card, "tta": True})
     with pytest.raises(ValueError, match="tone_bucket"):
         service.fairness("condition", "olive")
 
