@@ -106,7 +106,8 @@ class DataArguments:
     vflip: bool | None = field(default=None, metadata={"help": "random vertical flips (default: off for face tasks)"})
     rotation: float = field(default=20.0, metadata={"help": "random rotation, degrees"})
     color_jitter: float = field(default=0.1, metadata={"help": "colour jitter strength"})
-    tta: bool = field(default=False, metadata={"help": "test-time augmentation (flips) in the final evaluation"})
+    tta: bool = field(default=False, metadata={"help": "test-time augmentation in the final evaluation: the "
+                                                   "horizontal flip, and the vertical one unless the images are faces"})
     n_boot: int = field(default=200, metadata={"help": "bootstrap resamples for fairness CIs"})
 
     def __post_init__(self):

@@ -87,7 +87,7 @@ def malignant_indices(labels: list[str], task: Task | None = None) -> list[int]:
 
 
 def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str], ds,
-                   n_boot: int = 200, tta: bool = False) -> dict:
+                   n_boot: int = 200) -> dict:
     """Metrics + per-group fairness for one split's calibrated probabilities."""
     from skin.calibration import expected_calibration_error
     from skin.fairness import fairness_report
