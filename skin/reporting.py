@@ -55,10 +55,9 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
                   f, indent=2, default=str)
 
     bs = training_args.per_device_eval_batch_size
-    val_logits = predict_logits(model, processor, dsd["validation"], batch_size=bs, tta=data_args.tta,
-                                vflip=not task.upright)
-    test_logits = predict_logits(model, processor, dsd["test"], batch_size=bs, tta=data_args.tta,
-                                 vflip=not task.upright)
+    flips = {"tta": data_args.tta, "vflip": not task.upright}
+    val_logits = predict_logits(model, processor, dsd["validation"], batch_size=bs, **flips)
+    test_logits = predict_logits(model, processor, dsd["test"], batch_size=bs, **flips)
     val_y, test_y = task.targets(dsd["validation"]), task.targets(dsd["test"])
     calib = calibration_summary(val_logits, val_y, test_logits, test_y)
     T = calib["temperature"]
