@@ -58,6 +58,9 @@ class ModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "modules LoRA adapts (default: per architecture, e.g. q_proj/v_proj, conv_pw)"}
     )
+    channels_last: bool = field(default=False, metadata={
+        "help": "train the timm CNNs in channels-last memory format (faster convolutions on CPU, with --bf16 "
+                "too); the exported weights are stored in the usual layout"})
 
     def __post_init__(self):
         if self.finetune_mode not in ("lora", "head", "full", "partial"):
@@ -69,6 +72,9 @@ class ModelArguments:
         if self.image_size is not None and self.model_name_or_path not in TIMM_WHEEL_MODELS:
             raise ValueError("--image_size only applies to the timm CNNs "
                              f"({', '.join(TIMM_WHEEL_MODELS)}); a Hub model keeps its processor's size")
+        if self.channels_last and self.model_name_or_path not in TIMM_WHEEL_MODELS and not self.init_adapter:
+            raise ValueError("--channels_last only applies to the timm CNNs "
+                             f"({', '.join(TIMM_WHEEL_MODELS)})")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ValueError(f"--image_size must be between 32 and 1024, got {self.image_size}")
         if self.init_adapter and self.finetune_mode not in ("lora", "partial"):
@@ -245,6 +251,8 @@ def main(argv=None):
                                  lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
                                  target_modules=model_args.lora_target_modules,
                                  unfreeze_last=model_args.unfreeze_last)
+    if model_args.channels_last:
+        model.to(memory_format=torch.channels_last)
     trainable, total = count_parameters(model)
     logger.info("model %s, mode %s: %d / %d parameters trainable", model_args.model_name_or_path,
                 model_args.finetune_mode, trainable, total)

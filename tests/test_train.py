@@ -95,7 +95,8 @@ def test_adapter_reloads_to_merged_logits(lora_run):
 
 def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
     """Phased schedule head → partial unfreezing: the adapter folder holds only the unfrozen stages, and
-    base + adapter + temperature give the merged checkpoint's probabilities."""
+    base + adapter + temperature give the merged checkpoint's probabilities. Trained channels-last under
+    bf16 autocast (the fast CPU path), the exports are ordinary float32 tensors."""
     import torch
 
     import train
@@ -104,7 +105,8 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
     from skin.models import PARTIAL_WEIGHTS_FILE, load_adapter
 
     report = train.main(tiny_args(ham, tmp_path, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
-                                  "--finetune_mode", "partial", "--unfreeze_last", "1", "--head_epochs", "1"))
+                                  "--finetune_mode", "partial", "--unfreeze_last", "1", "--head_epochs", "1",
+                                  "--channels_last", "true", "--bf16", "true"))
     run = tmp_path / "run"
     assert report["mode"] == "partial" and report["trainable_parameters"] < report["total_parameters"]
     weights = run / "adapter" / PARTIAL_WEIGHTS_FILE
@@ -138,6 +140,7 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
         (["--sampler", "balanced", "--loss", "cb_ce"], "choose one"),
         (["--model_name_or_path", "google/vit-base-patch16-224", "--image_size", "64"], "--image_size only"),
         (["--task", "nope"], "unknown task"),
+        (["--model_name_or_path", "google/vit-base-patch16-224", "--channels_last", "true"], "--channels_last only"),
         (["--init_adapter", "tests"], "holds no adapter (adapter_config.json or partial_model.safetensors)"),
     ],
 )
