@@ -13,6 +13,11 @@ frozen for LoRA / head like train.py. AdamW, as the Trainer uses.
 
     .venv/bin/python bench/bench_finetune.py                   # both backbones
     .venv/bin/python bench/bench_finetune.py --backbones vit_b --steps 4
+    .venv/bin/python bench/bench_finetune.py --backbones efficientnet_lite0 --precisions fp32 bf16_cl
+
+``--precisions bf16_cl`` measures what ``train.py --bf16 true --channels_last true``
+runs: bf16 autocast over float32 weights, the model in channels-last format;
+every ratio is still to full fine-tuning in float32.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("full", "lora", "lora_gc", "partial", "head")
+PRECISIONS = ("fp32", "bf16", "bf16_cl")
 BACKBONES = {"vit_b": {"batch": 8}, "efficientnet_lite0": {"batch": 32, "image_size": 192}}
 
 
@@ -46,7 +52,8 @@ def save_vit_b(path: str) -> str:
     return path
 
 
-def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | None = None) -> dict:
+def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | None = None,
+           precision: str = "fp32") -> dict:
     import resource
     import tempfile
     import time
@@ -76,16 +83,20 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 7, (batch,))
+    if precision == "bf16_cl":
+        model.to(memory_format=torch.channels_last)
     times = []
     for i in range(steps + 1):
         t = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"):
+            logits = model(pixel_values=x).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if i:  # the first step warms up allocators and oneDNN kernels
             times.append(time.perf_counter() - t)
-    return {"backbone": backbone, "mode": mode, "batch": batch, "image_size": size,
+    return {"backbone": backbone, "mode": mode, "precision": precision, "batch": batch, "image_size": size,
             "step_s": statistics.median(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rss_model_loaded_mb": rss_loaded,
             "trainable": trainable, "total": total}
@@ -98,45 +109,53 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "finetune.json"))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    parser.add_argument("--worker", nargs=2, metavar=("BACKBONE", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=list(PRECISIONS))
+    parser.add_argument("--worker", nargs=3, metavar=("BACKBONE", "MODE", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--vit-path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        backbone, mode = args.worker
-        print(json.dumps(worker(backbone, mode, args.steps, BACKBONES[backbone]["batch"], args.vit_path)))
+        backbone, mode, precision = args.worker
+        print(json.dumps(worker(backbone, mode, args.steps, BACKBONES[backbone]["batch"], args.vit_path, precision)))
         return
     import tempfile
 
     modes = [m for m in MODES if m in args.modes or m == "full"]  # full is the reference
     vit_path = save_vit_b(tempfile.mkdtemp()) if "vit_b" in args.backbones else ""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    # full fine-tuning in float32 is the reference for every ratio
+    variants = [("full", "fp32")] + [(m, p) for p in PRECISIONS if p in args.precisions for m in modes
+                                     if (m, p) != ("full", "fp32")]
     runs = []
     for backbone in args.backbones:
         for _ in range(args.repeats):
-            for mode in modes:
-                out = subprocess.run([sys.executable, __file__, "--worker", backbone, mode, "--steps", str(args.steps),
-                                      "--vit-path", vit_path],
+            for mode, precision in variants:
+                out = subprocess.run([sys.executable, __file__, "--worker", backbone, mode, precision,
+                                      "--steps", str(args.steps), "--vit-path", vit_path],
                                      capture_output=True, text=True, env=env, cwd=ROOT, check=True)
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print(f"  {backbone:>18} {mode:>7}: {runs[-1]['step_s']:.2f} s/step, "
+                print(f"  {backbone:>18} {mode:>7} {precision:>7}: {runs[-1]['step_s']:.2f} s/step, "
                       f"{runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
     table = []
     for backbone in args.backbones:
-        per = {m: [r for r in runs if r["backbone"] == backbone and r["mode"] == m] for m in modes}
-        full_s = statistics.median(r["step_s"] for r in per["full"])
-        full_mb = statistics.median(r["peak_rss_mb"] for r in per["full"])
-        for m in modes:
-            s = statistics.median(r["step_s"] for r in per[m])
-            mb = statistics.median(r["peak_rss_mb"] for r in per[m])
-            table.append({"backbone": backbone, "mode": m, "batch": per[m][0]["batch"],
-                          "image_size": per[m][0]["image_size"], "step_s": round(s, 3),
+        per = {v: [r for r in runs if r["backbone"] == backbone and (r["mode"], r["precision"]) == v]
+               for v in variants}
+        full_s = statistics.median(r["step_s"] for r in per["full", "fp32"])
+        full_mb = statistics.median(r["peak_rss_mb"] for r in per["full", "fp32"])
+        for v in variants:
+            s = statistics.median(r["step_s"] for r in per[v])
+            mb = statistics.median(r["peak_rss_mb"] for r in per[v])
+            m = v[0]
+            table.append({"backbone": backbone, "mode": m, "precision": v[1], "batch": per[v][0]["batch"],
+                          "image_size": per[v][0]["image_size"], "step_s": round(s, 3),
                           "throughput_vs_full": round(full_s / s, 2), "peak_rss_mb": round(mb),
-                          "memory_vs_full": round(mb / full_mb, 2), "trainable": per[m][0]["trainable"],
-                          "total": per[m][0]["total"]})
-    print("\n| backbone | mode | batch | s/step | throughput vs full | peak RSS MB | memory vs full | trainable |")
-    print("|---|---|---|---|---|---|---|---|")
+                          "memory_vs_full": round(mb / full_mb, 2), "trainable": per[v][0]["trainable"],
+                          "total": per[v][0]["total"]})
+    print("\n| backbone | mode | precision | batch | s/step | throughput vs full fp32 | peak RSS MB | memory vs full "
+          "fp32 | trainable |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in table:
-        print(f"| {r['backbone']} | {r['mode']} | {r['batch']} | {r['step_s']} | {r['throughput_vs_full']}x | "
+        print(f"| {r['backbone']} | {r['mode']} | {r['precision']} | {r['batch']} | {r['step_s']} | "
+              f"{r['throughput_vs_full']}x | "
               f"{r['peak_rss_mb']} | {r['memory_vs_full']}x | {r['trainable']:,} / {r['total']:,} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"table": table, "runs": runs}, indent=2))
