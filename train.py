@@ -59,8 +59,9 @@ class ModelArguments:
         default=None, metadata={"help": "modules LoRA adapts (default: per architecture, e.g. q_proj/v_proj, conv_pw)"}
     )
     channels_last: bool = field(default=False, metadata={
-        "help": "train the timm CNNs in channels-last memory format (faster convolutions on CPU, with --bf16 "
-                "too); the exported weights are stored in the usual layout"})
+        "help": "train the timm CNNs in channels-last memory format; with --bf16 true on a CPU with bf16 units it "
+                "ran EfficientNet-Lite0 partial-6 at 224 px 1.2x faster (no gain for LoRA; README.md, Training). "
+                "Exports are stored in the usual layout"})
 
     def __post_init__(self):
         if self.finetune_mode not in ("lora", "head", "full", "partial"):
