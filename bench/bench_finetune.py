@@ -144,8 +144,7 @@ def main(argv=None):
         for v in variants:
             s = statistics.median(r["step_s"] for r in per[v])
             mb = statistics.median(r["peak_rss_mb"] for r in per[v])
-            m = v[0]
-            table.append({"backbone": backbone, "mode": m, "precision": v[1], "batch": per[v][0]["batch"],
+            table.append({"backbone": backbone, "mode": v[0], "precision": v[1], "batch": per[v][0]["batch"],
                           "image_size": per[v][0]["image_size"], "step_s": round(s, 3),
                           "throughput_vs_full": round(full_s / s, 2), "peak_rss_mb": round(mb),
                           "memory_vs_full": round(mb / full_mb, 2), "trainable": per[v][0]["trainable"],
