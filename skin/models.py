@@ -745,10 +745,14 @@ def load_adapter(
     *,
     is_trainable: bool = False,
     pretrained: bool = True,
+    image_size: int | None = None,
 ):
     """Rebuild the base model with :func:`create_model` and load the adapter.
 
-    ``labels`` default to the ones saved by :func:`save_adapter`. Returns
+    ``labels`` default to the ones saved by :func:`save_adapter`. ``image_size``
+    (timm CNNs) replaces the saved input side, to continue training at another
+    resolution (Touvron et al. 2019, "Fixing the train-test resolution
+    discrepancy"); the convolutions take any size. Returns
     ``(peft_model, image_processor)`` like :func:`create_model`; the PeftModel is
     in eval mode unless ``is_trainable``.
     """
@@ -767,7 +771,7 @@ def load_adapter(
         raise ValueError(f"{out} has no {ADAPTER_META_FILE} with labels; pass labels=[...]")
     kwargs: dict[str, Any] = {"pretrained": pretrained}
     if base_name in TIMM_BACKBONES:
-        kwargs["image_size"] = meta.get("image_size")
+        kwargs["image_size"] = image_size or meta.get("image_size")
         kwargs["crop_pct"] = meta.get("crop_pct", 1.0)
     base, processor = create_model(base_name, labels, **kwargs)
     if meta.get("finetune_mode") == "partial":

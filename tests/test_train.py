@@ -200,7 +200,10 @@ def test_lora_with_gradient_checkpointing_trains_the_adapter(ham, tmp_path):
 def test_init_adapter_continues_a_saved_adapter(ham, tmp_path, mode):
     """--init_adapter starts from the saved weights and trains on: continued at a learning rate of
     1e-7, every trained tensor stays within 1e-4 of the saved one (AdamW moves a weight by at most
-    about lr per step) yet is not identical, while a fresh head differs by about 0.02 on average."""
+    about lr per step) yet is not identical, while a fresh head differs by about 0.02 on average.
+    ``--image_size`` continues at a new resolution: the adapter and the merged processor record it."""
+    import json
+
     import torch
     from safetensors.torch import load_file
 
@@ -212,8 +215,12 @@ def test_init_adapter_continues_a_saved_adapter(ham, tmp_path, mode):
     train.main(tiny_args(ham, tmp_path / "first", *extra))
     first = tmp_path / "first" / "run" / "adapter"
     report = train.main(tiny_args(ham, tmp_path / "second", *extra, "--init_adapter", str(first),
-                                  "--learning_rate", "1e-7", "--head_epochs", "0"))
+                                  "--learning_rate", "1e-7", "--head_epochs", "0", "--image_size", "48"))
     assert report["mode"] == mode
+    second = tmp_path / "second" / "run"
+    assert json.loads((second / "adapter" / "skinlens_adapter.json").read_text())["image_size"] == 48
+    merged_pp = json.loads((second / "merged" / "config.json").read_text())["pretrained_cfg"]
+    assert merged_pp["input_size"] == [3, 48, 48]
     weights = "adapter_model.safetensors" if mode == "lora" else PARTIAL_WEIGHTS_FILE
     a, b = load_file(str(first / weights)), load_file(str(tmp_path / "second" / "run" / "adapter" / weights))
     assert a.keys() == b.keys()
