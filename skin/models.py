@@ -769,6 +769,9 @@ def load_adapter(
     labels = labels if labels is not None else meta.get("labels")
     if not labels:
         raise ValueError(f"{out} has no {ADAPTER_META_FILE} with labels; pass labels=[...]")
+    if image_size is not None and base_name not in TIMM_BACKBONES:
+        raise ValueError(f"image_size={image_size}: the adapter's base {base_name!r} is a Hub model, whose "
+                         "processor fixes the input size; drop --image_size (it applies to the timm CNNs)")
     kwargs: dict[str, Any] = {"pretrained": pretrained}
     if base_name in TIMM_BACKBONES:
         kwargs["image_size"] = image_size or meta.get("image_size")

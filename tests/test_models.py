@@ -281,6 +281,13 @@ def test_adapter_roundtrip_identical_logits(arch, lora_trained, tmp_path):
     assert reloaded.peft_config["default"].base_model_name_or_path == name
     torch.testing.assert_close(reloaded_processor(_pil(2), return_tensors="pt")["pixel_values"], x)
     torch.testing.assert_close(_logits(reloaded, x), expected, atol=1e-5, rtol=1e-5)
+    # another input size: the timm CNNs take it; a Hub model's processor fixes it, so it is refused
+    if name in M.TIMM_BACKBONES:
+        _, resized = M.load_adapter(tmp_path / "adapter", image_size=40)
+        assert resized(_pil(2), return_tensors="pt")["pixel_values"].shape[-2:] == (40, 40)
+    else:
+        with pytest.raises(ValueError, match="drop --image_size"):
+            M.load_adapter(tmp_path / "adapter", image_size=40)
 
 
 # --------------------------------------------------------------------- temperature
