@@ -12,11 +12,13 @@ fairness), ``metrics.csv``, ``args.json``, figures, ``merged/`` (loads in
     python train.py --task condition_ham10000 --data_dir ../shared/data/ham10000 \
         --model_name_or_path efficientnet_lite0 --finetune_mode lora --num_train_epochs 8
     python train.py config.yaml          # the same arguments from YAML / JSON
+    python train.py configs/gpu/condition_ham10000_convnext_tiny.yaml --data_dir DIR   # file, then overrides
     accelerate launch --multi_gpu --num_processes 2 train.py ...   # CPU-only: 2 gloo processes
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -179,14 +181,33 @@ class SkinTrainingArguments(TrainingArguments):
 
 
 def parse_args(argv=None):
+    """The three argument dataclasses from the command line, or from a YAML / JSON file
+    given first, whose values the options after it override (``config.yaml --data_dir DIR``)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, SkinTrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        path = os.path.abspath(argv[0])
-        if path.endswith(".json"):
-            return parser.parse_json_file(path)
-        return parser.parse_yaml_file(path)
+    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
+        parser.set_defaults(**_read_config(argv[0], {a.dest for a in parser._actions}))
+        argv = argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _read_config(path: str, known: set[str]) -> dict:
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path} not found: give the path of a YAML or JSON file of train.py options")
+    text = open(path, encoding="utf-8").read()
+    try:
+        cfg = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise ValueError(f"config file {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {e}") from e
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config file {path} must map option names to values (task: ..., data_dir: ...)")
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"config file {path}: unknown option(s) {', '.join(unknown)}; "
+                         "python train.py --help lists them (without the leading --)")
+    return cfg
 
 
 def main(argv=None):
