@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -186,7 +186,8 @@ def parse_args(argv=None):
     parser = HfArgumentParser((ModelArguments, DataArguments, SkinTrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
-        parser.set_defaults(**_read_config(argv[0], {a.dest for a in parser._actions}))
+        known = {f.name for dc in parser.dataclass_types for f in fields(dc) if f.init}
+        parser.set_defaults(**_read_config(argv[0], known))
         argv = argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)
 
