@@ -210,8 +210,8 @@ def test_bad_config_files_name_the_problem(tmp_path, text, message):
 def test_gpu_recipes_train_on_a_tiny_convnext(config, ham, tmp_path):
     """The GPU recipes in configs/gpu/ (not run at full scale here: no GPU) with every option
     kept but the backbone (a tiny random ConvNeXt with the Hub model's module names), the data
-    (fixtures in the real layouts), the CPU and the length: they parse, train, and put LoRA on
-    pwconv1 / pwconv2."""
+    (fixtures in the real layouts), the device (CPU, float32) and the length: they parse, train
+    with the recipe's 8 data-loader workers, and put LoRA on pwconv1 / pwconv2."""
     import yaml
     from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
 
@@ -227,7 +227,7 @@ def test_gpu_recipes_train_on_a_tiny_convnext(config, ham, tmp_path):
     ConvNextImageProcessor(size={"shortest_edge": 32}).save_pretrained(tiny)
     report = train.main([str(config), "--model_name_or_path", str(tiny), "--data_dir", str(data),
                          "--output_dir", str(tmp_path / "run"), "--dataset_cache_dir", str(tmp_path / "cache"),
-                         "--use_cpu", "true", "--bf16", "false", "--dataloader_num_workers", "0",
+                         "--use_cpu", "true", "--bf16", "false",
                          "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--n_boot", "10"])
     assert report["task"] == recipe["task"] and report["mode"] == "lora"
     adapter = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
