@@ -183,7 +183,10 @@ class SkinTrainingArguments(TrainingArguments):
 def parse_args(argv=None):
     """The three argument dataclasses from the command line, or from a YAML / JSON file
     given first, whose values the options after it override (``config.yaml --data_dir DIR``)."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, SkinTrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, SkinTrainingArguments),
+                              usage="python train.py [CONFIG.yaml|CONFIG.json] [--option value ...]",
+                              epilog="A YAML or JSON file of these options (names without the leading --) may come "
+                                     "first; the options after it override its values.")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         known = {f.name for dc in parser.dataclass_types for f in fields(dc) if f.init}

@@ -159,6 +159,7 @@ def test_help_documents_every_option():
     for opt in ("--finetune_mode", "--lora_r", "--head_epochs", "--loss", "--sampler", "--task", "--data_dir",
                 "--push_to_hub", "--tta"):
         assert opt in res.stdout
+    assert "CONFIG.yaml" in res.stdout and "override" in res.stdout
 
 
 def test_yaml_config_is_accepted(ham, tmp_path):
