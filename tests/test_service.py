@@ -225,6 +225,24 @@ def test_predict_no_face_abstains_for_age(service):
     assert res["face"]["found"] is False
 
 
+
+def test_close_up_model_refuses_a_portrait_and_says_what_to_do(service):
+    """A face filling >= PORTRAIT_FACE_FRACTION of the photo: the close-up (lesion) model abstains with
+    the fix, its explanation is refused the same way, and the face model still answers."""
+    pytest.importorskip("skin.faces", reason="skin/faces.py (face detection) is not in the tree yet")
+    from skimage import data
+
+    portrait = Image.fromarray(data.astronaut())  # a half-length portrait: the face fills 3.5 % of it
+    res = service.predict(_jpeg(portrait))
+    condition, age = res["tasks"]["condition"], res["tasks"]["age"]
+    assert condition["abstained"] and condition["status"] == "abstain" and "top_k" not in condition
+    assert "a face fills 4% of this photo" in condition["reason"] and "crop the photo to the spot" in condition["reason"]
+    assert res["face"]["found"] is True and "no face" not in (age["reason"] or "")
+    with pytest.raises(ValueError, match="cannot explain the condition model on this photo: a face fills"):
+        service.explain(_jpeg(portrait), "condition", "saliency")
+    lesion = service.predict(_jpeg(skin_photo()))  # no face: the close-up model answers
+    assert lesion["face"]["found"] is False and lesion["tasks"]["condition"]["status"] == "ok"
+
 def test_age_readout_is_dex_expectation(service):
     from skin.metrics import expected_age
 
