@@ -31,8 +31,9 @@ Deliberate choices:
   a single year out of 101 is rarely above 0.5 even when the estimate is good.
   The app also abstains when the photo fails the quality check (every task),
   no face is found (face tasks), or a face fills at least
-  ``PORTRAIT_FACE_FRACTION`` of the photo (close-up tasks: their models read a
-  single skin spot, not photos of people).
+  ``PORTRAIT_FACE_FRACTION`` of the photo (models with ``refuse_faces``: by
+  default those trained on close-ups of one lesion, ``CLOSEUP_ONLY_DATASETS``;
+  SCIN or Kaggle photos may show a face, so their models answer on them).
 * **Skin tone** for the fairness card is estimated (ITA, three buckets of
   :mod:`skin.tone`) on the face crop when a face was found, else on the whole
   photo with the central lesion excluded (``lesion_photo=True``).
@@ -75,6 +76,8 @@ INPUTS = ("closeup", "face")
 # Measured with skin.faces.largest_face: no face at all in 400 HAM10000 and 37 PAD-UFES-20 photos;
 # faces fill 69-100 % of UTKFace chips and 3.5 % of scikit-image's half-length astronaut portrait.
 PORTRAIT_FACE_FRACTION = 0.02
+#: Datasets of close-ups of one lesion: models trained on them refuse portraits unless configured otherwise.
+CLOSEUP_ONLY_DATASETS = ("ham10000", "pad_ufes20")
 #: Licences of the data each task's models are trained on (shown in the app).
 DATASETS = {
     "ham10000": ("HAM10000", "CC BY-NC-SA 4.0 (Tschandl et al. 2018), non-commercial",
@@ -126,6 +129,7 @@ class ModelSpec:
     title: str = ""
     abstain_below: float = 0.5
     card_url: str | None = None
+    refuse_faces: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,12 +216,18 @@ def load_config(path: str | os.PathLike | None = None) -> AppConfig:
         inp = str(m.get("input", "face" if task.kind == "age" else "closeup"))
         if inp not in INPUTS:
             raise ValueError(f"{cfg_path}: models.{key}.input must be one of {INPUTS}, got {inp!r}")
+        refuse = m.get("refuse_faces", inp == "closeup" and task.dataset in CLOSEUP_ONLY_DATASETS)
+        if not isinstance(refuse, bool):
+            raise ValueError(f"{cfg_path}: models.{key}.refuse_faces must be true or false, got {refuse!r}")
+        if refuse and inp == "face":
+            raise ValueError(f"{cfg_path}: models.{key} reads faces (input: face): drop refuse_faces")
         thr = float(m.get("abstain_below", default_threshold))
         if not 0.0 <= thr < 1.0:
             raise ValueError(f"{cfg_path}: models.{key}.abstain_below must be in [0, 1), got {thr}")
         models[str(key)] = ModelSpec(
             key=str(key), task=task.name, model=_resolve_model_ref(str(m["model"]), base), input=inp,
             title=str(m.get("title") or task.description), abstain_below=thr, card_url=m.get("card_url"),
+            refuse_faces=refuse,
         )
     examples_raw = raw.get("examples") or []
     if not isinstance(examples_raw, list):
@@ -463,7 +473,8 @@ class SkinLensService:
                 lm = self.model(key)
                 with lm.lock, torch.inference_mode():
                     lm.model(pixel_values=lm.pixel_values(photo))
-        self._face(photo)  # every task reads it: face tasks crop to it, close-up tasks refuse portraits
+        if any(spec.input == "face" or spec.refuse_faces for spec in self.config.models.values()):
+            self._face(photo)
         check_quality(photo)
         estimate_tone(photo, lesion_photo=True)
 
@@ -489,7 +500,9 @@ class SkinLensService:
 
     def _model_view(self, spec: ModelSpec, image, face_cache: dict):
         """(the image the model ``spec`` reads, or None, reason) — face crop for face tasks; a
-        close-up task refuses a photo of a person (a face filling ``PORTRAIT_FACE_FRACTION``)."""
+        ``refuse_faces`` model refuses a photo of a person (a face filling ``PORTRAIT_FACE_FRACTION``)."""
+        if spec.input != "face" and not spec.refuse_faces:
+            return image, None
         if "face" not in face_cache:
             face_cache["face"] = self._face(image)
         face = face_cache["face"]

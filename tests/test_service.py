@@ -160,6 +160,23 @@ def test_config_defaults_and_env(monkeypatch, tmp_path, app_config):
         load_config(bad)
 
 
+
+def test_refuse_faces_defaults_by_dataset_and_is_checked(tmp_path):
+    """Models of close-up-only datasets (HAM10000, PAD-UFES-20) refuse portraits by default; SCIN and
+    Kaggle photos may show a face, so theirs answer; the key is a boolean and meaningless for face input."""
+    from skin.service import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  ham: {task: condition_ham10000, model: a/b}\n  scin: {task: condition_scin, model: a/b}\n"
+                   "  pad: {task: condition_pad_ufes20, model: a/b, refuse_faces: false}\n")
+    models = load_config(cfg).models
+    assert (models["ham"].refuse_faces, models["scin"].refuse_faces, models["pad"].refuse_faces) == (True, False, False)
+    for bad, message in [("{task: condition_scin, model: a/b, refuse_faces: sometimes}", "must be true or false"),
+                         ("{task: age_utkface, model: a/b, input: face, refuse_faces: true}", "drop refuse_faces")]:
+        cfg.write_text(f"models:\n  x: {bad}\n")
+        with pytest.raises(ValueError, match=message):
+            load_config(cfg)
+
 def test_example_photos_are_read_from_configured_paths_with_licences(tmp_path):
     from skin.service import examples_markdown, load_config
 
@@ -186,6 +203,7 @@ def test_repo_config_parses():
     assert cfg.models["condition"].model == "default:condition"
     assert cfg.models["age"].input == "face"
     assert cfg.models["condition"].abstain_below == 0.5
+    assert cfg.models["condition"].refuse_faces and not cfg.models["age"].refuse_faces
     assert len(cfg.examples) >= 3 and all(e.licence for e in cfg.examples)
     assert all("/shared/data/" in e.path for e in cfg.examples)  # read at run time, never shipped
 
@@ -226,9 +244,12 @@ def test_predict_no_face_abstains_for_age(service):
 
 
 
-def test_close_up_model_refuses_a_portrait_and_says_what_to_do(service):
-    """A face filling >= PORTRAIT_FACE_FRACTION of the photo: the close-up (lesion) model abstains with
-    the fix, its explanation is refused the same way, and the face model still answers."""
+def test_close_up_model_refuses_a_portrait_and_says_what_to_do(service, monkeypatch):
+    """A face filling >= PORTRAIT_FACE_FRACTION of the photo: the HAM10000 (close-up) model abstains
+    with the fix, its explanation is refused the same way, the face model still answers, and with
+    ``refuse_faces: false`` the condition model answers too."""
+    from dataclasses import replace
+
     pytest.importorskip("skin.faces", reason="skin/faces.py (face detection) is not in the tree yet")
     from skimage import data
 
@@ -242,6 +263,9 @@ def test_close_up_model_refuses_a_portrait_and_says_what_to_do(service):
         service.explain(_jpeg(portrait), "condition", "saliency")
     lesion = service.predict(_jpeg(skin_photo()))  # no face: the close-up model answers
     assert lesion["face"]["found"] is False and lesion["tasks"]["condition"]["status"] == "ok"
+    monkeypatch.setitem(service.config.models, "condition",
+                        replace(service.config.models["condition"], refuse_faces=False))
+    assert "a face fills" not in (service.predict(_jpeg(portrait))["tasks"]["condition"]["reason"] or "")
 
 def test_age_readout_is_dex_expectation(service):
     from skin.metrics import expected_age
