@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -200,7 +201,7 @@ def _read_config(path: str, known: set[str]) -> dict:
 
     if not os.path.isfile(path):
         raise ValueError(f"config file {path} not found: give the path of a YAML or JSON file of train.py options")
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     try:
         cfg = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as e:

@@ -160,7 +160,6 @@ def test_config_defaults_and_env(monkeypatch, tmp_path, app_config):
         load_config(bad)
 
 
-
 def test_refuse_faces_defaults_by_dataset_and_is_checked(tmp_path):
     """Models of close-up-only datasets (HAM10000, PAD-UFES-20) refuse portraits by default; SCIN and
     Kaggle photos may show a face, so theirs answer; the key is a boolean and meaningless for face input."""
@@ -176,6 +175,7 @@ def test_refuse_faces_defaults_by_dataset_and_is_checked(tmp_path):
         cfg.write_text(f"models:\n  x: {bad}\n")
         with pytest.raises(ValueError, match=message):
             load_config(cfg)
+
 
 def test_example_photos_are_read_from_configured_paths_with_licences(tmp_path):
     from skin.service import examples_markdown, load_config
@@ -243,14 +243,12 @@ def test_predict_no_face_abstains_for_age(service):
     assert res["face"]["found"] is False
 
 
-
 def test_close_up_model_refuses_a_portrait_and_says_what_to_do(service, monkeypatch):
     """A face filling >= PORTRAIT_FACE_FRACTION of the photo: the HAM10000 (close-up) model abstains
     with the fix, its explanation is refused the same way, the face model still answers, and with
     ``refuse_faces: false`` the condition model answers too."""
     from dataclasses import replace
 
-    pytest.importorskip("skin.faces", reason="skin/faces.py (face detection) is not in the tree yet")
     from skimage import data
 
     portrait = Image.fromarray(data.astronaut())  # a half-length portrait: the face fills 3.5 % of it
@@ -266,6 +264,7 @@ def test_close_up_model_refuses_a_portrait_and_says_what_to_do(service, monkeypa
     monkeypatch.setitem(service.config.models, "condition",
                         replace(service.config.models["condition"], refuse_faces=False))
     assert "a face fills" not in (service.predict(_jpeg(portrait))["tasks"]["condition"]["reason"] or "")
+
 
 def test_age_readout_is_dex_expectation(service):
     from skin.metrics import expected_age

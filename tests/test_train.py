@@ -175,7 +175,6 @@ def test_yaml_config_is_accepted(ham, tmp_path):
     assert model_args.finetune_mode == "head" and training_args.max_steps == 1 and data_args.data_dir == str(ham)
 
 
-
 def test_config_file_then_command_line_overrides(ham, tmp_path):
     """``train.py config.yaml --opt v``: the file's values, overridden by the options after it."""
     import train
@@ -233,6 +232,7 @@ def test_gpu_recipes_train_on_a_tiny_convnext(config, ham, tmp_path):
     assert report["task"] == recipe["task"] and report["mode"] == "lora"
     adapter = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert set(adapter["target_modules"]) == {"pwconv1", "pwconv2"} and adapter["r"] == recipe["lora_r"]
+
 
 def test_lora_with_gradient_checkpointing_trains_the_adapter(ham, tmp_path):
     """--gradient_checkpointing true (the memory-saving LoRA set-up of bench/bench_finetune.py) on a
