@@ -277,6 +277,21 @@ def test_age_readout_is_dex_expectation(service):
     assert out["group"] == "25-49" and out["group_probability"] == pytest.approx(1.0)
 
 
+def test_age_abstention_names_the_estimates_group_not_the_most_likely(service):
+    """The group shown is the estimate's; when another group holds more mass, the reason must not call
+    the shown group the most likely one."""
+    from dataclasses import replace
+
+    lm = service.model("age")
+    lm = replace(lm, spec=replace(lm.spec, abstain_below=0.5))
+    probs = np.zeros(101)
+    probs[[10, 30, 60]] = [0.45, 0.2, 0.35]  # estimate 31.5 years: group 25-49 (0.2); 0-24 holds 0.45
+    out = service._read_out(lm, probs)
+    assert out["group"] == "25-49" and out["top_k"][0]["label"] == "0-24"
+    assert out["abstained"] and "most likely" not in out["reason"]
+    assert "the estimate (32 years) falls in the age group 25-49, which has probability 20%" in out["reason"]
+
+
 def test_quality_failure_abstains_every_task(service):
     dark = Image.fromarray((np.asarray(skin_photo()) * 0.08).astype(np.uint8))
     res = service.predict(dark)
