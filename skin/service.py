@@ -587,8 +587,7 @@ class SkinLensService:
         if out["confidence"] < spec.abstain_below:
             out["abstained"] = True
             if lm.kind == "age":
-                # The estimate's group is not always the group with the most mass (about 5 % of
-                # UTKFace validation faces, most within a few years of 25/50/75); say what was compared.
+                # Not necessarily the group with the most mass (module docstring): say what was compared.
                 what = f"the estimate ({out['estimate']:.0f} years) falls in the age group {out['group']}, which"
             else:
                 what = "the most likely answer"
