@@ -224,8 +224,10 @@ def main(argv=None):
                                          f"{model_args.finetune_mode}"
         training_args.run_name = name
         training_args.output_dir = os.path.join("experiments", name)
-    if task.kind == "age" and training_args.metric_for_best_model == "eval_balanced_accuracy":
-        training_args.metric_for_best_model, training_args.greater_is_better = "eval_mae", False
+    headline = f"eval_{task.metric.name}"
+    if training_args.metric_for_best_model == "eval_balanced_accuracy" and headline != "eval_balanced_accuracy":
+        # the default selects on the task's headline metric (MAE, lower is better, for age)
+        training_args.metric_for_best_model, training_args.greater_is_better = headline, task.metric.greater_is_better
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from skin.tasks import get_task
+from skin.tasks import TaskKind, get_task
 
 CLASSIFIERS = ("svm", "mlp")
 
@@ -76,7 +76,7 @@ def run(task_name: str, data_dir: str, classifier: str = "svm", out_dir: str | N
     from skin.reporting import _json_default
 
     task = get_task(task_name)
-    if task.kind == "age":
+    if task.kind is TaskKind.AGE:
         raise ValueError("the HOG baseline is for classification and graded tasks; age uses the deep models")
     started = time.time()
     dsd = load(task.dataset, data_dir, cache_dir=cache_dir, **task.data_config)

@@ -22,10 +22,7 @@ import sys
 import numpy as np
 import torch
 
-from skin.tasks import AGE_BINS, Task, age_group_names, age_to_group, get_task, TASKS
-
-# Label names treated as malignant whatever model they come from (DDI audit).
-MALIGNANT_NAMES = {"akiec", "bcc", "mel", "BCC", "MEL", "SCC", "Melanoma", "Basal Cell Carcinoma (BCC)", "malignant"}
+from skin.tasks import TASKS, Task, TaskKind, age_group_names, age_to_group, get_task, malignant_indices
 
 
 @torch.no_grad()
@@ -56,12 +53,11 @@ def task_metrics(task: Task, probs: np.ndarray, targets: np.ndarray, labels: lis
     """The task's headline metrics (flat, JSON-serialisable)."""
     from skin import metrics
 
-    if task.kind == "age":
+    if task.kind is TaskKind.AGE:
         ages = np.arange(probs.shape[1], dtype=float)
-        m = metrics.age_metrics(targets.astype(float), metrics.expected_age(probs, ages), bins=AGE_BINS)
-        return m
+        return metrics.age_metrics(targets.astype(float), metrics.expected_age(probs, ages), bins=task.age_bins)
     m = metrics.classification_metrics(targets, probs, labels=labels)
-    if task.kind == "ordinal":
+    if task.kind is TaskKind.ORDINAL:
         m.update(metrics.ordinal_metrics(targets, probs.argmax(1)))
     return m
 
@@ -81,11 +77,6 @@ def sensitive_groups(task: Task, ds) -> dict[str, list]:
     return groups
 
 
-def malignant_indices(labels: list[str], task: Task | None = None) -> list[int]:
-    names = set(task.malignant) if task and task.malignant else MALIGNANT_NAMES
-    return [i for i, name in enumerate(labels) if name in names]
-
-
 def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str], ds,
                    n_boot: int = 200) -> dict:
     """Metrics + per-group fairness for one split's calibrated probabilities."""
@@ -94,14 +85,14 @@ def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: l
 
     report = {"n": int(len(targets))}
     report.update(task_metrics(task, probs, targets, labels))
-    if task.kind != "age":
+    if task.kind is not TaskKind.AGE:
         report["ece"] = float(expected_calibration_error(probs, targets, n_bins=15))
     groups = sensitive_groups(task, ds)
+    malignant = task.malignant_indices(labels) if task.malignant else malignant_indices(labels)
     if groups:
         report["fairness"] = fairness_report(
-            targets, probs, groups, task=task.kind, labels=labels,
-            malignant_classes=malignant_indices(labels, task) or None, n_boot=n_boot,
-            ages=np.arange(probs.shape[1], dtype=float) if task.kind == "age" else None,
+            targets, probs, groups, task=task.kind, labels=labels, malignant_classes=malignant or None, n_boot=n_boot,
+            ages=np.arange(probs.shape[1], dtype=float) if task.kind is TaskKind.AGE else None,
         )
     return report
 

@@ -74,9 +74,8 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
         reliability_curve(softmax(test_logits, 1.0), test_y), reliability_curve(test_probs, test_y),
         os.path.join(run_dir, "figures", "reliability.png"))
     for attr, rep in (test.get("fairness") or {}).items():
-        metric = "mae" if task.kind == "age" else "balanced_accuracy"
         figures[f"fairness_{attr}"] = plots.plot_fairness(
-            rep, metric, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))
+            rep, task.metric.name, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))
     figures["training_curves"] = plots.plot_training_curves(
         trainer.state.log_history, os.path.join(run_dir, "figures", "training_curves.png"))
 

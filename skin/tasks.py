@@ -1,11 +1,13 @@
-"""One registry of tasks: which dataset, which target, which metrics.
+"""One registry of tasks, and the domain facts each task carries.
 
-A task knows its labels, how to read its target from a dataset row, whether it
-is ordinal, which columns the fairness report groups by, and which classes are
-malignant (for the false-negative / false-positive rates). ``train.py``,
-``skin.evaluate`` and the app all look tasks up here.
+A task knows its dataset, its kind, its labels, how to read its target from a
+dataset row, its headline metric (what the model card, the app's fairness
+card, the fairness figures and ``train.py``'s checkpoint selection all rank
+by), which columns the fairness report groups by, and which classes are
+malignant. ``train.py``, ``skin.evaluate``, ``skin.hub`` and the app all look
+tasks up here; nothing else defines these facts.
 
-Kinds:
+Kinds (:class:`TaskKind`):
 
 * ``classification``: softmax over ``labels``; target = the ``label`` column.
 * ``ordinal``: graded target (AI-Hub grades); also reports MAE and P-Recall.
@@ -14,25 +16,95 @@ Kinds:
   that distribution. Chosen over a single regression output because it keeps
   the exported checkpoint an ordinary image classifier that
   ``pipeline("image-classification")`` and calibration both understand; MAE is
-  computed on the expected age and the five age groups are read off it.
+  computed on the expected age and the age groups (:data:`AGE_BINS`) are read
+  off it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
+
+class TaskKind(str, Enum):
+    """What a task predicts; a ``str`` so that reports keep writing ``"age"``."""
+
+    CLASSIFICATION = "classification"
+    ORDINAL = "ordinal"
+    AGE = "age"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 AGE_MAX = 100
+#: Labels of the age model: one class per whole year, the last one open-ended.
 AGE_LABELS = [str(a) for a in range(AGE_MAX)] + [f"{AGE_MAX}+"]
-AGE_BINS = (0, 25, 50, 75, 100)  # the original age project's five groups
+#: Lower edges of the age groups 0-24, 25-49, 50-74, 75-99, 100+ (the original
+#: age project's five groups; the UTKFace builder's ``age_group`` column too).
+AGE_BINS = (0, 25, 50, 75, 100)
+
+
+def age_group_names(bins=AGE_BINS) -> list[str]:
+    """``(0, 25, 50)`` → ``["0-24", "25-49", "50+"]``."""
+    names = [f"{lo}-{hi - 1}" for lo, hi in zip(bins[:-1], bins[1:])]
+    return names + [f"{bins[-1]}+"]
+
+
+def age_to_group(age, bins=AGE_BINS):
+    """Index of the age group of each age: the last lower edge in ``bins`` ≤ age.
+
+    A scalar gives an ``int``, an array an int array. Ages below the first
+    edge (a regressor's −1 for a newborn) count in the first group; NaN is an
+    error.
+    """
+    b = np.asarray(bins, dtype=np.float64)
+    if b.ndim != 1 or b.size < 1 or np.any(np.diff(b) <= 0):
+        raise ValueError(f"bins must be strictly increasing lower edges, e.g. {AGE_BINS}; got {bins!r}")
+    a = np.asarray(age, dtype=np.float64)
+    if np.any(np.isnan(a)):
+        raise ValueError("age contains NaN")
+    g = np.maximum(np.searchsorted(b, a, side="right") - 1, 0)
+    return int(g) if g.ndim == 0 else g.astype(np.int64)
+
+
+def label_ages(labels) -> np.ndarray:
+    """The age of each class of an age model (``"0"``, ..., ``"100+"`` → 0.0 .. 100.0)."""
+    try:
+        return np.asarray([float(str(lbl).rstrip("+")) for lbl in labels])
+    except ValueError as e:
+        raise ValueError(f"age model labels must be ages ('0', ..., '{AGE_MAX}+'), got {list(labels)[:3]}...") from e
+
+
+@dataclass(frozen=True)
+class HeadlineMetric:
+    """The one number a task is ranked and compared by."""
+
+    #: key in the metric dicts and the fairness report (``"balanced_accuracy"``)
+    name: str
+    #: words for people (``"balanced accuracy"``)
+    label: str
+    greater_is_better: bool
+    #: a gap between groups above this is called large (in the metric's unit)
+    large_gap: float
+
+
+#: Headline metric per kind. Balanced accuracy, not accuracy, for classes and
+#: grades: the datasets are imbalanced (HAM10000 is two-thirds naevi).
+HEADLINE_METRICS = {
+    TaskKind.CLASSIFICATION: HeadlineMetric("balanced_accuracy", "balanced accuracy", True, 0.10),
+    TaskKind.ORDINAL: HeadlineMetric("balanced_accuracy", "balanced accuracy", True, 0.10),
+    TaskKind.AGE: HeadlineMetric("mae", "mean absolute error (years)", False, 3.0),
+}
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
     dataset: str
-    kind: str  # classification | ordinal | age
+    kind: TaskKind
     description: str
     #: columns of the dataset used as fairness groups, when present
     sensitive: tuple[str, ...] = ("tone_bucket",)
@@ -43,14 +115,26 @@ class Task:
     #: labels fixed by the task (age); otherwise read from the dataset
     fixed_labels: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        object.__setattr__(self, "kind", TaskKind(self.kind))
+
+    @property
+    def metric(self) -> HeadlineMetric:
+        return HEADLINE_METRICS[self.kind]
+
     @property
     def ordinal(self) -> bool:
-        return self.kind in ("ordinal", "age")
+        return self.kind in (TaskKind.ORDINAL, TaskKind.AGE)
 
     @property
     def upright(self) -> bool:
         """Whether the images have an up (faces): no vertical flips in augmentation or TTA."""
         return self.dataset in ("utkface", "aihub")
+
+    @property
+    def age_bins(self) -> tuple[int, ...]:
+        """Lower edges of the age groups this task reports (the same for every task)."""
+        return AGE_BINS
 
     def labels(self, features=None) -> list[str]:
         if self.fixed_labels:
@@ -59,33 +143,38 @@ class Task:
             raise ValueError(f"task {self.name}: the dataset has no ClassLabel 'label' column")
         return list(features["label"].names)
 
+    def malignant_indices(self, labels) -> list[int]:
+        """Indices of this task's malignant classes among ``labels``."""
+        return [i for i, name in enumerate(labels) if name in self.malignant]
+
     def target(self, row: dict) -> int:
         """The class index a training row is supervised with."""
-        if self.kind == "age":
+        if self.kind is TaskKind.AGE:
             return int(min(max(round(row["age"]), 0), AGE_MAX))
         return int(row["label"])
 
     def targets(self, ds) -> np.ndarray:
-        if self.kind == "age":
+        if self.kind is TaskKind.AGE:
             return np.clip(np.round(np.asarray(ds["age"], dtype=float)), 0, AGE_MAX).astype(int)
         return np.asarray(ds["label"], dtype=int)
 
 
 _CONDITION = "skin-condition classification"
+_CLS, _AGE = TaskKind.CLASSIFICATION, TaskKind.AGE
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
-        Task("condition_ham10000", "ham10000", "classification", f"{_CONDITION}: 7 HAM10000 dermoscopy classes",
+        Task("condition_ham10000", "ham10000", _CLS, f"{_CONDITION}: 7 HAM10000 dermoscopy classes",
              sensitive=("sex", "age_group", "site"), malignant=("akiec", "bcc", "mel")),
-        Task("condition_pad_ufes20", "pad_ufes20", "classification", f"{_CONDITION}: 6 PAD-UFES-20 diagnoses",
+        Task("condition_pad_ufes20", "pad_ufes20", _CLS, f"{_CONDITION}: 6 PAD-UFES-20 diagnoses",
              sensitive=("tone_bucket", "sex"), malignant=("BCC", "MEL", "SCC")),
-        Task("condition_scin", "scin", "classification", f"{_CONDITION}: SCIN top dermatologist label",
+        Task("condition_scin", "scin", _CLS, f"{_CONDITION}: SCIN top dermatologist label",
              sensitive=("tone_bucket", "sex", "age_group")),
-        Task("condition_kaggle", "kaggle", "classification", f"{_CONDITION}: the Kaggle 10-class set",
+        Task("condition_kaggle", "kaggle", _CLS, f"{_CONDITION}: the Kaggle 10-class set",
              sensitive=(), malignant=("Melanoma", "Basal Cell Carcinoma (BCC)")),
-        Task("malignancy_ddi", "ddi", "classification", "benign vs malignant on DDI (audit set)",
+        Task("malignancy_ddi", "ddi", _CLS, "benign vs malignant on DDI (audit set)",
              sensitive=("tone_bucket",), malignant=("malignant",)),
-        Task("age_utkface", "utkface", "age", "age in years (DEX expectation) and the five age groups",
+        Task("age_utkface", "utkface", _AGE, "age in years (DEX expectation) and the five age groups",
              sensitive=("gender", "race", "label"), fixed_labels=tuple(AGE_LABELS)),
     ]
 }
@@ -93,9 +182,13 @@ for _grade in ("forehead_wrinkle", "forehead_pigmentation", "glabellus_wrinkle",
                "l_cheek_pore", "l_cheek_pigmentation", "lip_dryness", "chin_sagging",
                "oil", "hydration", "wrinkle", "pigmentation", "sensitivity"):
     TASKS[f"aihub_{_grade}"] = Task(
-        f"aihub_{_grade}", "aihub", "ordinal", f"AI-Hub dermatologist grade: {_grade}",
+        f"aihub_{_grade}", "aihub", TaskKind.ORDINAL, f"AI-Hub dermatologist grade: {_grade}",
         sensitive=("gender", "age_group"), data_config={"task": _grade},
     )
+
+#: Every label name some task calls malignant: how a model trained on any of
+#: these datasets is audited for malignancy on DDI.
+MALIGNANT_LABELS = frozenset(name for t in TASKS.values() for name in t.malignant)
 
 
 def get_task(name: str) -> Task:
@@ -104,11 +197,6 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def age_group_names(bins=AGE_BINS) -> list[str]:
-    names = [f"{lo}-{hi - 1}" for lo, hi in zip(bins[:-1], bins[1:])]
-    return names + [f"{bins[-1]}+"]
-
-
-def age_to_group(age, bins=AGE_BINS) -> np.ndarray:
-    """Index of the age group of each age (``bins`` are lower edges)."""
-    return np.searchsorted(np.asarray(bins), np.asarray(age, dtype=float), side="right") - 1
+def malignant_indices(labels) -> list[int]:
+    """Indices of ``labels`` that any task calls malignant (a model audited on DDI)."""
+    return [i for i, name in enumerate(labels) if name in MALIGNANT_LABELS]
