@@ -31,12 +31,12 @@ import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from skin.losses import LOSS_NAMES
 from skin.tasks import TASKS, get_task
 
 logger = logging.getLogger("train")
 
 TIMM_WHEEL_MODELS = ("efficientnet_lite0", "mobilenetv2_100")
-LOSSES = ("ce", "label_smoothing", "focal", "cb_ce", "cb_focal", "masked_label_smoothing")
 
 
 @dataclass
@@ -109,7 +109,7 @@ class DataArguments:
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder"})
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate training set (debugging)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "truncate validation/test (debugging)"})
-    loss: str = field(default="ce", metadata={"help": f"one of: {', '.join(LOSSES)}"})
+    loss: str = field(default="ce", metadata={"help": f"one of: {', '.join(LOSS_NAMES)}"})
     label_smoothing: float = field(default=0.1, metadata={"help": "for label_smoothing / masked_label_smoothing"})
     focal_gamma: float = field(default=2.0, metadata={"help": "focal losses' gamma"})
     cb_beta: float = field(default=0.999, metadata={"help": "class-balanced losses' beta"})
@@ -128,8 +128,8 @@ class DataArguments:
         if not self.data_dir:
             raise ValueError(f"--data_dir is required: the folder of the {get_task(self.task).dataset} dataset "
                              "(e.g. ../shared/data/ham10000)")
-        if self.loss not in LOSSES:
-            raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"--loss must be one of {', '.join(LOSS_NAMES)}, not {self.loss!r}")
         if self.loss == "masked_label_smoothing" and not get_task(self.task).ordinal:
             raise ValueError("--loss masked_label_smoothing is for ordinal tasks (grades, age); use label_smoothing")
         if self.sampler not in ("none", "balanced", "sqrt"):

@@ -1,26 +1,30 @@
 """Classification losses for imbalanced and ordinal skin labels.
 
-Every loss is a function ``loss(logits, labels, reduction="mean") -> tensor``
-built by :func:`make_loss`:
+:func:`make_loss` builds every loss as a :class:`ClassificationLoss`, called as
+``loss(logits, labels, reduction="mean") -> tensor``. The per-sample criterion
+inside it is torch's own where torch has one, and a small timm-style module
+where it does not:
 
-* ``ce``: softmax cross-entropy.
+* ``ce``: softmax cross-entropy (``torch.nn.CrossEntropyLoss``).
 * ``label_smoothing``: cross-entropy against ``(1 - eps) * onehot + eps / C``
-  (Szegedy et al., CVPR 2016; the torch convention, the true class also gets
-  ``eps / C``).
+  (Szegedy et al., CVPR 2016), i.e. ``CrossEntropyLoss(label_smoothing=eps)``:
+  the true class also gets ``eps / C``.
 * ``focal``: softmax focal loss ``-(1 - p_y)^gamma * log p_y`` (Lin et al., ICCV
-  2017), without the alpha term.
+  2017), without the alpha term (:class:`FocalLoss`).
 * ``cb_ce`` / ``cb_focal``: the class-balanced versions (Cui et al., CVPR 2019):
   each sample's loss is multiplied by ``w_y``, with
   ``w_c = (1 - beta) / (1 - beta^n_c)`` (the inverse effective number of
-  samples) normalised so that ``sum_c w_c = C``. Following Cui et al.'s
-  reference code, the weighted losses are averaged over the samples (divided by
-  the batch size, not by the sum of the weights). Deliberate choice: we use the
-  softmax focal loss, where Cui et al. report a sigmoid variant.
+  samples) normalised so that ``sum_c w_c = C`` (``CrossEntropyLoss(weight=w)``
+  and ``FocalLoss(weight=w)``). Following Cui et al.'s reference code, the
+  weighted losses are averaged over the samples (divided by the batch size, not
+  by the sum of the weights, which is what torch's own ``"mean"`` would do).
+  Deliberate choice: we use the softmax focal loss, where Cui et al. report a
+  sigmoid variant.
 * ``masked_label_smoothing``: for ordinal grades (severity 0..C-1). The
   smoothing mass ``eps`` goes only to the adjacent grades ``y - 1`` and ``y + 1``
   (never to distant grades), split equally between the neighbours that exist;
   an edge grade (0 or C-1) gives all of ``eps`` to its single neighbour. The
-  true grade keeps ``1 - eps``.
+  true grade keeps ``1 - eps`` (:class:`OrdinalLabelSmoothing`).
 
 Labels equal to ``ignore_index`` (-100, as in torch and transformers) are
 skipped: they contribute nothing, and ``"mean"`` divides by the number of
@@ -33,7 +37,9 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+#: Every loss :func:`make_loss` builds (``train.py --loss`` offers these).
 LOSS_NAMES = ("ce", "label_smoothing", "focal", "cb_ce", "cb_focal", "masked_label_smoothing")
 IGNORE_INDEX = -100
 _REDUCTIONS = ("mean", "sum", "none")
@@ -81,13 +87,80 @@ def ordinal_smoothing_targets(labels: torch.Tensor, num_classes: int, epsilon: f
     return targets
 
 
-def _reduce(per_sample: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "none":
-        return per_sample
-    total = per_sample[valid].sum()
-    if reduction == "sum":
-        return total
-    return total / valid.sum().clamp_min(1)
+class FocalLoss(nn.Module):
+    """Per-sample softmax focal loss ``-w_y (1 - p_y)^gamma log p_y`` (0 where ignored).
+
+    ``weight`` (one per class, optional) makes it the class-balanced focal loss;
+    ``gamma = 0`` without weights is plain cross-entropy.
+    """
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        self.gamma = float(gamma)
+        self.ignore_index = ignore_index
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        nll = F.cross_entropy(logits, labels, ignore_index=self.ignore_index, reduction="none")
+        loss = (1.0 - torch.exp(-nll)).clamp_min(0.0).pow(self.gamma) * nll
+        if self.weight is not None:
+            valid = labels != self.ignore_index
+            loss = self.weight[torch.where(valid, labels, torch.zeros_like(labels))] * loss
+        return loss
+
+
+class OrdinalLabelSmoothing(nn.Module):
+    """Per-sample cross-entropy against :func:`ordinal_smoothing_targets` (0 where ignored)."""
+
+    def __init__(self, num_classes: int, epsilon: float = 0.1, ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.epsilon = float(epsilon)
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        valid = labels != self.ignore_index
+        safe = torch.where(valid, labels, torch.zeros_like(labels))
+        targets = ordinal_smoothing_targets(safe, self.num_classes, self.epsilon).to(logits.device)
+        return torch.where(valid, F.cross_entropy(logits, targets, reduction="none"), 0.0)
+
+
+class ClassificationLoss(nn.Module):
+    """A per-sample ``criterion`` with input checks and SkinLens's reduction.
+
+    ``forward(logits, labels, reduction="mean")``: ``logits`` of shape ``(N, C)``,
+    integer ``labels`` of shape ``(N,)``; ``reduction`` is ``"mean"`` (over
+    labelled samples), ``"sum"`` or ``"none"`` (per sample, 0 where ignored).
+    Logits are cast to float32 first (mixed-precision training).
+    """
+
+    def __init__(self, name: str, criterion: nn.Module, num_classes: int, ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        self.name = name
+        self.criterion = criterion
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, num_classes={self.num_classes}"
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        if logits.ndim != 2 or logits.shape[-1] != self.num_classes:
+            raise ValueError(f"logits must have shape (N, {self.num_classes}), got {tuple(logits.shape)}")
+        labels = labels.reshape(-1).long().to(logits.device)
+        if labels.shape[0] != logits.shape[0]:
+            raise ValueError(f"{labels.shape[0]} labels for {logits.shape[0]} rows of logits")
+        valid = labels != self.ignore_index
+        if bool((valid & ((labels < 0) | (labels >= self.num_classes))).any()):
+            raise ValueError(f"labels must be in [0, {self.num_classes}) or {self.ignore_index}")
+        self.criterion.to(logits.device)  # class weights follow the logits (Trainer never moves this module)
+        per_sample = self.criterion(logits.float(), labels)
+        if reduction == "none":
+            return per_sample
+        total = per_sample.sum()
+        return total if reduction == "sum" else total / valid.sum().clamp_min(1)
 
 
 def make_loss(
@@ -99,14 +172,12 @@ def make_loss(
     gamma: float = 2.0,
     beta: float = 0.999,
     ignore_index: int = IGNORE_INDEX,
-) -> LossFn:
-    """Build the loss ``name`` (one of :data:`LOSS_NAMES`).
+) -> ClassificationLoss:
+    """Build the loss ``name`` (one of :data:`LOSS_NAMES`) as a :class:`ClassificationLoss`.
 
-    Returns ``loss(logits, labels, reduction="mean")``: ``logits`` of shape
-    ``(N, C)``, integer ``labels`` of shape ``(N,)``; ``reduction`` is ``"mean"``
-    (over labelled samples), ``"sum"`` or ``"none"`` (per-sample, 0 where
-    ignored). ``class_counts`` (training samples per class) is required by
-    ``cb_ce`` / ``cb_focal``.
+    ``class_counts`` (training samples per class) is required by ``cb_ce`` /
+    ``cb_focal``; ``label_smoothing`` is ``eps`` of both smoothing losses,
+    ``gamma`` the focal exponent and ``beta`` that of the class-balanced weights.
     """
     if name not in LOSS_NAMES:
         raise ValueError(f"Unknown loss {name!r}; choose one of {LOSS_NAMES}")
@@ -125,43 +196,17 @@ def make_loss(
         if len(class_counts) != num_classes:
             raise ValueError(f"class_counts has {len(class_counts)} entries but num_classes is {num_classes}")
         weights = class_balanced_weights(class_counts, beta)
-    focal = name in ("focal", "cb_focal")
-    eps = float(label_smoothing)
 
-    def loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        if logits.ndim != 2 or logits.shape[-1] != num_classes:
-            raise ValueError(f"logits must have shape (N, {num_classes}), got {tuple(logits.shape)}")
-        labels = labels.reshape(-1).long().to(logits.device)
-        if labels.shape[0] != logits.shape[0]:
-            raise ValueError(f"{labels.shape[0]} labels for {logits.shape[0]} rows of logits")
-        valid = labels != ignore_index
-        safe = torch.where(valid, labels, torch.zeros_like(labels))
-        if bool(((safe < 0) | (safe >= num_classes)).any()):
-            raise ValueError(f"labels must be in [0, {num_classes}) or {ignore_index}")
-        log_probs = F.log_softmax(logits.float(), dim=-1)
-        log_p_true = log_probs.gather(1, safe[:, None]).squeeze(1)
-
-        if name == "label_smoothing":
-            targets = torch.full_like(log_probs, eps / num_classes)
-            targets.scatter_add_(1, safe[:, None], torch.full_like(log_p_true[:, None], 1.0 - eps))
-            per_sample = -(targets * log_probs).sum(-1)
-        elif name == "masked_label_smoothing":
-            targets = ordinal_smoothing_targets(safe, num_classes, eps).to(log_probs.device)
-            per_sample = -(targets * log_probs).sum(-1)
-        else:
-            per_sample = -log_p_true
-            if focal:
-                per_sample = (1.0 - log_p_true.exp()).clamp_min(0.0).pow(float(gamma)) * per_sample
-            if weights is not None:
-                per_sample = weights.to(log_probs.device)[safe] * per_sample
-        per_sample = torch.where(valid, per_sample, torch.zeros_like(per_sample))
-        return _reduce(per_sample, valid, reduction)
-
-    loss.__name__ = f"{name}_loss"
-    loss.__doc__ = f"{name} loss built by skin.losses.make_loss."
-    return loss
+    if name in ("focal", "cb_focal"):
+        criterion = FocalLoss(gamma, weight=weights, ignore_index=ignore_index)
+    elif name == "masked_label_smoothing":
+        criterion = OrdinalLabelSmoothing(num_classes, label_smoothing, ignore_index=ignore_index)
+    else:  # ce, label_smoothing, cb_ce
+        criterion = nn.CrossEntropyLoss(
+            weight=weights, ignore_index=ignore_index, reduction="none",
+            label_smoothing=float(label_smoothing) if name == "label_smoothing" else 0.0,
+        )
+    return ClassificationLoss(name, criterion, num_classes, ignore_index)
 
 
 def trainer_loss(loss_fn: LossFn) -> Callable[..., torch.Tensor]:
@@ -193,6 +238,9 @@ def trainer_loss(loss_fn: LossFn) -> Callable[..., torch.Tensor]:
 __all__ = [
     "IGNORE_INDEX",
     "LOSS_NAMES",
+    "ClassificationLoss",
+    "FocalLoss",
+    "OrdinalLabelSmoothing",
     "class_balanced_weights",
     "make_loss",
     "ordinal_smoothing_targets",

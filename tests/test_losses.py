@@ -11,6 +11,7 @@ import torch
 
 from skin.losses import (
     LOSS_NAMES,
+    ClassificationLoss,
     class_balanced_weights,
     make_loss,
     ordinal_smoothing_targets,
@@ -205,3 +206,64 @@ def test_trainer_calls_compute_loss_func(tmp_path):
     result = trainer.train()
     assert calls == [4, 4, 4, 4]  # two micro-batches of 2 per optimizer step
     assert math.isfinite(result.training_loss) and result.training_loss > 0
+
+
+def _hand_written_loss(name, logits, labels, *, num_classes, counts, eps, gamma, beta, reduction):
+    """The hand-written losses that torch's cross_entropy replaced, kept as the reference."""
+    valid = labels != -100
+    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_p_true = log_probs.gather(1, safe[:, None]).squeeze(1)
+    if name == "label_smoothing":
+        targets = torch.full_like(log_probs, eps / num_classes)
+        targets.scatter_add_(1, safe[:, None], torch.full_like(log_p_true[:, None], 1.0 - eps))
+        per_sample = -(targets * log_probs).sum(-1)
+    elif name == "masked_label_smoothing":
+        per_sample = -(ordinal_smoothing_targets(safe, num_classes, eps) * log_probs).sum(-1)
+    else:
+        per_sample = -log_p_true
+        if "focal" in name:
+            per_sample = (1.0 - log_p_true.exp()).clamp_min(0.0).pow(gamma) * per_sample
+        if name.startswith("cb_"):
+            per_sample = class_balanced_weights(counts, beta)[safe] * per_sample
+    per_sample = torch.where(valid, per_sample, torch.zeros_like(per_sample))
+    if reduction == "none":
+        return per_sample
+    total = per_sample[valid].sum()
+    return total if reduction == "sum" else total / valid.sum().clamp_min(1)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_library_losses_equal_the_hand_written_ones(name):
+    """torch's cross_entropy (weight=, label_smoothing=, ignore_index=) gives the old values."""
+    gen = torch.Generator().manual_seed(0)
+    num_classes, counts = 5, [40, 7, 3, 120, 1]
+    logits = torch.randn(64, num_classes, generator=gen) * 4
+    labels = torch.randint(0, num_classes, (64,), generator=gen)
+    labels[::7] = -100
+    kwargs = dict(eps=0.15, gamma=1.5, beta=0.99)
+    loss = make_loss(name, num_classes=num_classes, class_counts=counts, label_smoothing=kwargs["eps"],
+                     gamma=kwargs["gamma"], beta=kwargs["beta"])
+    assert isinstance(loss, ClassificationLoss) and isinstance(loss, torch.nn.Module)
+    for reduction in ("mean", "sum", "none"):
+        old = _hand_written_loss(name, logits, labels, num_classes=num_classes, counts=counts,
+                                 reduction=reduction, **kwargs)
+        torch.testing.assert_close(loss(logits, labels, reduction=reduction), old, rtol=1e-6, atol=1e-6)
+    # the gradients agree too
+    a, b = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    loss(a, labels).backward()
+    _hand_written_loss(name, b, labels, num_classes=num_classes, counts=counts, reduction="mean",
+                       **kwargs).backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_only_ignored_labels_give_zero_not_nan():
+    for name in LOSS_NAMES:
+        loss = make_loss(name, num_classes=3, class_counts=[3, 2, 1])
+        assert float(loss(LOGITS, torch.tensor([-100, -100]))) == 0.0
+
+
+def test_train_offers_the_loss_names_of_the_factory():
+    import train
+
+    assert train.LOSS_NAMES is LOSS_NAMES
