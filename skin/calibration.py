@@ -19,7 +19,7 @@ Deliberate choices:
   ``ECE = Σ_m |B_m|/n · |acc(B_m) − conf(B_m)|``. (Equal-mass bins or
   class-wise ECE give different numbers; do not compare across definitions.)
 
-Everything is numpy; no torch is needed here.
+Everything is numpy and scipy; no torch is needed here.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.special
 
 from skin.metrics import to_json_number
 
@@ -52,19 +53,11 @@ def _check_logits(logits, labels=None, name: str = "logits") -> tuple[np.ndarray
     return z, y.astype(np.int64)
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def softmax(logits, T: float = 1.0) -> np.ndarray:
-    """Numerically stable ``softmax(logits / T)`` over the last axis."""
+    """``softmax(logits / T)`` over the last axis, in float64 (``scipy.special.softmax``)."""
     if not T > 0:
         raise ValueError(f"temperature T must be > 0, got {T}")
-    z = np.asarray(logits, dtype=np.float64) / T
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return scipy.special.softmax(np.asarray(logits, dtype=np.float64) / T, axis=-1)
 
 
 def nll(logits, labels, T: float = 1.0) -> float:
@@ -72,7 +65,7 @@ def nll(logits, labels, T: float = 1.0) -> float:
     z, y = _check_logits(logits, labels)
     if not len(y):
         raise ValueError("nll needs at least one sample")
-    return float(-_log_softmax(z / T)[np.arange(len(y)), y].mean())
+    return float(-scipy.special.log_softmax(z / T, axis=1)[np.arange(len(y)), y].mean())
 
 
 def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> float:
@@ -97,7 +90,7 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> f
     rows = np.arange(len(y))
 
     def objective(log_t: float) -> float:
-        return float(-_log_softmax(z / math.exp(log_t))[rows, y].mean())
+        return float(-scipy.special.log_softmax(z / math.exp(log_t), axis=1)[rows, y].mean())
 
     res = minimize_scalar(
         objective, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": 1e-6}

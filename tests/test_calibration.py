@@ -87,3 +87,20 @@ def test_confidence_on_a_bin_edge_goes_to_the_lower_bin():
     # 0.8 = 12/15 belongs to (11/15, 12/15], bin index 11 (float rounding must not move it).
     curve = C.reliability_curve(np.array([[0.8, 0.2]]), np.array([0]), n_bins=15)
     assert curve["counts"][11] == 1
+
+
+def _hand_written_log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def test_scipy_softmax_equals_the_hand_written_one_it_replaced():
+    rng = np.random.default_rng(3)
+    z = rng.normal(scale=8.0, size=(500, 7))
+    z[0] = [1000.0, 0.0, -1000.0, 5.0, 5.0, 5.0, 5.0]
+    for t in (0.3, 1.0, 2.7):
+        np.testing.assert_allclose(C.softmax(z, t), np.exp(_hand_written_log_softmax(z / t)), rtol=1e-12, atol=1e-300)
+    y = rng.integers(0, 7, size=500)
+    rows = np.arange(len(y))
+    for t in (0.3, 1.0, 2.7):
+        assert C.nll(z, y, t) == pytest.approx(float(-_hand_written_log_softmax(z / t)[rows, y].mean()), rel=1e-12)
