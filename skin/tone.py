@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from skimage.color import rgb2lab
 
 from skin.images import as_rgb_array
 
@@ -148,31 +149,12 @@ def _downscale(rgb: np.ndarray, max_side: int = WORK_SIDE) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
 
 
-# sRGB (D65) -> CIE XYZ -> CIELAB with the D65 / 2-degree white point: the constants of
-# scikit-image's rgb2lab, which this reproduces (tests/test_tone.py) about 10x faster on 8-bit
-# input, through a 256-entry table for the sRGB decoding.
-_XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
-                          [0.212671, 0.715160, 0.072169],
-                          [0.019334, 0.119193, 0.950227]])
-_D65 = np.array([0.95047, 1.0, 1.08883])
-_C = np.arange(256) / 255.0
-_SRGB_LINEAR = np.where(_C > 0.04045, ((_C + 0.055) / 1.055) ** 2.4, _C / 12.92)
-_XYZ_OVER_WHITE = (_XYZ_FROM_RGB / _D65[:, None]).T  # rows: R, G, B
-
-
-def _lab(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB of an ``HxWx3`` uint8 sRGB array (float64, as ``skimage.color.rgb2lab``)."""
-    t = _SRGB_LINEAR[rgb] @ _XYZ_OVER_WHITE  # XYZ / white point
-    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16.0 / 116.0)
-    lab = np.empty_like(f)
-    lab[..., 0] = 116.0 * f[..., 1] - 16.0
-    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
-    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
-    return lab
-
-
 def _ycrcb(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """BT.601 full-range Cr, Cb (8-bit offsets), as in Chai & Ngan / OpenCV."""
+    """BT.601 full-range Cr, Cb (8-bit offsets), as in Chai & Ngan / OpenCV.
+
+    Not ``cv2.cvtColor``: its uint8 output rounds Cr and Cb to integers and its
+    float path assumes [0, 1] input, either of which moves the box's edges.
+    """
     x = rgb.astype(np.float32)
     y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
     cr = (x[..., 0] - y) * 0.713 + 128.0
@@ -204,7 +186,7 @@ def skin_mask(
     if not 0.0 <= drop_darkest < 0.5:
         raise ValueError(f"drop_darkest is a fraction in [0, 0.5), got {drop_darkest}")
     if lab is None:
-        lab = _lab(rgb)
+        lab = rgb2lab(rgb)
     elif lab.shape != rgb.shape:
         raise ValueError(f"lab has shape {lab.shape}, the image {rgb.shape}: pass the image's own Lab copy")
     cr, cb = _ycrcb(rgb)
@@ -239,7 +221,7 @@ def ita(image, mask=None) -> float | None:
     rgb = as_rgb_array(image)
     if mask is None:
         rgb = _downscale(rgb)
-        lab = _lab(rgb)
+        lab = rgb2lab(rgb)
         mask = skin_mask(rgb, lab=lab)
     else:
         mask = np.asarray(mask)
@@ -249,7 +231,7 @@ def ita(image, mask=None) -> float | None:
                 "pass a mask of the image's own height and width"
             )
         mask = mask.astype(bool)
-        lab = _lab(rgb)
+        lab = rgb2lab(rgb)
     return _ita_from_lab(lab, mask)
 
 
@@ -274,7 +256,7 @@ def estimate_tone(image, *, lesion_photo: bool = False) -> dict:
     (see :func:`skin_mask`); use it for close-ups centred on a lesion.
     """
     rgb = _downscale(as_rgb_array(image))
-    lab = _lab(rgb)
+    lab = rgb2lab(rgb)
     mask = skin_mask(
         rgb,
         exclude_center=LESION_CENTER_RADIUS if lesion_photo else 0.0,

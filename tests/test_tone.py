@@ -244,13 +244,28 @@ def test_utkface_white_faces_have_higher_median_ita_than_black_faces():
     assert medians["0"] > medians["1"] + 15, medians
 
 
-def test_fast_lab_matches_scikit_image():
-    from skimage.color import rgb2lab
+def _hand_written_lab(rgb: np.ndarray) -> np.ndarray:
+    """The sRGB -> XYZ -> CIELAB conversion skin.tone used before skimage's rgb2lab (D65, 2 degrees)."""
+    xyz_from_rgb = np.array([[0.412453, 0.357580, 0.180423],
+                             [0.212671, 0.715160, 0.072169],
+                             [0.019334, 0.119193, 0.950227]])
+    c = np.arange(256) / 255.0
+    linear = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    t = linear[rgb] @ (xyz_from_rgb / np.array([0.95047, 1.0, 1.08883])[:, None]).T
+    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16.0 / 116.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
 
-    from skin.tone import _lab
 
+def test_ita_is_unchanged_from_the_hand_written_lab_conversion():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
     rgb[0, :8] = [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 10, 10], [3, 2, 1],
                   [200, 150, 120]]  # the extremes and the linear part of both curves
-    np.testing.assert_allclose(_lab(rgb), rgb2lab(rgb), atol=1e-9)
+    np.testing.assert_allclose(rgb2lab(rgb), _hand_written_lab(rgb), atol=1e-9)
+    for L, a, b in [(75, 8, 14), (52, 13, 20), (30, 10, 14)]:  # textured skin: one colour plus noise
+        noise = rng.normal(0, 6, (96, 128, 3))
+        img = np.clip(_uniform(_rgb_of_lab(L, a, b), size=(96, 128)) + noise, 0, 255).astype(np.uint8)
+        lab = _hand_written_lab(img)
+        mask = skin_mask(img, lab=lab)
+        before = math.degrees(math.atan((np.median(lab[..., 0][mask]) - 50) / np.median(lab[..., 2][mask])))
+        assert estimate_tone(img)["ita"] == pytest.approx(before, abs=1e-9)
