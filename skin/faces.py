@@ -1,23 +1,22 @@
-"""Find faces and cut out skin regions (forehead, cheeks, nose, chin).
+"""Find faces: the service refuses portraits for close-up models and crops the face for the age model.
 
 Detectors, both with weights inside their PyPI wheels (nothing is downloaded):
 
 * **MTCNN** (Zhang et al. 2016, "Joint face detection and alignment using
   multi-task cascaded convolutional networks", IEEE SPL 23(10)) from
   ``facenet-pytorch``: boxes, a confidence and five landmarks (eye centres,
-  nose tip, mouth corners), which place the regions on the face itself.
-  Preferred. Runs on the CPU; the torch thread count is left as the caller set it.
+  nose tip, mouth corners). Preferred. Runs on the CPU; the torch thread count
+  is left as the caller set it.
 * **OpenCV Haar cascade** (Viola & Jones 2001, ``haarcascade_frontalface_default.xml``
-  from ``opencv-python-headless``): boxes only, no score; regions then come
-  from the box's proportions. Used when MTCNN cannot be imported (a warning
-  says why) or when asked for with ``backend="opencv"``.
+  from ``opencv-python-headless``): boxes only, no score, no landmarks. Used
+  when MTCNN cannot be imported (a warning says why) or when asked for with
+  ``backend="opencv"``.
 
 Each detector is built once, on first use, and cached for the process.
 
-Left and right are **as seen in the image** throughout (landmarks and regions):
-``left_cheek`` is the cheek on the image's left, which is the person's right
-cheek in an unmirrored photo and their left one in a mirrored selfie; a single
-photo cannot tell which it is.
+Left and right landmarks are **as seen in the image**: ``left_eye`` is the eye
+on the image's left, which is the person's right eye in an unmirrored photo and
+their left one in a mirrored selfie; a single photo cannot tell which it is.
 """
 
 from __future__ import annotations
@@ -52,19 +51,6 @@ PAD_FRACTION = 0.2
 DETECT_SIDE = 1024
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-REGION_NAMES = ("forehead", "left_cheek", "right_cheek", "nose", "chin")
-
-# Landmark positions as fractions of a face box (x, y), for boxes without
-# landmarks (OpenCV's). Medians of the MTCNN landmarks of the same face inside
-# its Haar box, over 134 UTKFace chips (interquartile ranges ~±0.02 in x,
-# ±0.03 in y), mirrored to be symmetric.
-BOX_LANDMARKS = {
-    "left_eye": (0.30, 0.325),
-    "right_eye": (0.70, 0.325),
-    "nose": (0.50, 0.575),
-    "mouth_left": (0.32, 0.76),
-    "mouth_right": (0.68, 0.76),
-}
 
 _DETECTORS: dict[str, object] = {}
 _MTCNN_ERROR: list[str] = []  # why MTCNN could not be loaded, once known
@@ -144,8 +130,8 @@ def _resolve_backend(backend: str) -> str:
         _MTCNN_ERROR.append(str(e))
         warnings.warn(
             f"MTCNN face detector unavailable ({e}); falling back to OpenCV's Haar cascade, which gives "
-            "no landmarks (regions come from box proportions). Install facenet-pytorch==2.6.0 "
-            "(--no-deps) with torch and torchvision for better face regions.",
+            "no landmarks and misses more faces. Install facenet-pytorch==2.6.0 "
+            "(--no-deps) with torch and torchvision for the better detector.",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -263,63 +249,3 @@ def crop_face(image, face: Face, margin: float = 0.2):
     if box[2] - box[0] < 1 or box[3] - box[1] < 1:
         raise ValueError(f"face box {face.box} lies outside the {pil.size[0]}x{pil.size[1]} image")
     return pil.crop(box)
-
-
-def face_landmarks(face: Face) -> dict[str, tuple[float, float]]:
-    """The face's landmarks, or ones placed by :data:`BOX_LANDMARKS` when it has none."""
-    if face.landmarks is not None:
-        return dict(face.landmarks)
-    x1, y1 = face.box[:2]
-    return {k: (x1 + fx * face.width, y1 + fy * face.height) for k, (fx, fy) in BOX_LANDMARKS.items()}
-
-
-def region_boxes(face: Face) -> dict[str, tuple[float, float, float, float]]:
-    """(x1, y1, x2, y2) of each skin region, from the five landmarks (unclipped).
-
-    With ``d`` the distance between the eye centres, ``ey`` the eyes' mean y,
-    ``my`` the mouth corners' mean y and ``ny`` the nose tip's y (axis-aligned
-    boxes: faces are assumed roughly upright, roll below ~20°):
-
-    * forehead: ±0.6 d around the eyes' midpoint, from ey − 1.05 d to ey − 0.45 d
-      (above the brows, which sit ~0.3 d above the eye centres);
-    * left/right cheek: below each eye, from ey + 0.3 d to (ny + my) / 2, and
-      from 0.35 d outside the eye centre to 0.15 d inside it (stopping short of
-      the nose wing);
-    * nose: ±0.2 d around the nose tip, from ey + 0.15 d down to ny + 0.05 d;
-    * chin: ±0.35 d around the mouth's midpoint, from my + 0.3 d (below the
-      lower lip) to my + 0.75 d.
-
-    So the forehead lies above the cheeks, and the cheeks above the chin.
-    """
-    lm = face_landmarks(face)
-    (lx, ly), (rx, ry) = lm["left_eye"], lm["right_eye"]
-    nx, ny = lm["nose"]
-    (mlx, mly), (mrx, mry) = lm["mouth_left"], lm["mouth_right"]
-    d = float(np.hypot(rx - lx, ry - ly))
-    if d <= 0:
-        raise ValueError(f"the face's eye landmarks coincide ({lm['left_eye']}): cannot place regions")
-    ey, my, ex, mx = (ly + ry) / 2, (mly + mry) / 2, (lx + rx) / 2, (mlx + mrx) / 2
-    cheek_top, cheek_bottom = ey + 0.3 * d, (ny + my) / 2
-    return {
-        "forehead": (ex - 0.6 * d, ey - 1.05 * d, ex + 0.6 * d, ey - 0.45 * d),
-        "left_cheek": (lx - 0.35 * d, cheek_top, lx + 0.15 * d, cheek_bottom),
-        "right_cheek": (rx - 0.15 * d, cheek_top, rx + 0.35 * d, cheek_bottom),
-        "nose": (nx - 0.2 * d, ey + 0.15 * d, nx + 0.2 * d, ny + 0.05 * d),
-        "chin": (mx - 0.35 * d, my + 0.3 * d, mx + 0.35 * d, my + 0.75 * d),
-    }
-
-
-def crop_regions(image, face: Face) -> dict:
-    """PIL crops of :data:`REGION_NAMES` (geometry in :func:`region_boxes`).
-
-    Each box is clipped to the image; a region left with less than 2 px on a
-    side (e.g. a forehead cut off by the frame's top) is omitted, so check for
-    the keys you need.
-    """
-    pil = as_rgb_pil(image)
-    crops = {}
-    for name, box in region_boxes(face).items():
-        x1, y1, x2, y2 = _clip_box(box, *pil.size)
-        if x2 - x1 >= 2 and y2 - y1 >= 2:
-            crops[name] = pil.crop((x1, y1, x2, y2))
-    return crops

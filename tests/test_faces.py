@@ -1,4 +1,4 @@
-"""Faces: a real detector on real faces (astronaut, UTKFace), regions in the right places."""
+"""Faces: a real detector on real faces (astronaut, UTKFace), landmarks in the right places."""
 
 from __future__ import annotations
 
@@ -10,17 +10,7 @@ import pytest
 from PIL import Image
 
 from skin import faces
-from skin.faces import (
-    LANDMARK_NAMES,
-    REGION_NAMES,
-    Face,
-    crop_face,
-    crop_regions,
-    detect_faces,
-    face_landmarks,
-    largest_face,
-    region_boxes,
-)
+from skin.faces import LANDMARK_NAMES, Face, crop_face, detect_faces, largest_face
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -36,25 +26,16 @@ def _centre(box):
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
 
-def _check_regions(image: Image.Image, face: Face):
-    boxes = region_boxes(face)
-    assert set(boxes) == set(REGION_NAMES)
-    crops = crop_regions(image, face)
-    for name in ("forehead", "left_cheek", "right_cheek", "nose", "chin"):
-        assert name in crops, f"{name} missing"
-        w, h = crops[name].size
-        assert 2 <= w <= image.width and 2 <= h <= image.height
-    # vertical order: forehead above the cheeks, the cheeks above the chin
-    assert boxes["forehead"][3] <= boxes["left_cheek"][1] and boxes["forehead"][3] <= boxes["right_cheek"][1]
-    assert boxes["left_cheek"][3] <= boxes["chin"][1] and boxes["right_cheek"][3] <= boxes["chin"][1]
-    assert _centre(boxes["forehead"])[1] < _centre(boxes["nose"])[1] < _centre(boxes["chin"])[1]
-    # left/right as seen in the image, the nose between the cheeks
-    assert _centre(boxes["left_cheek"])[0] < _centre(boxes["nose"])[0] < _centre(boxes["right_cheek"])[0]
-    # the cheeks and the nose lie inside the face box
+def _check_landmarks(face: Face):
+    """MTCNN's five landmarks lie in the face box, in a face's order (left/right as seen in the image)."""
+    lm = face.landmarks
+    assert set(lm) == set(LANDMARK_NAMES)
     x1, y1, x2, y2 = face.box
-    for name in ("left_cheek", "right_cheek", "nose"):
-        cx, cy = _centre(boxes[name])
-        assert x1 <= cx <= x2 and y1 <= cy <= y2, name
+    assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in lm.values()), (face.box, lm)
+    assert lm["left_eye"][0] < lm["nose"][0] < lm["right_eye"][0]
+    assert lm["mouth_left"][0] < lm["mouth_right"][0]
+    eye_y = (lm["left_eye"][1] + lm["right_eye"][1]) / 2
+    assert eye_y < lm["nose"][1] < (lm["mouth_left"][1] + lm["mouth_right"][1]) / 2
 
 
 def test_astronaut_one_face_with_plausible_box_and_landmarks(astronaut):
@@ -66,19 +47,11 @@ def test_astronaut_one_face_with_plausible_box_and_landmarks(astronaut):
     # Eileen Collins' face: about x 180-270, y 60-175 in the 512x512 picture
     assert 200 < cx < 250 and 90 < cy < 150, face.box
     assert 60 < face.width < 140 and 70 < face.height < 160, face.box
-    lm = face.landmarks
-    assert set(lm) == set(LANDMARK_NAMES)
-    assert lm["left_eye"][0] < lm["right_eye"][0] and lm["mouth_left"][0] < lm["mouth_right"][0]
-    eye_y = (lm["left_eye"][1] + lm["right_eye"][1]) / 2
-    assert eye_y < lm["nose"][1] < lm["mouth_left"][1]
+    _check_landmarks(face)
     assert largest_face(astronaut) == face
     # an array gives the same answer as a PIL image
     same = detect_faces(np.asarray(astronaut))[0]
     np.testing.assert_allclose(same.box, face.box, atol=1e-3)
-
-
-def test_astronaut_regions_in_the_right_order(astronaut):
-    _check_regions(astronaut, largest_face(astronaut))
 
 
 def test_crop_face_adds_the_margin_and_stays_inside(astronaut):
@@ -118,15 +91,12 @@ def test_images_too_small_for_a_face_give_no_face(size, backend):
     assert detect_faces(np.zeros((*size, 3), np.uint8), backend=backend) == []
 
 
-def test_opencv_backend_finds_the_astronaut_and_regions_come_from_the_box(astronaut):
+def test_opencv_backend_finds_the_astronaut_with_a_box_only(astronaut):
     found = detect_faces(astronaut, backend="opencv")
     assert len(found) >= 1
     face = found[0]
     assert face.score is None and face.landmarks is None
     assert 200 < _centre(face.box)[0] < 250 and 90 < _centre(face.box)[1] < 150, face.box
-    lm = face_landmarks(face)  # placed from box proportions
-    assert face.box[0] < lm["left_eye"][0] < lm["nose"][0] < lm["right_eye"][0] < face.box[2]
-    _check_regions(astronaut, face)
 
 
 def test_falls_back_to_opencv_with_a_clear_warning_when_mtcnn_cannot_import(astronaut, monkeypatch):
@@ -141,32 +111,6 @@ def test_falls_back_to_opencv_with_a_clear_warning_when_mtcnn_cannot_import(astr
     assert found and found[0].landmarks is None
     with pytest.raises(ImportError):
         detect_faces(astronaut, backend="mtcnn")
-
-
-def test_region_geometry_from_known_landmarks():
-    # eyes 100 px apart at y=200; nose tip at y=260; mouth corners at y=300
-    face = Face(
-        box=(150, 120, 350, 380),
-        score=1.0,
-        landmarks={
-            "left_eye": (200, 200),
-            "right_eye": (300, 200),
-            "nose": (250, 260),
-            "mouth_left": (215, 300),
-            "mouth_right": (285, 300),
-        },
-    )
-    boxes = region_boxes(face)
-    np.testing.assert_allclose(boxes["forehead"], (190, 95, 310, 155))
-    np.testing.assert_allclose(boxes["left_cheek"], (165, 230, 215, 280))
-    np.testing.assert_allclose(boxes["right_cheek"], (285, 230, 335, 280))
-    np.testing.assert_allclose(boxes["nose"], (230, 215, 270, 265))
-    np.testing.assert_allclose(boxes["chin"], (215, 330, 285, 375))
-    # crops are clipped to the image, and regions cut off entirely are left out
-    img = Image.new("RGB", (400, 320))
-    crops = crop_regions(img, face)
-    assert crops["left_cheek"].size == (50, 50)
-    assert "chin" not in crops and crops["forehead"].size == (120, 60)
 
 
 def test_bad_arguments_raise_value_errors(astronaut):
@@ -187,7 +131,7 @@ def _utk_chips(n: int) -> list[Path]:
 
 
 @pytest.mark.needs_shared_data
-def test_utkface_chips_faces_found_and_regions_ordered():
+def test_utkface_chips_faces_found_with_landmarks_in_order():
     chips = _utk_chips(30)
     largest_face(Image.new("RGB", (64, 64)))  # load the detector outside the timing
     found, seconds = 0, 0.0
@@ -200,7 +144,7 @@ def test_utkface_chips_faces_found_and_regions_ordered():
         if face is None:
             continue
         found += 1
-        _check_regions(im, face)
+        _check_landmarks(face)
     rate = found / len(chips)
     print(f"\nUTKFace: face found in {found}/{len(chips)} chips ({rate:.0%}), {seconds / len(chips) * 1000:.0f} ms each")
     assert rate >= 0.9
