@@ -313,6 +313,11 @@ def main(argv=None):
         sample_weights=sample_weights(train_targets, data_args.sampler),
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    # Every rank destroys the process group now, while the interpreter is fully alive. Left to interpreter
+    # exit, gloo's worker threads still hold work objects whose tensors reference Python objects; freeing
+    # them during finalisation aborts the process ("terminate called without an active exception").
+    # Nothing below communicates between processes: the report is computed by the main process alone.
+    trainer.end()
     if not trainer.is_world_process_zero():
         return None
 
