@@ -1,0 +1,95 @@
+"""skin.splits.grouped_split: no group in two splits, stratified, reproducible, independent of row order."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from skin.splits import DEFAULT_FRACTIONS, SPLITS, grouped_split
+
+
+def _data(n_groups=300, seed=0):
+    """Rows of groups with 1-4 rows each; labels imbalanced 60/30/10 and constant within a group."""
+    rng = np.random.default_rng(seed)
+    labels, groups = [], []
+    for g in range(n_groups):
+        label = rng.choice(["nv", "mel", "bcc"], p=[0.6, 0.3, 0.1])
+        for _ in range(rng.integers(1, 5)):
+            labels.append(str(label))
+            groups.append(f"lesion_{g}")
+    return labels, groups
+
+
+def _split_of_group(groups, out):
+    seen = defaultdict(set)
+    for g, s in zip(groups, out):
+        seen[g].add(s)
+    return seen
+
+
+def test_no_group_spans_two_splits_and_every_row_is_assigned():
+    labels, groups = _data()
+    out = grouped_split(labels, groups)
+    assert len(out) == len(labels) and set(out) == set(SPLITS)
+    assert all(len(s) == 1 for s in _split_of_group(groups, out).values())
+
+
+def test_fractions_of_groups_and_labels_are_close_to_the_target():
+    labels, groups = _data(600)
+    out = grouped_split(labels, groups)
+    by_group = {g: next(iter(s)) for g, s in _split_of_group(groups, out).items()}
+    shares = Counter(by_group.values())
+    for split, target in zip(SPLITS, DEFAULT_FRACTIONS):
+        assert shares[split] / len(by_group) == pytest.approx(target, abs=0.04), shares
+    # stratified: the rare class keeps its share in every split
+    overall = Counter(labels)["bcc"] / len(labels)
+    for split in SPLITS:
+        rows = [lab for lab, s in zip(labels, out) if s == split]
+        assert Counter(rows)["bcc"] / len(rows) == pytest.approx(overall, abs=0.05), split
+
+
+def test_reproducible_and_independent_of_row_order():
+    labels, groups = _data()
+    out = grouped_split(labels, groups, seed=7)
+    assert grouped_split(labels, groups, seed=7) == out
+    order = np.random.default_rng(1).permutation(len(labels))
+    shuffled = grouped_split([labels[i] for i in order], [groups[i] for i in order], seed=7)
+    assert {groups[i]: s for i, s in zip(order, shuffled)} == {g: s for g, s in zip(groups, out)}
+    assert grouped_split(labels, groups, seed=8) != out
+
+
+def test_few_groups_fall_back_to_a_stable_hash():
+    labels = ["a", "b", "a", "b", "a", "a"]
+    groups = ["p1", "p1", "p2", "p3", "p4", "p5"]  # fewer than 10 groups: no stratification possible
+    out = grouped_split(labels, groups)
+    assert set(out) <= set(SPLITS)
+    assert out[0] == out[1]
+    assert grouped_split(labels[::-1], groups[::-1]) == out[::-1]
+
+
+def test_classes_with_too_few_groups_still_split_without_leaks():
+    labels = ["common"] * 200 + ["rare"]
+    groups = [f"g{i // 2}" for i in range(200)] + ["g_rare"]
+    out = grouped_split(labels, groups)
+    assert all(len(s) == 1 for s in _split_of_group(groups, out).values())
+    assert set(out) == set(SPLITS)
+
+
+def test_zero_fractions_leave_a_split_empty():
+    labels, groups = _data()
+    out = grouped_split(labels, groups, fractions=(0.8, 0.0, 0.2))
+    assert "validation" not in out and {"train", "test"} == set(out)
+    assert grouped_split([], []) == []
+
+
+@pytest.mark.parametrize("fractions", [(0.7, 0.2, 0.2), (0.5, 0.5), (1.2, -0.1, -0.1)])
+def test_bad_fractions_raise(fractions):
+    with pytest.raises(ValueError, match="fractions"):
+        grouped_split(["a"], ["g"], fractions=fractions)
+
+
+def test_lengths_must_match():
+    with pytest.raises(ValueError, match="differ in length"):
+        grouped_split(["a", "b"], ["g"])
