@@ -1,4 +1,4 @@
-"""Cheap checks that an image file on disk can be used, and safe opening.
+"""Cheap checks that an image file on disk can be used, safe opening, and the normalisation constants.
 
 ``image_file_problem`` runs on every file while a dataset is prepared, so it
 reads the header (Pillow's lazy ``open``) and the last bytes of the file, never
@@ -15,6 +15,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 _TAIL = 1024  # JPEG writers may pad a few bytes after the EOI marker.
+
+# Per-channel (RGB) mean and std that ImageNet-trained backbones normalise with: timm.data's
+# IMAGENET_DEFAULT_* and IMAGENET_INCEPTION_* values, written once here so that neither the model
+# factory nor the explanations import timm (seconds) just to read them; tests check they match timm's.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
 
 
 def image_file_problem(path: str | os.PathLike) -> str | None:
