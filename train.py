@@ -32,11 +32,12 @@ import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from skin.losses import LOSS_NAMES
+from skin.modeling import FinetuneMode, list_wheel_models
 from skin.tasks import TASKS, get_task
 
 logger = logging.getLogger("train")
 
-TIMM_WHEEL_MODELS = ("efficientnet_lite0", "mobilenetv2_100")
+TIMM_WHEEL_MODELS = tuple(list_wheel_models())
 
 
 @dataclass
@@ -70,7 +71,7 @@ class ModelArguments:
                 "layout"})
 
     def __post_init__(self):
-        if self.finetune_mode not in ("lora", "head", "full", "partial"):
+        if self.finetune_mode not in {m.value for m in FinetuneMode}:
             raise ValueError(f"--finetune_mode must be lora, head, full or partial, not {self.finetune_mode!r}")
         if self.unfreeze_last < 1:
             raise ValueError(f"--unfreeze_last must be >= 1 (stages to train in partial mode), got {self.unfreeze_last}")
@@ -84,11 +85,11 @@ class ModelArguments:
                              f"({', '.join(TIMM_WHEEL_MODELS)})")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise ValueError(f"--image_size must be between 32 and 1024, got {self.image_size}")
-        if self.init_adapter and self.finetune_mode not in ("lora", "partial"):
+        if self.init_adapter and not FinetuneMode(self.finetune_mode).saves_adapter:
             raise ValueError("--init_adapter continues a saved adapter: use it with --finetune_mode lora "
                              "(or partial, for an adapter trained that way)")
         if self.init_adapter:
-            from skin.models import PARTIAL_WEIGHTS_FILE
+            from skin.modeling import PARTIAL_WEIGHTS_FILE
 
             # a LoRA adapter (peft's adapter_config.json) or partial mode's trained modules
             files = ("adapter_config.json", PARTIAL_WEIGHTS_FILE)
@@ -237,7 +238,7 @@ def main(argv=None):
 
     # ---- data
     from skin.data import load
-    from skin.models import freeze_batchnorm
+    from skin.modeling import freeze_batchnorm
     from skin.training import (Augment, PhaseCallback, SkinTrainer, attach_transforms, collate, processor_spec,
                                sample_weights, train_transform)
 
@@ -255,35 +256,36 @@ def main(argv=None):
 
     # ---- model
     from skin.losses import make_loss, trainer_loss
-    from skin.models import count_parameters, create_model, prepare_finetune
+    from skin.modeling import count_parameters, create_model, prepare_finetune
 
     if model_args.init_adapter:
-        from skin.models import load_adapter
+        from skin.modeling import load_adapter
 
-        model, processor = load_adapter(model_args.init_adapter, labels, is_trainable=True,
-                                        image_size=model_args.image_size)
-        if model.skinlens_finetune_mode != model_args.finetune_mode:
+        model, processor, finetune_state = load_adapter(model_args.init_adapter, labels, is_trainable=True,
+                                                        image_size=model_args.image_size)
+        if finetune_state.mode != model_args.finetune_mode:
             raise ValueError(f"--init_adapter {model_args.init_adapter} was trained with --finetune_mode "
-                             f"{model.skinlens_finetune_mode}; pass that mode")
-        if model_args.finetune_mode == "partial":
-            from skin.models import unfreeze_batchnorm_in
+                             f"{finetune_state.mode.value}; pass that mode")
+        if finetune_state.mode is FinetuneMode.PARTIAL:
+            from skin.modeling import unfreeze_batchnorm_in
 
             # a partial "adapter" is the plain model with its saved stages restored
             freeze_batchnorm(model)
-            unfreeze_batchnorm_in(model, model.skinlens_unfrozen)
+            unfreeze_batchnorm_in(model, finetune_state.unfrozen_modules)
             logger.info("--init_adapter: training the modules it was saved with (%s); --unfreeze_last is "
-                        "not used", ", ".join(model.skinlens_unfrozen))
+                        "not used", ", ".join(finetune_state.unfrozen_modules))
         else:
             freeze_batchnorm(model.get_base_model())
-        model_args.model_name_or_path = model.skinlens_base_model
+        model_args.model_name_or_path = finetune_state.base_model
     else:
         model, processor = create_model(model_args.model_name_or_path, labels, image_size=model_args.image_size)
-        if model_args.finetune_mode != "full":
+        if FinetuneMode(model_args.finetune_mode).freezes_batchnorm:
             freeze_batchnorm(model)
-        model = prepare_finetune(model, model_args.finetune_mode, lora_r=model_args.lora_r,
-                                 lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                                 target_modules=model_args.lora_target_modules,
-                                 unfreeze_last=model_args.unfreeze_last)
+        model, finetune_state = prepare_finetune(model, model_args.finetune_mode, lora_r=model_args.lora_r,
+                                                 lora_alpha=model_args.lora_alpha,
+                                                 lora_dropout=model_args.lora_dropout,
+                                                 target_modules=model_args.lora_target_modules,
+                                                 unfreeze_last=model_args.unfreeze_last)
     if model_args.channels_last:
         model.to(memory_format=torch.channels_last)
     trainable, total = count_parameters(model)
@@ -306,7 +308,7 @@ def main(argv=None):
         m = task_metrics(task, probs, np.asarray(pred.label_ids), labels)
         return {k: v for k, v in m.items() if isinstance(v, (int, float)) and v is not None}
 
-    callbacks = [PhaseCallback(model, model_args.head_epochs)] if model_args.head_epochs else []
+    callbacks = [PhaseCallback(model, model_args.head_epochs, finetune_state)] if model_args.head_epochs else []
     trainer = SkinTrainer(
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collate,
         compute_metrics=compute_metrics, compute_loss_func=trainer_loss(loss_fn), callbacks=callbacks,
@@ -326,7 +328,7 @@ def main(argv=None):
 
     report = write_run(
         run_dir, trainer=trainer, task=task, dsd=dsd, processor=processor, labels=labels,
-        model_args=model_args, data_args=data_args, training_args=training_args,
+        model_args=model_args, data_args=data_args, training_args=training_args, finetune_state=finetune_state,
         extra={"trainable_parameters": trainable, "total_parameters": total,
                "train_runtime_s": train_result.metrics.get("train_runtime"),
                "started": started, "command": "python train.py " + " ".join(argv)},

@@ -11,7 +11,7 @@ no file is picked by its result) at 224 px on CPU (or at the size of the model g
 * deletion / insertion AUCs of every method and a randomisation sanity check
   (Adebayo et al. 2018) on two images.
 
-The model is the project's own EfficientNet-Lite0 (``skin.models.create_model``)
+The model is the project's own EfficientNet-Lite0 (``skin.modeling.create_model``)
 with its 1000-class ImageNet classifier restored, so the explained predictions
 are those of a trained network (a fresh skin-label head would be random).
 Either model is prepared as the app runs it (``skin.inference``: BatchNorm
@@ -51,7 +51,7 @@ def load_model(ref: str | None = None):
 
         model, processor = load_classifier(ref)
         return prepare_for_inference(model), processor
-    from skin.models import create_model, load_wheel_state_dict
+    from skin.modeling import create_model, load_wheel_state_dict
 
     labels = [f"imagenet_{i}" for i in range(1000)]
     model, processor = create_model("efficientnet_lite0", labels, pretrained=True, image_size=224)

@@ -60,8 +60,7 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
 
     import torch
 
-    from skin.models import count_parameters, create_model, prepare_finetune
-    from skin.models import freeze_batchnorm
+    from skin.modeling import count_parameters, create_model, freeze_batchnorm, prepare_finetune
 
     torch.manual_seed(0)
     labels = [f"c{i}" for i in range(7)]
@@ -77,7 +76,7 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
     if mode == "lora_gc":  # LoRA + gradient checkpointing (train.py: --gradient_checkpointing true)
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # partial: the last 2 stages train (EfficientNet: blocks 5-6 of 7 + conv_head; ViT-B: layers 11-12).
-    model = prepare_finetune(model, mode.removesuffix("_gc"), lora_r=16, lora_alpha=32, unfreeze_last=2)
+    model, _ = prepare_finetune(model, mode.removesuffix("_gc"), lora_r=16, lora_alpha=32, unfreeze_last=2)
     model.train()
     trainable, total = count_parameters(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

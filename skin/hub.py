@@ -44,18 +44,9 @@ def load_report(ref: str) -> dict | None:
 def load_classifier(ref: str):
     """``(model, processor)`` in eval mode; calibrated when the checkpoint is."""
     if ref in DEFAULTS:
-        from skin.models import fold_temperature, load_adapter
-        from skin.models import unfreeze_batchnorm
+        from skin.modeling import load_calibrated
 
-        path = default_dir(ref)
-        model, processor = load_adapter(str(path / "adapter"))
-        if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
-        unfreeze_batchnorm(model)
-        calib = path / "adapter" / "calibration.json"
-        if calib.is_file():
-            fold_temperature(model, json.loads(calib.read_text())["temperature"])
-        return model.eval(), processor
+        return load_calibrated(default_dir(ref) / "adapter")
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     if not (os.path.isdir(ref) or "/" in ref):
@@ -135,7 +126,7 @@ def write_model_card(report: dict, out_dir: str) -> str:
 
 def export(ref: str, out: str) -> dict:
     """``merged/`` + ``adapter/`` (when the model has one) + ``README.md`` card in ``out``."""
-    from skin.models import export_merged
+    from skin.modeling import export_merged
 
     model, processor = load_classifier(ref)
     os.makedirs(out, exist_ok=True)
@@ -180,7 +171,7 @@ def embed_run(run_dir: str, name: str) -> Path:
         shutil.rmtree(dest)
     shutil.copytree(run / "adapter", dest / "adapter")
     shutil.copy(run / "report.json", dest / "report.json")
-    from skin.models import PARTIAL_WEIGHTS_FILE
+    from skin.modeling import PARTIAL_WEIGHTS_FILE
 
     partial = dest / "adapter" / PARTIAL_WEIGHTS_FILE
     if partial.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import os
@@ -21,28 +20,8 @@ def write_history(log_history: list[dict], path: str) -> None:
         writer.writerows(log_history)
 
 
-def export_model(model, processor, run_dir: str, *, temperature: float, base_model: str, mode: str) -> dict:
-    """``merged/`` (LoRA merged, BatchNorm restored, temperature folded) and ``adapter/``."""
-    from skin.models import export_merged, save_adapter
-    from skin.models import unfreeze_batchnorm
-
-    paths = {}
-    merged = copy.deepcopy(model)
-    if hasattr(merged, "merge_and_unload"):
-        merged = merged.merge_and_unload()
-    unfreeze_batchnorm(merged)
-    paths["merged"] = export_merged(merged, processor, os.path.join(run_dir, "merged"), temperature=temperature)
-    if mode in ("lora", "partial"):
-        adapter_dir = os.path.join(run_dir, "adapter")
-        save_adapter(model, adapter_dir, base_model_name_or_path=base_model)
-        with open(os.path.join(adapter_dir, "calibration.json"), "w") as f:
-            json.dump({"temperature": temperature}, f)
-        paths["adapter"] = adapter_dir
-    return paths
-
-
 def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, data_args, training_args,
-              extra: dict) -> dict:
+              finetune_state, extra: dict) -> dict:
     from skin import plots
     from skin.calibration import calibration_summary, reliability_curve, softmax
     from skin.evaluate import evaluate_split, predict_logits
@@ -79,8 +58,9 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
     figures["training_curves"] = plots.plot_training_curves(
         trainer.state.log_history, os.path.join(run_dir, "figures", "training_curves.png"))
 
-    exported = export_model(model, processor, run_dir, temperature=T, base_model=model_args.model_name_or_path,
-                            mode=model_args.finetune_mode)
+    from skin.modeling import export_calibrated
+
+    exported = export_calibrated(model, processor, run_dir, state=finetune_state, temperature=T)
     report = {
         "task": task.name,
         "kind": task.kind,

@@ -120,17 +120,19 @@ class PhaseCallback(TrainerCallback):
     the LoRA weights (or the whole body, in ``full`` mode) join. The phase is
     checked before every step, so a fractional ``head_epochs`` (0.5) switches
     mid-epoch, and a resumed run starts in the phase its checkpoint was in.
+    ``state`` is the model's ``FinetuneState`` (which weights the mode trains;
+    see ``skin.modeling.set_trainable_phase``).
     """
 
-    def __init__(self, model, head_epochs: float):
-        from skin.models import set_trainable_phase
+    def __init__(self, model, head_epochs: float, state=None):
+        from skin.modeling import set_trainable_phase
 
-        self.model, self.head_epochs, self._set = model, head_epochs, set_trainable_phase
+        self.model, self.head_epochs, self.state, self._set = model, head_epochs, state, set_trainable_phase
         self._phase = None
 
     def _apply(self, phase):
         if phase != self._phase:
-            self._set(self.model, phase)
+            self._set(self.model, phase, self.state)
             self._phase = phase
 
     def _phase_at(self, state):

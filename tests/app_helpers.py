@@ -1,7 +1,7 @@
 """Tiny real checkpoints and an app configuration for the app / service tests.
 
 ``make_app_models(root)`` exports two EfficientNet-Lite0 classifiers at 64 px
-with random (seeded) weights through :func:`skin.models.export_merged`, exactly
+with random (seeded) weights through :func:`skin.modeling.export_merged`, exactly
 as training exports them: a 7-class HAM10000 condition model with an
 evaluation report (fairness by tone bucket, from :func:`skin.fairness.
 fairness_report` on synthetic predictions, with a thin ``dark`` group) and a
@@ -46,7 +46,7 @@ def free_port() -> int:
 def _export(labels, out: Path, seed: int, temperature: float = 1.0) -> None:
     import torch
 
-    from skin.models import classifier_layer, create_model, export_merged
+    from skin.modeling import classifier_layer, create_model, export_merged
 
     torch.manual_seed(seed)
     model, processor = create_model("efficientnet_lite0", labels, pretrained=False, image_size=64)

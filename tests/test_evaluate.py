@@ -13,7 +13,7 @@ HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
 @pytest.fixture(scope="module")
 def condition_dir(tmp_path_factory):
-    from skin.models import create_model, export_merged
+    from skin.modeling import create_model, export_merged
 
     model, processor = create_model("efficientnet_lite0", HAM_LABELS, image_size=32)
     return export_merged(model, processor, str(tmp_path_factory.mktemp("cond") / "merged"))

@@ -11,15 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_push_run_uploads_merged_adapter_and_card(tmp_path):
-    from skin.models import create_model, export_merged, prepare_finetune, save_adapter
+    from skin.modeling import create_model, export_merged, prepare_finetune, save_adapter
 
     from tests.hub_standin import HubStandIn
 
     run = tmp_path / "run"
     model, processor = create_model("efficientnet_lite0", ["a", "b"], image_size=32)
-    model = prepare_finetune(model, "lora", lora_r=2)
+    model, state = prepare_finetune(model, "lora", lora_r=2)
     export_merged(model, processor, str(run / "merged"))
-    save_adapter(model, str(run / "adapter"), base_model_name_or_path="efficientnet_lite0")
+    save_adapter(model, str(run / "adapter"), state)
     (run / "merged" / "README.md").write_text("---\nlicense: other\n---\n# card\nNot medical advice.\n")
 
     code = ("import sys; from skin.hub import push_run; "

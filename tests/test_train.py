@@ -81,11 +81,11 @@ def test_adapter_reloads_to_merged_logits(lora_run):
 
     from skin.calibration import softmax
     from skin.hub import load_classifier
-    from skin.models import load_adapter
+    from skin.modeling import load_adapter
 
     run, report = lora_run
     merged, processor = load_classifier(str(run / "merged"))
-    model, _ = load_adapter(str(run / "adapter"))
+    model, _, _ = load_adapter(str(run / "adapter"))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         T = report["calibration"]["temperature"]
@@ -103,7 +103,7 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
     import train
     from skin.calibration import softmax
     from skin.hub import load_classifier
-    from skin.models import PARTIAL_WEIGHTS_FILE, load_adapter
+    from skin.modeling import PARTIAL_WEIGHTS_FILE, load_adapter
 
     report = train.main(tiny_args(ham, tmp_path, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
                                   "--finetune_mode", "partial", "--unfreeze_last", "1", "--head_epochs", "1",
@@ -113,7 +113,7 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
     weights = run / "adapter" / PARTIAL_WEIGHTS_FILE
     assert weights.is_file() and weights.stat().st_size < 0.5 * (run / "merged" / "model.safetensors").stat().st_size
     merged, _ = load_classifier(str(run / "merged"))
-    model, _ = load_adapter(str(run / "adapter"))
+    model, _, _ = load_adapter(str(run / "adapter"))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         a = torch.softmax(merged(pixel_values=x).logits, 1)
@@ -269,7 +269,7 @@ def test_init_adapter_continues_a_saved_adapter(ham, tmp_path, mode):
     from safetensors.torch import load_file
 
     import train
-    from skin.models import PARTIAL_WEIGHTS_FILE, create_model
+    from skin.modeling import PARTIAL_WEIGHTS_FILE, create_model
 
     extra = ["--model_name_or_path", "efficientnet_lite0", "--image_size", "32", "--finetune_mode", mode,
              "--num_train_epochs", "1"] + (["--lora_r", "4"] if mode == "lora" else ["--unfreeze_last", "1"])
