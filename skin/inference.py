@@ -27,6 +27,7 @@ import logging
 
 import torch
 from torch import nn
+from torch.nn.utils import fuse_conv_bn_eval
 
 logger = logging.getLogger(__name__)
 
@@ -62,29 +63,29 @@ def fold_batchnorm(body: nn.Module) -> int:
     """Fold each eval-mode BatchNorm into the convolution registered just before
     it in the same parent module (timm's ``conv_* -> bn*`` pairs), in place.
 
-    Returns how many were folded. Only sound for models whose children are
-    registered in execution order, as timm's CNN blocks are; callers check the
-    result (:func:`prepare_for_inference` does).
+    The arithmetic is ``torch.nn.utils.fuse_conv_bn_eval``; what is timm-specific
+    is finding the pairs and keeping what ``BatchNormAct2d`` does after the
+    normalisation (:class:`FoldedNormAct`). Returns how many were folded. Only
+    sound for models whose children are registered in execution order, as timm's
+    CNN blocks are; callers check the result (:func:`prepare_for_inference` does).
     """
+    if any(m.training for m in body.modules()):
+        raise ValueError("fold_batchnorm folds running statistics: put the model in eval mode first")
     folded = 0
     for parent in list(body.modules()):
-        conv = None
+        conv_name = None
         for name, child in list(parent.named_children()):
+            conv = getattr(parent, conv_name) if conv_name else None
             if isinstance(child, nn.Conv2d):
-                conv = child
+                conv_name = name
             elif (isinstance(child, nn.BatchNorm2d) and conv is not None and child.track_running_stats
                   and child.running_var is not None and conv.out_channels == child.num_features):
-                w = child.weight if child.affine else torch.ones_like(child.running_var)
-                b = child.bias if child.affine else torch.zeros_like(child.running_mean)
-                scale = w / torch.sqrt(child.running_var + child.eps)
-                conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(child.running_mean)
-                conv.bias = nn.Parameter((bias - child.running_mean) * scale + b, requires_grad=False)
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv, child))
                 setattr(parent, name, FoldedNormAct(child))
                 folded += 1
-                conv = None
+                conv_name = None
             elif next(child.parameters(), None) is not None or len(list(child.children())):
-                conv = None  # something with weights in between: not a conv -> bn pair
+                conv_name = None  # something with weights in between: not a conv -> bn pair
     return folded
 
 
