@@ -338,8 +338,8 @@ def main(argv=None):
 
         push_run(run_dir, training_args.hub_repo)
     logger.info("run folder: %s; test %s", run_dir,
-                {k: v for k, v in report["test"].items() if isinstance(v, float)})
-    return report
+                {k: v for k, v in report.test.items() if isinstance(v, float)})
+    return report.to_dict()
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def run(task_name: str, data_dir: str, classifier: str = "svm", out_dir: str | N
     from skin.calibration import calibration_summary, softmax
     from skin.data import load
     from skin.evaluate import evaluate_split
-    from skin.reporting import _json_default
+    from skin.reports import dump_json
 
     task = get_task(task_name)
     if task.kind is TaskKind.AGE:
@@ -94,16 +94,15 @@ def run(task_name: str, data_dir: str, classifier: str = "svm", out_dir: str | N
         "backbone": f"hog{size}+{classifier}", "mode": "classical",
         "trainable_parameters": None, "total_parameters": None,
         "splits": {s: len(d) for s, d in dsd.items()},
-        "test": {k: v for k, v in test.items() if k != "fairness"},
+        "test": test.metrics,
         "calibration": {k: calib[k] for k in ("temperature", "ece_before", "ece_after")},
-        "fairness": test.get("fairness", {}),
+        "fairness": test.fairness.to_dict(),
         "wall_time_s": round(time.time() - started, 1),
         "command": "python -m skin.baseline " + " ".join(sys.argv[1:]),
     }
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "report.json"), "w") as f:
-            json.dump(report, f, indent=2, default=_json_default)
+        dump_json(report, os.path.join(out_dir, "report.json"))
     return report
 
 

@@ -29,7 +29,7 @@ import math
 import numpy as np
 import scipy.special
 
-from skin.metrics import to_json_number
+from skin.reports import to_jsonable
 
 T_BOUNDS = (0.05, 20.0)
 """Search range for the temperature."""
@@ -153,10 +153,10 @@ def reliability_curve(probs, labels, n_bins: int = DEFAULT_N_BINS) -> dict:
         "n_bins": int(n_bins),
         "bin_edges": [float(e) for e in edges],
         "bin_centers": [float(c) for c in (edges[:-1] + edges[1:]) / 2],
-        "confidence": [to_json_number(c) for c in conf],
-        "accuracy": [to_json_number(a) for a in acc],
+        "confidence": [to_jsonable(c) for c in conf],
+        "accuracy": [to_jsonable(a) for a in acc],
         "counts": [int(c) for c in counts],
-        "ece": to_json_number(np.abs(acc_sum - conf_sum).sum() / n) if n else None,
+        "ece": to_jsonable(np.abs(acc_sum - conf_sum).sum() / n) if n else None,
     }
 
 
@@ -181,8 +181,8 @@ def calibration_summary(
         "temperature": float(t),
         "ece_before": curve_before["ece"],
         "ece_after": curve_after["ece"],
-        "nll_before": to_json_number(nll(z, y)),
-        "nll_after": to_json_number(nll(z, y, t)),
+        "nll_before": to_jsonable(nll(z, y)),
+        "nll_after": to_jsonable(nll(z, y, t)),
         "n_bins": int(n_bins),
         "reliability_before": curve_before,
         "reliability_after": curve_after,

@@ -8,9 +8,10 @@ Used by ``train.py`` at the end of a run and on its own::
 The model is any checkpoint ``pipeline("image-classification")`` loads (a
 folder or a Hub id) or an embedded default (``default:condition``,
 ``default:age``). Its ``id2label`` must match the dataset's classes, except on
-DDI, where a condition model is audited for malignancy: the score is the summed
-probability of the model's malignant classes (the audit of Daneshjou et al.
-2022).
+DDI, where a condition model is audited for malignancy: ROC-AUC of the summed
+probability of the model's malignant classes, overall and per Fitzpatrick
+group, each with a bootstrap interval (the audit of Daneshjou et al. 2022;
+:func:`ddi_audit`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ import sys
 import numpy as np
 import torch
 
-from skin.tasks import TASKS, Task, TaskKind, age_group_names, age_to_group, get_task, malignant_indices
+from skin.reports import CI_QUANTILES, AUCRow, EvalReport, MalignancyAudit, SplitReport, to_jsonable
+from skin.tasks import (
+    TASKS,
+    Task,
+    TaskKind,
+    age_group_names,
+    age_to_group,
+    get_task,
+    label_ages,
+    malignant_indices,
+)
 
 
 @torch.no_grad()
@@ -50,12 +61,12 @@ def predict_logits(model, processor, ds, *, batch_size: int = 64, tta: bool = Fa
 
 
 def task_metrics(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
-    """The task's headline metrics (flat, JSON-serialisable)."""
+    """The task's metrics (flat, JSON-ready; see :mod:`skin.metrics`)."""
     from skin import metrics
 
     if task.kind is TaskKind.AGE:
-        ages = np.arange(probs.shape[1], dtype=float)
-        return metrics.age_metrics(targets.astype(float), metrics.expected_age(probs, ages), bins=task.age_bins)
+        estimate = metrics.expected_age(probs, label_ages(labels))
+        return metrics.age_metrics(targets.astype(float), estimate, bins=task.age_bins)
     m = metrics.classification_metrics(targets, probs, labels=labels)
     if task.kind is TaskKind.ORDINAL:
         m.update(metrics.ordinal_metrics(targets, probs.argmax(1)))
@@ -63,54 +74,67 @@ def task_metrics(task: Task, probs: np.ndarray, targets: np.ndarray, labels: lis
 
 
 def sensitive_groups(task: Task, ds) -> dict[str, list]:
-    """Group columns for the fairness report (derived age groups included)."""
+    """Group columns for the fairness report (age groups derived from ``age`` when asked for)."""
     groups = {}
     for col in task.sensitive:
         if col == "age_group" and "age" in ds.column_names:
-            ages = np.asarray([np.nan if a is None else a for a in ds["age"]], dtype=float)
-            names = age_group_names()
-            groups[col] = [None if np.isnan(a) else names[int(age_to_group(a))] for a in ages]
+            names = age_group_names(task.age_bins)
+            groups[col] = [None if a is None or np.isnan(a) else names[age_to_group(a, task.age_bins)]
+                           for a in ds["age"]]
         elif col in ds.column_names:
             feat = ds.features[col]
-            vals = ds[col]
-            groups[col] = [feat.int2str(v) if hasattr(feat, "int2str") and v is not None else v for v in vals]
+            groups[col] = [feat.int2str(v) if hasattr(feat, "int2str") and v is not None else v for v in ds[col]]
     return groups
 
 
 def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str], ds,
-                   n_boot: int = 200) -> dict:
+                   n_boot: int = 200) -> SplitReport:
     """Metrics + per-group fairness for one split's calibrated probabilities."""
     from skin.calibration import expected_calibration_error
     from skin.fairness import fairness_report
 
-    report = {"n": int(len(targets))}
-    report.update(task_metrics(task, probs, targets, labels))
+    metrics = {"n": int(len(targets)), **task_metrics(task, probs, targets, labels)}
     if task.kind is not TaskKind.AGE:
-        report["ece"] = float(expected_calibration_error(probs, targets, n_bins=15))
+        metrics["ece"] = float(expected_calibration_error(probs, targets, n_bins=15))
     groups = sensitive_groups(task, ds)
+    if not groups:
+        return SplitReport(metrics)
+    # a task without malignant classes of its own (SCIN) still reports any class another task calls malignant
     malignant = task.malignant_indices(labels) if task.malignant else malignant_indices(labels)
-    if groups:
-        report["fairness"] = fairness_report(
-            targets, probs, groups, task=task.kind, labels=labels, malignant_classes=malignant or None, n_boot=n_boot,
-            ages=np.arange(probs.shape[1], dtype=float) if task.kind is TaskKind.AGE else None,
-        )
-    return report
+    fairness = fairness_report(
+        targets, probs, groups, kind=task.kind, labels=labels, malignant_classes=malignant or None, n_boot=n_boot,
+        ages=label_ages(labels) if task.kind is TaskKind.AGE else None, age_bins=task.age_bins,
+    )
+    return SplitReport(metrics, fairness)
 
 
-def ddi_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int = 200) -> dict:
-    """Malignancy ROC-AUC overall and per FST group (DDI's audit)."""
-    from skin.metrics import malignancy_metrics
+def ddi_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int = 200,
+              random_state: int = 0) -> MalignancyAudit:
+    """Malignancy ROC-AUC overall and per Fitzpatrick group, each with a bootstrap interval.
+
+    The DDI audit of Daneshjou et al. (2022): the score is the summed
+    probability of the model's malignant classes (any label a task in
+    :mod:`skin.tasks` calls malignant); groups are DDI's ``skin_tone`` pairs
+    12 / 34 / 56 (the builder's ``fst_group`` I-II / III-IV / V-VI). Each
+    interval is a percentile bootstrap over that set's own images
+    (:func:`skin.metrics.malignancy_auc`, ``n_boot`` resamples).
+    """
+    from skin.metrics import malignancy_auc
 
     idx = malignant_indices(model_labels)
     if not idx:
         raise ValueError(f"the model's labels {model_labels} contain no malignant class, so DDI cannot audit it")
     score = probs[:, idx].sum(1)
     truth = np.asarray(ds["malignant"], dtype=bool)
-    out = {"malignancy_auc": malignancy_metrics(truth, score)["roc_auc"], "malignancy_by_fst": {}}
-    for g in sorted(set(ds["fst_group"])):
-        mask = np.asarray(ds["fst_group"]) == g
-        out["malignancy_by_fst"][g] = malignancy_metrics(truth[mask], score[mask])
-    return out
+    fst = np.asarray(ds["fst_group"])
+
+    def row(mask) -> AUCRow:
+        auc = malignancy_auc(truth[mask], score[mask], n_boot=n_boot, random_state=random_state)
+        return AUCRow(n=int(mask.sum()), n_malignant=int(truth[mask].sum()), auc=auc)
+
+    by_fst = {str(g): row(fst == g) for g in sorted(set(fst))}
+    return MalignancyAudit(overall=row(np.ones(len(truth), bool)), by_fst=by_fst, n_boot=n_boot,
+                           ci_quantiles=CI_QUANTILES if n_boot else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    report = to_jsonable(report)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, allow_nan=False))
     else:
         for k, v in report.items():
             if not isinstance(v, (dict, list)):
@@ -147,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: str | None = None,
                    split: str = "test", cache_dir: str | None = None, batch_size: int = 64,
-                   n_boot: int = 200, tta: bool = False) -> dict:
+                   n_boot: int = 200, tta: bool = False) -> EvalReport:
+    """Predict ``dataset``'s ``split`` with ``model_ref`` and score it (the DDI audit for a condition model on DDI)."""
     from datasets import concatenate_datasets
 
     from skin.data import load
@@ -173,16 +199,14 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size, tta=tta,
                                                          vflip=not task.upright)), 1).numpy()
-    report = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds), "tta": tta}
+    head = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds), "tta": tta}
     if dataset == "ddi" and model_labels != ["benign", "malignant"]:
-        report.update(ddi_audit(probs, model_labels, ds, n_boot=n_boot))
-        return report
+        return EvalReport(**head, malignancy=ddi_audit(probs, model_labels, ds, n_boot=n_boot))
     labels = task.labels(ds.features)
     if labels != model_labels:
         raise ValueError(f"the model's classes {model_labels[:8]}… differ from {dataset}'s {labels[:8]}…: "
                          "evaluate a model trained for this dataset (or DDI for a malignancy audit)")
-    report.update(evaluate_split(task, probs, task.targets(ds), labels, ds, n_boot=n_boot))
-    return report
+    return EvalReport(**head, result=evaluate_split(task, probs, task.targets(ds), labels, ds, n_boot=n_boot))
 
 
 if __name__ == "__main__":

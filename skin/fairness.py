@@ -51,21 +51,18 @@ import numpy as np
 
 from skin.calibration import expected_calibration_error
 from skin.metrics import (
-    DEFAULT_AGE_BINS,
     _as_labels,
     _as_probs,
     _check_range,
     accuracy,
-    age_group,
     balanced_accuracy,
     binary_auc,
     expected_age,
     macro_f1,
-    to_json_number,
 )
+from skin.reports import CI_QUANTILES, FairnessReport, FairnessTable, Gap, GroupMetrics, MetricCI
+from skin.tasks import AGE_BINS, TaskKind, age_to_group
 
-TASKS = ("classification", "ordinal", "age")
-CI_QUANTILES = (0.025, 0.975)
 UNKNOWN = "unknown"
 _KNOWN_ORDERS = (("light", "medium", "dark"), ("male", "female"))
 
@@ -128,7 +125,7 @@ def _age_mae(y_true, y_pred) -> float:
 def _age_group_accuracy(y_true, y_pred, bins) -> float:
     if not len(y_true):
         return math.nan
-    return float(np.mean(age_group(y_true, bins) == age_group(np.maximum(y_pred, bins[0]), bins)))
+    return float(np.mean(age_to_group(y_true, bins) == age_to_group(y_pred, bins)))
 
 
 # --------------------------------------------------------------------------- #
@@ -172,8 +169,8 @@ def _order_key(g: str):
         return (2, 0, g)
 
 
-def _metric_functions(task: str, y_pred: np.ndarray, malignant_classes, age_bins) -> dict:
-    if task == "classification":
+def _metric_functions(kind: TaskKind, y_pred: np.ndarray, malignant_classes, age_bins) -> dict:
+    if kind is TaskKind.CLASSIFICATION:
         fns = {
             "accuracy": _accuracy,
             "balanced_accuracy": _balanced_accuracy,
@@ -188,7 +185,7 @@ def _metric_functions(task: str, y_pred: np.ndarray, malignant_classes, age_bins
                 malignant_auc=partial(_malignant_auc, malignant=mal),
             )
         return fns
-    if task == "ordinal":
+    if kind is TaskKind.ORDINAL:
         fns = {"accuracy": _accuracy, "balanced_accuracy": _balanced_accuracy, "mae": _grade_mae}
         if y_pred.ndim == 2:
             fns["ece"] = _ece
@@ -196,9 +193,9 @@ def _metric_functions(task: str, y_pred: np.ndarray, malignant_classes, age_bins
     return {"mae": _age_mae, "group_accuracy": partial(_age_group_accuracy, bins=np.asarray(age_bins, float))}
 
 
-def _prepare(task, y_true, probs, labels, malignant_classes, ages):
+def _prepare(kind: TaskKind, y_true, probs, labels, malignant_classes, ages):
     """Validated (y_true, y_pred) arrays for MetricFrame."""
-    if task == "classification":
+    if kind is TaskKind.CLASSIFICATION:
         y = _as_labels(y_true)
         p = _as_probs(probs, n=len(y))
         _check_range(y, p.shape[1])
@@ -210,8 +207,8 @@ def _prepare(task, y_true, probs, labels, malignant_classes, ages):
                 raise ValueError(f"malignant_classes {bad} out of range for {p.shape[1]} classes")
         return y, p
     if malignant_classes:
-        raise ValueError("malignant_classes applies to task='classification' only")
-    if task == "ordinal":
+        raise ValueError("malignant_classes applies to kind='classification' only")
+    if kind is TaskKind.ORDINAL:
         y = _as_labels(y_true)
         p = np.asarray(probs)
         if p.ndim == 2:
@@ -236,8 +233,36 @@ def _prepare(task, y_true, probs, labels, malignant_classes, ages):
     return y, p
 
 
-def _ci_entry(value, low, high) -> dict:
-    return {"value": to_json_number(value), "ci_low": to_json_number(low), "ci_high": to_json_number(high)}
+def _table(attr: str, mf, counts, metrics, n: int, n_boot: int, min_group_size: int) -> FairnessTable:
+    """One attribute's :class:`FairnessTable` from its fairlearn ``MetricFrame``."""
+    by_group, overall = mf.by_group, mf.overall
+    if n_boot:
+        (lo_g, hi_g), (lo_o, hi_o) = mf.by_group_ci, mf.overall_ci
+    else:  # no bootstrap: intervals are None
+        lo_g = hi_g = by_group * math.nan
+        lo_o = hi_o = overall * math.nan
+    groups = {}
+    for g in sorted((str(g) for g in by_group.index), key=_order_key):
+        n_g = int(counts[g])
+        cells = {m: MetricCI(by_group.loc[g, m], lo_g.loc[g, m], hi_g.loc[g, m]) for m in metrics}
+        groups[g] = GroupMetrics(n=n_g, metrics=cells, small=n_g < min_group_size)
+    gaps = {}
+    for m in metrics:
+        vals = {g: row[m].value for g, row in groups.items() if not row.small and row[m].value is not None}
+        if len(vals) < 2:
+            gaps[m] = None
+            continue
+        g_min, g_max = min(vals, key=vals.get), max(vals, key=vals.get)
+        gaps[m] = Gap(vals[g_max] - vals[g_min], g_min, g_max)
+    return FairnessTable(
+        attribute=attr,
+        groups=groups,
+        overall=GroupMetrics(n=n, metrics={m: MetricCI(overall[m], lo_o[m], hi_o[m]) for m in metrics}),
+        gaps=gaps,
+        min_group_size=int(min_group_size),
+        n_boot=int(n_boot),
+        ci_quantiles=CI_QUANTILES if n_boot else None,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -248,53 +273,53 @@ def fairness_report(
     probs,
     sensitive: Mapping[str, Sequence],
     *,
-    task: str = "classification",
+    kind: TaskKind | str = TaskKind.CLASSIFICATION,
     labels: Sequence[str] | None = None,
     malignant_classes: Sequence[int] | None = None,
     n_boot: int | None = 200,
     min_group_size: int = 30,
     random_state: int = 0,
     ages: Sequence[float] | None = None,
-    age_bins: Sequence[float] = DEFAULT_AGE_BINS,
-) -> dict:
+    age_bins: Sequence[float] = AGE_BINS,
+) -> FairnessReport:
     """Per-group metrics with bootstrap CIs for each sensitive attribute.
 
     Args:
-        y_true: (n,) true classes / grades (int), or true ages (``task="age"``).
+        y_true: (n,) true classes / grades (int), or true ages (``kind="age"``).
         probs: ``classification``: (n, C) class probabilities. ``ordinal``:
             (n, K) grade probabilities or (n,) predicted grades (no ECE then).
             ``age``: (n,) predicted ages, or (n, A) per-age probabilities read
             out with :func:`skin.metrics.expected_age` over ``ages``.
         sensitive: ``{attribute: values}``, e.g. ``{"tone_bucket": [...],
             "sex": [...]}``; one value per sample, ``None``/NaN = unknown.
-        task: ``"classification"``, ``"ordinal"`` or ``"age"``.
+        kind: the task's :class:`~skin.tasks.TaskKind` (or its name).
         labels: class names (checked against ``probs``; kept for the caller).
         malignant_classes: class indices counted as malignant (adds ``fnr``,
             ``fpr``, ``malignant_auc``; classification only).
         n_boot: bootstrap resamples for the CIs (fairlearn ``n_boot``); 0 (or
-            ``None``) skips the bootstrap and reports ``ci_low``/``ci_high``
-            as ``None``.
+            ``None``) skips the bootstrap and leaves the intervals ``None``.
         min_group_size: groups smaller than this are flagged ``small`` and
-            left out of ``largest_gap``.
+            left out of the largest gap.
         random_state: seed of the bootstrap.
         ages: the age of each column of 2-D age ``probs``.
         age_bins: lower edges of the age groups for ``group_accuracy``.
 
     Returns:
-        ``{attr: {"groups": {group: {"n": int, "small": bool, metric:
-        {"value", "ci_low", "ci_high"}, ...}}, "overall": {metric: {...}},
-        "largest_gap": {metric: float | None}, "largest_gap_groups":
-        {metric: {"min": group, "max": group} | None}, "min_group_size",
-        "n_boot", "ci_quantiles"}}``. Metrics: classification → accuracy,
-        balanced_accuracy, macro_f1, ece (+ fnr, fpr, malignant_auc);
-        ordinal → accuracy, balanced_accuracy, mae (+ ece with
-        probabilities); age → mae, group_accuracy. Everything is JSON-serialisable (NaN → ``None``).
+        A :class:`~skin.reports.FairnessReport`: one
+        :class:`~skin.reports.FairnessTable` per attribute (groups in a
+        stable order: known orders such as light / medium / dark first, then
+        numeric ranges, then names, ``"unknown"`` last). Metrics:
+        classification → accuracy, balanced_accuracy, macro_f1, ece (+ fnr,
+        fpr, malignant_auc); ordinal → accuracy, balanced_accuracy, mae
+        (+ ece with probabilities); age → mae, group_accuracy.
     """
     import pandas as pd
     from fairlearn.metrics import MetricFrame
 
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    try:
+        kind = TaskKind(kind)
+    except ValueError:
+        raise ValueError(f"kind must be one of {[k.value for k in TaskKind]}, got {kind!r}") from None
     if not isinstance(sensitive, Mapping) or not sensitive:
         raise ValueError("sensitive must be a non-empty dict {attribute name: values per sample}")
     if n_boot is None:
@@ -303,66 +328,24 @@ def fairness_report(
         raise ValueError(f"n_boot must be an integer ≥ 0 (0 = no confidence intervals), got {n_boot!r}")
     if min_group_size < 0:
         raise ValueError(f"min_group_size must be ≥ 0, got {min_group_size}")
-    y, y_pred = _prepare(task, y_true, probs, labels, malignant_classes, ages)
+    y, y_pred = _prepare(kind, y_true, probs, labels, malignant_classes, ages)
     if len(y) == 0:
         raise ValueError("fairness_report needs at least one sample")
-    metrics = _metric_functions(task, y_pred, malignant_classes, age_bins)
-
-    report = {}
+    metrics = _metric_functions(kind, y_pred, malignant_classes, age_bins)
+    bootstrap = (
+        {"n_boot": int(n_boot), "ci_quantiles": list(CI_QUANTILES), "random_state": int(random_state)}
+        if n_boot
+        else {}
+    )
+    tables = {}
     for attr, values in sensitive.items():
         if not isinstance(attr, str) or not attr:
             raise ValueError(f"sensitive attribute names must be non-empty strings, got {attr!r}")
         groups = _group_values(values, len(y), attr)
-        counts = pd.Series(groups).value_counts()
         with warnings.catch_warnings():
             # All-NaN bootstrap slices (a group absent from a resample, a miss
             # rate without malignant cases) are expected and ignored.
             warnings.simplefilter("ignore", RuntimeWarning)
-            bootstrap = (
-                {"n_boot": int(n_boot), "ci_quantiles": list(CI_QUANTILES), "random_state": int(random_state)}
-                if n_boot
-                else {}
-            )
-            mf = MetricFrame(
-                metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups}, **bootstrap
-            )
-            by_group, overall = mf.by_group, mf.overall
-            if n_boot:
-                (lo_g, hi_g), (lo_o, hi_o) = mf.by_group_ci, mf.overall_ci
-            else:  # no bootstrap: intervals are None
-                lo_g = hi_g = by_group * math.nan
-                lo_o = hi_o = overall * math.nan
-
-        group_names = sorted((str(g) for g in by_group.index), key=_order_key)
-        out_groups = {}
-        for g in group_names:
-            n_g = int(counts[g])
-            entry = {"n": n_g, "small": bool(n_g < min_group_size)}
-            for m in metrics:
-                entry[m] = _ci_entry(by_group.loc[g, m], lo_g.loc[g, m], hi_g.loc[g, m])
-            out_groups[g] = entry
-
-        gaps, gap_groups = {}, {}
-        for m in metrics:
-            vals = {
-                g: e[m]["value"]
-                for g, e in out_groups.items()
-                if not e["small"] and e[m]["value"] is not None
-            }
-            if len(vals) < 2:
-                gaps[m], gap_groups[m] = None, None
-                continue
-            g_min, g_max = min(vals, key=vals.get), max(vals, key=vals.get)
-            gaps[m] = to_json_number(vals[g_max] - vals[g_min])
-            gap_groups[m] = {"min": g_min, "max": g_max}
-
-        report[attr] = {
-            "groups": out_groups,
-            "overall": {"n": int(len(y)), **{m: _ci_entry(overall[m], lo_o[m], hi_o[m]) for m in metrics}},
-            "largest_gap": gaps,
-            "largest_gap_groups": gap_groups,
-            "min_group_size": int(min_group_size),
-            "n_boot": int(n_boot),
-            "ci_quantiles": list(CI_QUANTILES) if n_boot else None,
-        }
-    return report
+            mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups}, **bootstrap)
+            tables[attr] = _table(attr, mf, pd.Series(groups).value_counts(), metrics, len(y), n_boot, min_group_size)
+    return FairnessReport(tables)

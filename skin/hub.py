@@ -59,65 +59,84 @@ def load_classifier(ref: str):
     return model.eval(), processor
 
 
-def render_model_card(report: dict, template: str | os.PathLike = REPO_ROOT / "model_card.md"):
-    """A ``huggingface_hub.ModelCard`` from ``model_card.md`` and a run report."""
+#: Display name and licence of each dataset, for the model card.
+_CARD_DATASETS = {"ham10000": ("HAM10000", "CC BY-NC-SA 4.0"), "utkface": ("UTKFace", "non-commercial research"),
+                  "pad_ufes20": ("PAD-UFES-20", "CC BY 4.0"), "scin": ("SCIN", "SCIN data use terms"),
+                  "ddi": ("DDI", "DDI research use agreement"), "kaggle": ("Kaggle Skin Diseases", "see source"),
+                  "aihub": ("AI-Hub skin condition (71645)", "AI-Hub terms")}
+#: Test metrics listed on the card (those the report has).
+_CARD_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mae", "group_accuracy")
+
+
+def fairness_rows(fairness, metric: str) -> list[str]:
+    """Markdown rows ``| attribute | group | n | value | low–high | small |`` of ``metric`` for every group."""
+    rows = []
+    for attr, table in fairness.items():
+        for group, row in table.groups.items():
+            cell = row.get(metric)
+            value = _fmt(cell.value) if cell else "n/a"
+            ci = f"{_fmt(cell.ci_low)}–{_fmt(cell.ci_high)}" if cell and cell.has_ci else "n/a"
+            rows.append(f"| {attr} | {group} | {row.n} | {value} | {ci} | {'small' if row.small else ''} |")
+    return rows
+
+
+def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_card.md"):
+    """A ``huggingface_hub.ModelCard`` from ``model_card.md`` and a run report
+    (a :class:`~skin.reports.RunReport` or its ``report.json`` dict)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    test = report.get("test", {})
-    metric_names = [m for m in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mae", "group_accuracy")
-                    if isinstance(test.get(m), (int, float))]
-    dataset_names = {"ham10000": ("HAM10000", "CC BY-NC-SA 4.0"), "utkface": ("UTKFace", "non-commercial research"),
-                     "pad_ufes20": ("PAD-UFES-20", "CC BY 4.0"), "scin": ("SCIN", "SCIN data use terms"),
-                     "ddi": ("DDI", "DDI research use agreement"), "kaggle": ("Kaggle Skin Diseases", "see source"),
-                     "aihub": ("AI-Hub skin condition (71645)", "AI-Hub terms")}
-    ds_name, ds_licence = dataset_names.get(report["dataset"], (report["dataset"], "see source"))
+    from skin.reports import RunReport
+    from skin.tasks import HEADLINE_METRICS
+
+    if not isinstance(report, RunReport):
+        report = RunReport.from_dict(report)
+    test = report.test_scalars
+    metric_names = [m for m in _CARD_METRICS if m in test]
+    headline = HEADLINE_METRICS[report.kind]
+    ds_name, ds_licence = _CARD_DATASETS.get(report.dataset, (report.dataset, "see source"))
     card_data = ModelCardData(
-        license="cc-by-nc-sa-4.0" if report["dataset"] in ("ham10000", "utkface") else "other",
+        license="cc-by-nc-sa-4.0" if report.dataset in ("ham10000", "utkface") else "other",
         library_name="transformers",
         pipeline_tag="image-classification",
-        base_model=report["backbone"] if "/" in report["backbone"] else None,
-        tags=["skinlens", "image-classification", "dermatology", "fairness", report["mode"]],
-        model_name=f"skinlens-{report['task']}",
+        base_model=report.backbone if "/" in report.backbone else None,
+        tags=["skinlens", "image-classification", "dermatology", "fairness", report.mode],
+        model_name=f"skinlens-{report.task}",
         eval_results=[
-            EvalResult(task_type="image-classification", dataset_type=report["dataset"], dataset_name=ds_name,
-                       dataset_split="test", metric_type=m, metric_value=float(test[m]))
+            EvalResult(task_type="image-classification", dataset_type=report.dataset, dataset_name=ds_name,
+                       dataset_split="test", metric_type=m, metric_value=test[m])
             for m in metric_names
         ] or None,
     )
-    fairness_rows = []
-    for attr, rep in (report.get("fairness") or {}).items():
-        for group, g in rep.get("groups", {}).items():
-            main = "mae" if report["kind"] == "age" else "balanced_accuracy"
-            val = g.get(main)
-            lo, hi = g.get(f"{main}_ci_low", g.get("ci_low")), g.get(f"{main}_ci_high", g.get("ci_high"))
-            fairness_rows.append(f"| {attr} | {group} | {g.get('n')} | {_fmt(val)} | {_fmt(lo)}–{_fmt(hi)} |"
-                                 + (" small |" if g.get("small") else " |"))
-    calib = report.get("calibration", {})
+    calib = report.calibration
     return ModelCard.from_template(
         card_data,
         template_path=str(template),
-        task=report["task"],
-        task_kind=report["kind"],
+        task=report.task,
+        task_kind=report.kind.value,
         dataset_name=ds_name,
         dataset_licence=ds_licence,
-        backbone=report["backbone"],
-        mode=report["mode"],
-        labels=", ".join(report["labels"][:20]) + (" …" if len(report["labels"]) > 20 else ""),
+        backbone=report.backbone,
+        mode=report.mode,
+        labels=", ".join(report.labels[:20]) + (" …" if len(report.labels) > 20 else ""),
         metrics_table="\n".join(f"| {m} | {_fmt(test[m])} |" for m in metric_names) or "| n/a | |",
-        fairness_table="\n".join(fairness_rows) or "| (no group labels in this dataset) | | | | | |",
+        fairness_metric=headline.label,
+        fairness_table="\n".join(fairness_rows(report.fairness, headline.name))
+        or "| (no group labels in this dataset) | | | | | |",
         temperature=_fmt(calib.get("temperature")),
         ece_before=_fmt(calib.get("ece_before")),
         ece_after=_fmt(calib.get("ece_after")),
-        command=report.get("command", ""),
-        n_test=test.get("n"),
+        command=report.command,
+        n_test=report.test.get("n"),
     )
 
 
-def _fmt(v):
+def _fmt(v) -> str:
+    """A number for the card: three decimals for floats, ``n/a`` for a missing value."""
     return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def write_model_card(report: dict, out_dir: str) -> str:
+def write_model_card(report, out_dir: str) -> str:
+    """Write the card of ``report`` (see :func:`render_model_card`) as ``out_dir/README.md``."""
     card = render_model_card(report)
     path = os.path.join(out_dir, "README.md")
     card.save(path)

@@ -1,10 +1,9 @@
-"""Task metrics as plain, JSON-serialisable dicts.
+"""Task metrics as plain, JSON-ready dicts.
 
 Every function takes numpy-compatible arrays and returns python ``float`` /
 ``int`` / ``list`` / ``dict`` values only, with undefined quantities (an AUC on
 a single class, a recall of an empty class) written as ``None`` rather than
-``NaN``, so that ``json.dumps`` of any result works and reads the same in every
-language.
+``NaN`` (through :func:`skin.reports.to_jsonable`).
 
 * :func:`classification_metrics`: accuracy, balanced accuracy, macro F1,
   one-vs-rest macro ROC-AUC, confusion matrix and per-class scores
@@ -12,25 +11,32 @@ language.
 * :func:`ordinal_metrics`: MAE, exact and adjacent (±1 grade) accuracy and a
   penalty recall (P-Recall) for graded skin conditions (wrinkles, pigmentation,
   pores: the AI-Hub skin-condition grades).
-* :func:`age_metrics`, :func:`age_group`, :func:`expected_age`: age regression
-  read out DEX-style (Rothe et al., 2015, "DEX: Deep EXpectation of apparent
-  age from a single image") and scored by MAE and age-group accuracy.
-* :func:`malignancy_metrics`: malignant-vs-benign ROC-AUC, as the DDI audit
-  (Daneshjou et al., 2022, "Disparities in dermatology AI performance on a
-  diverse, curated clinical image set") reports it.
+* :func:`age_metrics`, :func:`expected_age`: age regression read out DEX-style
+  (Rothe et al., 2015, "DEX: Deep EXpectation of apparent age from a single
+  image") and scored by MAE and age-group accuracy (groups:
+  :func:`skin.tasks.age_to_group`).
+* :func:`malignancy_auc`: malignant-vs-benign ROC-AUC with a bootstrap
+  interval, as the DDI audit (Daneshjou et al., 2022, "Disparities in
+  dermatology AI performance on a diverse, curated clinical image set")
+  reports it; :func:`bootstrap_ci` is the percentile bootstrap behind it.
 
 The small numpy functions :func:`accuracy`, :func:`balanced_accuracy`,
-:func:`macro_f1` and :func:`binary_auc` match scikit-learn's results (the tests
-check this) but skip its input validation, so that fairlearn's bootstrap in
-:mod:`skin.fairness` (hundreds of resamples × groups × metrics) stays fast.
+:func:`macro_f1` and :func:`binary_auc` are used only inside bootstrap loops
+(fairlearn's in :mod:`skin.fairness`, :func:`bootstrap_ci`): they give
+scikit-learn's results (tests/test_metrics.py checks it) without its input
+validation, which would dominate hundreds of resamples × groups × metrics.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from skin.reports import CI_QUANTILES, MetricCI, to_jsonable
+from skin.tasks import AGE_BINS, age_to_group
 
 # P-Recall weights (see :func:`ordinal_metrics`).
 P_RECALL_EXACT_WEIGHT = 1.0
@@ -40,26 +46,6 @@ P_RECALL_ADJACENT_WEIGHT = 0.5
 P_RECALL_DISTANT_WEIGHT = -0.5
 """Penalty per grade beyond the first for a prediction ≥ 2 grades away
 (2 grades away → -0.5, 3 → -1.0, ...)."""
-
-DEFAULT_AGE_BINS = (0, 25, 50, 75, 100)
-"""Lower edges of the age groups 0-24, 25-49, 50-74, 75-99, 100+ (the UTKFace
-age groups used by :mod:`skin.data`)."""
-
-
-# --------------------------------------------------------------------------- #
-# JSON helpers
-# --------------------------------------------------------------------------- #
-def to_json_number(x) -> float | int | None:
-    """A python ``float``/``int``; ``None`` for NaN, inf or ``None``."""
-    if x is None:
-        return None
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    x = float(x)
-    return x if math.isfinite(x) else None
-
 
 # --------------------------------------------------------------------------- #
 # Input checks
@@ -95,7 +81,7 @@ def _check_range(y: np.ndarray, n_classes: int, name: str = "y_true") -> None:
 
 
 # --------------------------------------------------------------------------- #
-# Fast numpy metrics (scikit-learn-equivalent)
+# Fast numpy metrics for bootstrap loops (scikit-learn-equivalent)
 # --------------------------------------------------------------------------- #
 def accuracy(y_true, y_pred) -> float:
     """Fraction of exact matches; NaN on empty input."""
@@ -146,17 +132,20 @@ def binary_auc(y_true, score) -> float:
 
 
 def ovr_macro_auc(y_true, probs) -> float:
-    """One-vs-rest ROC-AUC averaged over the classes present in ``y_true``.
+    """One-vs-rest ROC-AUC (scikit-learn) averaged over the classes present in ``y_true``.
 
-    Classes absent from ``y_true`` are skipped (their AUC is undefined); NaN
-    when fewer than two classes are present.
+    Classes absent from ``y_true`` are skipped (their AUC is undefined, where
+    ``roc_auc_score(multi_class="ovr")`` would raise); NaN when fewer than two
+    classes are present.
     """
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(y_true)
     p = np.asarray(probs, dtype=np.float64)
     classes = np.unique(y)
     if classes.size < 2:
         return math.nan
-    return float(np.mean([binary_auc(y == c, p[:, c]) for c in classes]))
+    return float(np.mean([roc_auc_score(y == c, p[:, c]) for c in classes]))
 
 
 # --------------------------------------------------------------------------- #
@@ -183,6 +172,8 @@ def classification_metrics(y_true, probs, labels: Sequence[str] | None = None) -
         ``zero_division=0``).
     """
     from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
         confusion_matrix,
         f1_score,
         precision_recall_fscore_support,
@@ -204,23 +195,22 @@ def classification_metrics(y_true, probs, labels: Sequence[str] | None = None) -
     prec, rec, f1, support = precision_recall_fscore_support(
         y, pred, labels=idx, zero_division=0
     )
-    return {
-        "n": int(len(y)),
-        "accuracy": to_json_number(np.mean(pred == y)),
-        "balanced_accuracy": to_json_number(balanced_accuracy(y, pred)),
-        "macro_f1": to_json_number(f1_score(y, pred, average="macro", zero_division=0)),
-        "roc_auc": to_json_number(ovr_macro_auc(y, p)),
-        "confusion_matrix": confusion_matrix(y, pred, labels=idx).astype(int).tolist(),
+    with warnings.catch_warnings():  # classes absent from y_true (or y_pred) are expected here, not news
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        warnings.filterwarnings("ignore", "A single label was found")
+        balanced = balanced_accuracy_score(y, pred)
+    return to_jsonable({
+        "n": len(y),
+        "accuracy": accuracy_score(y, pred),
+        "balanced_accuracy": balanced,
+        "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
+        "roc_auc": ovr_macro_auc(y, p),
+        "confusion_matrix": confusion_matrix(y, pred, labels=idx),
         "per_class": {
-            name: {
-                "precision": to_json_number(prec[i]),
-                "recall": to_json_number(rec[i]),
-                "f1": to_json_number(f1[i]),
-                "support": int(support[i]),
-            }
+            name: {"precision": prec[i], "recall": rec[i], "f1": f1[i], "support": support[i]}
             for i, name in enumerate(labels)
         },
-    }
+    })
 
 
 # --------------------------------------------------------------------------- #
@@ -310,43 +300,19 @@ def ordinal_metrics(
         adjacent_weight=adjacent_weight,
         distant_weight=distant_weight,
     )
-    return {
-        "n": int(len(y)),
-        "mae": to_json_number(err.mean()),
-        "accuracy": to_json_number(np.mean(err == 0)),
-        "adjacent_accuracy": to_json_number(np.mean(err <= 1)),
-        "p_recall": to_json_number(value),
-        "p_recall_per_class": {str(c): to_json_number(v) for c, v in per_class.items()},
-    }
+    return to_jsonable({
+        "n": len(y),
+        "mae": err.mean(),
+        "accuracy": np.mean(err == 0),
+        "adjacent_accuracy": np.mean(err <= 1),
+        "p_recall": value,
+        "p_recall_per_class": per_class,
+    })
 
 
 # --------------------------------------------------------------------------- #
 # Age
 # --------------------------------------------------------------------------- #
-def _check_bins(bins) -> np.ndarray:
-    b = np.asarray(bins, dtype=np.float64)
-    if b.ndim != 1 or b.size < 1 or np.any(np.diff(b) <= 0):
-        raise ValueError(f"bins must be strictly increasing lower edges, e.g. (0, 25, 50, 75, 100); got {bins!r}")
-    return b
-
-
-def age_group(age, bins: Sequence[float] = DEFAULT_AGE_BINS):
-    """Index of the age group: the last lower edge in ``bins`` that is ≤ age.
-
-    With the default bins, 0-24 → 0, 25-49 → 1, 50-74 → 2, 75-99 → 3, 100+ → 4.
-    Works on a scalar (returns ``int``) or an array (returns an int array).
-    Ages below the first edge raise ``ValueError``.
-    """
-    b = _check_bins(bins)
-    a = np.asarray(age, dtype=np.float64)
-    if np.any(~np.isfinite(a)):
-        raise ValueError("age contains NaN or inf")
-    if np.any(a < b[0]):
-        raise ValueError(f"age {a.min()} is below the first bin edge {b[0]}")
-    g = np.searchsorted(b, a, side="right") - 1
-    return int(g) if g.ndim == 0 else g.astype(np.int64)
-
-
 def expected_age(probs, ages) -> np.ndarray:
     """DEX read-out: the expectation of age under a per-age softmax.
 
@@ -368,14 +334,13 @@ def expected_age(probs, ages) -> np.ndarray:
     return (p / s) @ a
 
 
-def age_metrics(age_true, age_pred, bins: Sequence[float] = DEFAULT_AGE_BINS) -> dict:
+def age_metrics(age_true, age_pred, bins: Sequence[float] = AGE_BINS) -> dict:
     """``mae`` (years), ``group_accuracy`` (predicted age falls in the true
-    age's group, :func:`age_group`) and ``n``.
+    age's group, :func:`skin.tasks.age_to_group`) and ``n``.
 
-    Predicted ages below the first bin edge are clipped to it for the group
-    read-out (a regressor may predict −1 for a newborn).
+    Predicted ages below the first bin edge (a regressor may predict −1 for a
+    newborn) count in the first group.
     """
-    b = _check_bins(bins)
     t = np.asarray(age_true, dtype=np.float64)
     p = np.asarray(age_pred, dtype=np.float64)
     if t.ndim != 1 or p.shape != t.shape:
@@ -384,35 +349,46 @@ def age_metrics(age_true, age_pred, bins: Sequence[float] = DEFAULT_AGE_BINS) ->
         raise ValueError("age_metrics needs at least one sample")
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(p))):
         raise ValueError("ages contain NaN or inf")
-    gt = age_group(t, b)
-    gp = age_group(np.maximum(p, b[0]), b)
-    return {
-        "n": int(t.size),
-        "mae": to_json_number(np.mean(np.abs(p - t))),
-        "group_accuracy": to_json_number(np.mean(gt == gp)),
-    }
+    hits = age_to_group(t, bins) == age_to_group(p, bins)
+    if np.any(t < bins[0]):
+        raise ValueError(f"true age {t.min()} is below the first bin edge {bins[0]}")
+    return to_jsonable({"n": t.size, "mae": np.mean(np.abs(p - t)), "group_accuracy": np.mean(hits)})
 
 
 # --------------------------------------------------------------------------- #
-# Malignancy (DDI audit)
+# Bootstrap intervals and the malignancy audit
 # --------------------------------------------------------------------------- #
-def malignant_score(probs, malignant_classes: Sequence[int]) -> np.ndarray:
-    """Summed probability of the malignant classes: the score audited on DDI."""
-    p = _as_probs(probs)
-    idx = [int(i) for i in malignant_classes]
-    if not idx:
-        raise ValueError("malignant_classes is empty; name at least one class index")
-    if min(idx) < 0 or max(idx) >= p.shape[1]:
-        raise ValueError(f"malignant_classes {idx} out of range for {p.shape[1]} classes")
-    return p[:, idx].sum(axis=1)
+def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 200, random_state: int = 0,
+                 quantiles: Sequence[float] = CI_QUANTILES) -> MetricCI:
+    """``statistic(*arrays)`` and its percentile bootstrap interval.
 
-
-def malignancy_metrics(y_true_malignant, score) -> dict:
-    """Malignant-vs-benign ROC-AUC of a score (e.g. :func:`malignant_score`).
-
-    Returns ``roc_auc`` (``None`` when only one of the two classes is
-    present), ``n`` and ``n_malignant``.
+    Rows are resampled with replacement ``n_boot`` times (all arrays alike,
+    seeded by ``random_state``); resamples where the statistic is undefined
+    (NaN, e.g. an AUC of a resample holding one class) are skipped, as in
+    fairlearn's intervals. ``n_boot=0`` gives the value without an interval.
     """
+    arrays = [np.asarray(a) for a in arrays]
+    value = statistic(*arrays)
+    if not n_boot:
+        return MetricCI(value)
+    n = len(arrays[0])
+    rng = np.random.default_rng(random_state)
+    stats = np.array([statistic(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))])
+    if np.all(np.isnan(stats)):
+        return MetricCI(value)
+    low, high = np.nanquantile(stats, quantiles)
+    return MetricCI(value, low, high)
+
+
+def malignancy_auc(y_true_malignant, score, *, n_boot: int = 200, random_state: int = 0) -> MetricCI:
+    """Malignant-vs-benign ROC-AUC of a score (scikit-learn) with its bootstrap interval.
+
+    ``value`` is ``None`` when only one of the two classes is present. The
+    interval resamples the images given (call it once per Fitzpatrick group
+    for the per-group intervals of the DDI audit).
+    """
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(y_true_malignant)
     s = np.asarray(score, dtype=np.float64)
     if y.ndim != 1 or s.shape != y.shape:
@@ -423,8 +399,7 @@ def malignancy_metrics(y_true_malignant, score) -> dict:
         y = y.astype(bool)
     if not np.all(np.isfinite(s)):
         raise ValueError("score contains NaN or inf")
-    return {
-        "roc_auc": to_json_number(binary_auc(y, s)),
-        "n": int(y.size),
-        "n_malignant": int(y.sum()),
-    }
+    if y.all() or not y.any():
+        return MetricCI(None)
+    ci = bootstrap_ci(binary_auc, y, s, n_boot=n_boot, random_state=random_state)
+    return MetricCI(roc_auc_score(y, s), ci.ci_low, ci.ci_high)

@@ -1,10 +1,10 @@
 """Report figures as PNG files (matplotlib, Agg backend: no display needed).
 
-Each function takes the plain dicts / lists produced by :mod:`skin.metrics`,
-:mod:`skin.calibration`, :mod:`skin.fairness` or a transformers ``Trainer``'s
-``state.log_history``, writes one PNG (creating parent folders) and returns
-its path as a string. matplotlib is imported inside the functions, so
-importing this module costs nothing.
+Each function takes what :mod:`skin.metrics`, :mod:`skin.calibration`,
+:mod:`skin.fairness` (a typed :class:`~skin.reports.FairnessTable`) or a
+transformers ``Trainer``'s ``state.log_history`` produce, writes one PNG
+(creating parent folders) and returns its path as a string. matplotlib is
+imported inside the functions, so importing this module costs little.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from skin.reports import FairnessTable, MetricCI
 
 _DPI = 120
 _BEFORE_COLOR = "#d62728"
@@ -123,50 +125,47 @@ def plot_reliability(curve_before: Mapping, curve_after: Mapping | None, path, t
     return _save(fig, path)
 
 
-def plot_fairness(report_for_attr: Mapping, metric: str, path, title: str | None = None) -> str:
-    """Bar per group of one metric from :func:`skin.fairness.fairness_report`
-    (``report[attr]``), with its bootstrap CI as error bars, ``n`` written on
-    each bar, small groups (``n < min_group_size``) hatched and the overall
-    value as a dashed line."""
+def plot_fairness(table: FairnessTable | Mapping, metric: str, path, title: str | None = None) -> str:
+    """Bar per group of one metric of a :class:`~skin.reports.FairnessTable`
+    (one attribute of :func:`skin.fairness.fairness_report`, or its dict),
+    with its bootstrap CI as error bars, ``n`` written on each bar, small
+    groups hatched and the overall value as a dashed line."""
     path = _png_path(path)
-    plt = _pyplot()
-    groups = report_for_attr.get("groups")
-    if not groups:
-        raise ValueError("report_for_attr must be one attribute of fairness_report(): {'groups': {...}, ...}")
-    first = next(iter(groups.values()))
-    if metric not in first:
-        known = [k for k, v in first.items() if isinstance(v, Mapping)]
+    if not isinstance(table, FairnessTable):
+        table = FairnessTable.from_dict("", table)
+    if not table.groups:
+        raise ValueError("table must be one attribute of fairness_report(), with groups")
+    known = table.metric_names or list(next(iter(table.groups.values())).metrics)
+    if metric not in known:
         raise ValueError(f"metric {metric!r} not in the report; choose one of {known}")
-    names = list(groups)
-    vals = np.array([_num(groups[g][metric]["value"]) for g in names])
-    lo = np.array([_num(groups[g][metric]["ci_low"]) for g in names])
-    hi = np.array([_num(groups[g][metric]["ci_high"]) for g in names])
-    err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
-    err = np.nan_to_num(err)
+    plt = _pyplot()
+    names = list(table.groups)
+    cells = [table.groups[g].get(metric) or MetricCI(None) for g in names]
+    vals, lo, hi = (np.array([_num(getattr(c, k)) for c in cells]) for k in ("value", "ci_low", "ci_high"))
+    err = np.nan_to_num(np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)]))
     fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(names) + 2), 4.2))
     x = np.arange(len(names))
-    plotted = np.nan_to_num(vals)
-    bars = ax.bar(x, plotted, yerr=err, capsize=4, color="#4c72b0", edgecolor="black", lw=0.8)
+    bars = ax.bar(x, np.nan_to_num(vals), yerr=err, capsize=4, color="#4c72b0", edgecolor="black", lw=0.8)
     for bar, g in zip(bars, names):
-        if groups[g].get("small"):
+        if table.groups[g].small:
             bar.set_hatch("//")
             bar.set_facecolor("#a6b8d8")
     top = float(np.nanmax(np.concatenate([hi, vals, [0.0]]))) if np.any(~np.isnan(vals)) else 1.0
     for xi, g, v, h in zip(x, names, vals, hi):
         y_text = (h if not np.isnan(h) else (v if not np.isnan(v) else 0.0)) + 0.02 * max(top, 1e-9)
-        label = f"n={groups[g]['n']}" + ("" if not np.isnan(v) else " (n/a)")
+        label = f"n={table.groups[g].n}" + ("" if not np.isnan(v) else " (n/a)")
         ax.text(xi, y_text, label, ha="center", va="bottom", fontsize=8)
-    overall = report_for_attr.get("overall", {}).get(metric)
-    if isinstance(overall, Mapping) and overall.get("value") is not None:
-        ax.axhline(overall["value"], ls="--", color="grey", lw=1, label=f"overall {overall['value']:.3f}")
+    overall = table.overall.get(metric)
+    if overall is not None and overall.value is not None:
+        ax.axhline(overall.value, ls="--", color="grey", lw=1, label=f"overall {overall.value:.3f}")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_xticks(x, names, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
     ax.set_ylim(0, top * 1.18 if top > 0 else 1)
     ax.set_ylabel(metric)
-    gap = (report_for_attr.get("largest_gap") or {}).get(metric)
-    subtitle = f"largest gap {gap:.3f}" if gap is not None else "largest gap n/a"
+    gap = table.gaps.get(metric)
+    subtitle = f"largest gap {gap.value:.3f}" if gap is not None else "largest gap n/a"
     ax.set_title(title or f"{metric} by group ({subtitle})\n95% bootstrap CI; hatched = small group (n < "
-                 f"{report_for_attr.get('min_group_size', '?')}), excluded from the gap", fontsize=9)
+                 f"{table.min_group_size}), excluded from the gap", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

@@ -8,8 +8,7 @@ import os
 import time
 from dataclasses import asdict
 
-import numpy as np
-import torch
+from skin.reports import RunReport, dump_json
 
 
 def write_history(log_history: list[dict], path: str) -> None:
@@ -21,7 +20,8 @@ def write_history(log_history: list[dict], path: str) -> None:
 
 
 def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, data_args, training_args,
-              finetune_state, extra: dict) -> dict:
+              finetune_state, extra: dict) -> RunReport:
+    """Evaluate the trained model, calibrate, draw the figures, export, and write ``report.json`` and the card."""
     from skin import plots
     from skin.calibration import calibration_summary, reliability_curve, softmax
     from skin.evaluate import evaluate_split, predict_logits
@@ -43,61 +43,47 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
     test_probs = softmax(test_logits, T)
     test = evaluate_split(task, test_probs, test_y, labels, dsd["test"], n_boot=data_args.n_boot)
     val = evaluate_split(task, softmax(val_logits, T), val_y, labels, dsd["validation"], n_boot=0)
-    val.pop("fairness", None)
 
     figures = {}
-    if "confusion_matrix" in test and len(labels) <= 30:
+    if "confusion_matrix" in test.metrics and len(labels) <= 30:
         figures["confusion_matrix"] = plots.plot_confusion_matrix(
-            test["confusion_matrix"], labels, os.path.join(run_dir, "figures", "confusion_matrix.png"))
+            test.metrics["confusion_matrix"], labels, os.path.join(run_dir, "figures", "confusion_matrix.png"))
     figures["reliability"] = plots.plot_reliability(
         reliability_curve(softmax(test_logits, 1.0), test_y), reliability_curve(test_probs, test_y),
         os.path.join(run_dir, "figures", "reliability.png"))
-    for attr, rep in (test.get("fairness") or {}).items():
+    for attr, table in test.fairness.items():
         figures[f"fairness_{attr}"] = plots.plot_fairness(
-            rep, task.metric.name, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))
+            table, task.metric.name, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))
     figures["training_curves"] = plots.plot_training_curves(
         trainer.state.log_history, os.path.join(run_dir, "figures", "training_curves.png"))
 
     from skin.modeling import export_calibrated
 
     exported = export_calibrated(model, processor, run_dir, state=finetune_state, temperature=T)
-    report = {
-        "task": task.name,
-        "kind": task.kind,
-        "dataset": task.dataset,
-        "labels": labels,
-        "backbone": model_args.model_name_or_path,
-        "mode": model_args.finetune_mode,
-        "trainable_parameters": extra["trainable_parameters"],
-        "total_parameters": extra["total_parameters"],
-        "splits": {s: len(d) for s, d in dsd.items()},
-        "validation": val,
-        "test": {k: v for k, v in test.items() if k != "fairness"},
-        "calibration": calib,
-        "fairness": test.get("fairness", {}),
-        "tta": data_args.tta,
-        "world_size": training_args.world_size,
-        "train_runtime_s": extra.get("train_runtime_s"),
-        "wall_time_s": round(time.time() - extra["started"], 1),
-        "figures": {k: os.path.relpath(v, run_dir) for k, v in figures.items()},
-        "exported": {k: os.path.relpath(v, run_dir) for k, v in exported.items()},
-        "command": extra["command"],
-    }
-    with open(os.path.join(run_dir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=_json_default)
+    report = RunReport(
+        task=task.name,
+        kind=task.kind,
+        dataset=task.dataset,
+        labels=labels,
+        backbone=model_args.model_name_or_path,
+        mode=model_args.finetune_mode,
+        trainable_parameters=extra["trainable_parameters"],
+        total_parameters=extra["total_parameters"],
+        splits={s: len(d) for s, d in dsd.items()},
+        validation=val.metrics,
+        test=test.metrics,
+        calibration=calib,
+        fairness=test.fairness,
+        tta=data_args.tta,
+        world_size=training_args.world_size,
+        train_runtime_s=extra.get("train_runtime_s"),
+        wall_time_s=round(time.time() - extra["started"], 1),
+        figures={k: os.path.relpath(v, run_dir) for k, v in figures.items()},
+        exported={k: os.path.relpath(v, run_dir) for k, v in exported.items()},
+        command=extra["command"],
+    )
+    dump_json(report, os.path.join(run_dir, "report.json"))
     from skin.hub import write_model_card
 
     write_model_card(report, os.path.join(run_dir, "merged"))
     return report
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if np.isnan(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")

@@ -69,7 +69,7 @@ def condition_report(seed: int = 0) -> dict:
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     tone = np.array(["light"] * 110 + ["medium"] * 40 + ["dark"] * 10, dtype=object)
     fairness = fairness_report(y, probs, {"tone_bucket": tone}, n_boot=20, labels=HAM_LABELS,
-                               malignant_classes=[0, 1, 4])
+                               malignant_classes=[0, 1, 4]).to_dict()
     return {"task": "condition_ham10000", "dataset": "ham10000", "kind": "classification",
             "labels": HAM_LABELS, "test": {"n": n, "balanced_accuracy": 0.42}, "fairness": fairness}
 

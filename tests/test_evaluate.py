@@ -24,14 +24,78 @@ def test_ddi_audit_reports_malignancy_auc_overall_and_per_fst(condition_dir, tmp
 
     ddi = make_ddi(tmp_path).data_dir
     rc = main(["--model", condition_dir, "--dataset", "ddi", "--data-dir", str(ddi), "--split", "all", "--json",
-               "--cache-dir", str(tmp_path / "cache")])
+               "--n-boot", "20", "--cache-dir", str(tmp_path / "cache")])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["n"] > 0
-    assert "malignancy_auc" in report
-    assert set(report["malignancy_by_fst"]) <= {"I-II", "III-IV", "V-VI"}
+    assert report["n"] == 29 and report["n_malignant"] == 9 and report["n_boot"] == 20
+    assert set(report["malignancy_auc"]) == {"value", "ci_low", "ci_high"}
+    assert set(report["malignancy_by_fst"]) == {"I-II", "III-IV", "V-VI"}
     for group in report["malignancy_by_fst"].values():
-        assert group["n"] > 0 and "roc_auc" in group
+        assert group["n"] > 0 and group["n_malignant"] == 3
+        assert set(group["malignancy_auc"]) == {"value", "ci_low", "ci_high"}
+
+
+#: Malignant and benign scores per Fitzpatrick group, and the ROC-AUC they give.
+#: III-IV: 0.8 beats all 7 benign scores, 0.6 beats 6, 0.3 beats 4: 17 of 21 pairs.
+DDI_SCORES = {"I-II": ([0.9] * 3, [0.1] * 6, 1.0),
+              "III-IV": ([0.8, 0.6, 0.3], [0.7, 0.5, 0.4, 0.2, 0.2, 0.1, 0.1], 17 / 21),
+              "V-VI": ([0.1] * 3, [0.9] * 7, 0.0)}
+
+
+def _ddi_probs(ds):
+    """7-class HAM probabilities whose malignant mass (akiec + bcc + mel) is the DDI_SCORES score of each row."""
+    import numpy as np
+
+    queues = {g: (list(mal), list(ben)) for g, (mal, ben, _) in DDI_SCORES.items()}
+    probs = np.zeros((len(ds), len(HAM_LABELS)))
+    for i, (g, malignant) in enumerate(zip(ds["fst_group"], ds["malignant"])):
+        score = queues[g][0 if malignant else 1].pop()
+        probs[i, [0, 1, 4]] = score / 3  # akiec, bcc, mel
+        probs[i, 5] = 1 - score  # nv
+    assert not any(q for pair in queues.values() for q in pair)  # every score used once
+    return probs
+
+
+def test_ddi_audit_known_answer(tmp_path, capsys, monkeypatch):
+    """Through the CLI with a stand-in model whose malignant probabilities are fixed per image."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    import skin.evaluate
+    import skin.hub
+    import skin.inference
+
+    model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(HAM_LABELS)), num_labels=7))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
+    seen = {}
+
+    def logits(model, processor, ds, **kwargs):
+        seen["probs"], seen["ds"] = _ddi_probs(ds), ds
+        return np.log(np.clip(seen["probs"], 1e-12, None))
+
+    monkeypatch.setattr(skin.evaluate, "predict_logits", logits)
+    ddi = make_ddi(tmp_path).data_dir
+    rc = skin.evaluate.main(["--model", "stand-in", "--dataset", "ddi", "--data-dir", str(ddi), "--split", "all",
+                             "--json", "--n-boot", "200", "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    by_fst = report["malignancy_by_fst"]
+    for g, (mal, ben, auc) in DDI_SCORES.items():
+        assert (by_fst[g]["n"], by_fst[g]["n_malignant"]) == (len(mal) + len(ben), len(mal))
+        assert by_fst[g]["malignancy_auc"]["value"] == pytest.approx(auc)
+    # separable groups: every resample (with both classes) gives the same AUC, so the interval is a point
+    assert by_fst["I-II"]["malignancy_auc"]["ci_low"] == by_fst["I-II"]["malignancy_auc"]["ci_high"] == 1.0
+    assert by_fst["V-VI"]["malignancy_auc"]["ci_low"] == by_fst["V-VI"]["malignancy_auc"]["ci_high"] == 0.0
+    mixed = by_fst["III-IV"]["malignancy_auc"]
+    assert 0.0 <= mixed["ci_low"] < 17 / 21 < mixed["ci_high"] <= 1.0
+    overall = report["malignancy_auc"]
+    truth = np.asarray(seen["ds"]["malignant"])
+    assert overall["value"] == pytest.approx(roc_auc_score(truth, seen["probs"][:, [0, 1, 4]].sum(1)))
+    assert overall["ci_low"] < overall["value"] < overall["ci_high"]
+    assert report["n"] == 29 and report["n_malignant"] == 9 and report["n_boot"] == 200
 
 
 def test_evaluate_cli_contract_on_ham_fixture(condition_dir, tmp_path, capsys):
@@ -46,7 +110,7 @@ def test_evaluate_cli_contract_on_ham_fixture(condition_dir, tmp_path, capsys):
         assert key in report
     assert report["tta"] is True
     group = next(iter(report["fairness"]["sex"]["groups"].values()))
-    assert "n" in group and "accuracy" in group
+    assert "n" in group and set(group["accuracy"]) == {"value", "ci_low", "ci_high"}
 
 
 def test_evaluate_wrong_model_for_dataset_is_a_clear_error(condition_dir, tmp_path, capsys):

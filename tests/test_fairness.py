@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from skin.fairness import fairness_report
+from skin.reports import FairnessReport, FairnessTable, MetricCI
+from skin.tasks import TaskKind
 
 N_BOOT = 40  # small for speed; the default (200) is for real reports
 
@@ -26,9 +28,25 @@ def _classification_data(seed=0, n=700):
 
 
 @pytest.fixture(scope="module")
-def report():
+def typed_report():
     y, p, sens = _classification_data()
     return fairness_report(y, p, sens, malignant_classes=[0, 1], n_boot=N_BOOT, min_group_size=30)
+
+
+@pytest.fixture(scope="module")
+def report(typed_report):
+    """The JSON layout written to report.json."""
+    return typed_report.to_dict()
+
+
+def test_typed_report_and_its_json_layout_agree(typed_report, report):
+    assert isinstance(typed_report, FairnessReport) and isinstance(typed_report["sex"], FairnessTable)
+    light = typed_report["tone_bucket"].groups["light"]
+    assert isinstance(light["accuracy"], MetricCI) and light.small is False
+    assert light["accuracy"].to_dict() == report["tone_bucket"]["groups"]["light"]["accuracy"]
+    gap = typed_report["tone_bucket"].gaps["accuracy"]
+    assert gap.min_group == "dark" and gap.worst(greater_is_better=True) == "dark"
+    assert FairnessReport.from_dict(report) == typed_report
 
 
 def test_structure_and_json(report):
@@ -83,13 +101,13 @@ def test_ordinal_task_with_grades_and_probs():
     y = rng.integers(0, 5, n)
     sex = rng.choice(["female", "male"], n)
     pred = np.clip(y + np.where(sex == "male", rng.integers(-2, 3, n), 0), 0, 4)
-    out = fairness_report(y, pred, {"sex": sex}, task="ordinal", n_boot=20)
+    out = fairness_report(y, pred, {"sex": sex}, kind="ordinal", n_boot=20).to_dict()
     groups = out["sex"]["groups"]
     assert groups["female"]["mae"]["value"] == 0 and groups["female"]["accuracy"]["value"] == 1
     assert out["sex"]["largest_gap"]["mae"] > 0.5
     assert "ece" not in groups["female"]
     assert groups["female"]["balanced_accuracy"]["value"] == 1
-    out = fairness_report(y, np.eye(5)[pred], {"sex": sex}, task="ordinal", n_boot=20)
+    out = fairness_report(y, np.eye(5)[pred], {"sex": sex}, kind="ordinal", n_boot=20).to_dict()
     assert "ece" in out["sex"]["groups"]["female"]
     json.dumps(out, allow_nan=False)
 
@@ -100,7 +118,7 @@ def test_age_task_with_ages_probabilities():
     age = rng.integers(1, 90, n).astype(float)
     race = rng.choice(["0", "1"], n)
     pred = age + np.where(race == "1", 20.0, 1.0)
-    out = fairness_report(age, pred, {"race": race}, task="age", n_boot=20)
+    out = fairness_report(age, pred, {"race": race}, kind=TaskKind.AGE, n_boot=20).to_dict()
     g = out["race"]["groups"]
     assert g["0"]["mae"]["value"] == pytest.approx(1.0)
     assert g["1"]["mae"]["value"] == pytest.approx(20.0)
@@ -108,10 +126,10 @@ def test_age_task_with_ages_probabilities():
     assert g["0"]["group_accuracy"]["value"] > g["1"]["group_accuracy"]["value"]
     ages = np.arange(0, 111)
     probs = np.eye(111)[pred.astype(int)]
-    out2 = fairness_report(age, probs, {"race": race}, task="age", ages=ages, n_boot=20)
-    assert out2["race"]["groups"]["1"]["mae"]["value"] == pytest.approx(20.0)
+    out2 = fairness_report(age, probs, {"race": race}, kind=TaskKind.AGE, ages=ages, n_boot=20)
+    assert out2["race"].groups["1"]["mae"].value == pytest.approx(20.0)
     with pytest.raises(ValueError, match="ages="):
-        fairness_report(age, probs, {"race": race}, task="age", n_boot=5)
+        fairness_report(age, probs, {"race": race}, kind=TaskKind.AGE, n_boot=5)
 
 
 def test_bootstrap_is_reproducible():
@@ -123,8 +141,8 @@ def test_bootstrap_is_reproducible():
 
 def test_bad_input_raises():
     y, p, sens = _classification_data(n=50)
-    with pytest.raises(ValueError, match="task"):
-        fairness_report(y, p, sens, task="regression")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fairness_report(y, p, sens, kind="regression")
     with pytest.raises(ValueError, match="non-empty dict"):
         fairness_report(y, p, {})
     with pytest.raises(ValueError, match="values but there are"):
@@ -132,12 +150,12 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="out of range"):
         fairness_report(y, p, sens, malignant_classes=[7])
     with pytest.raises(ValueError, match="classification.* only"):
-        fairness_report(y, p.argmax(1), sens, task="ordinal", malignant_classes=[0])
+        fairness_report(y, p.argmax(1), sens, kind="ordinal", malignant_classes=[0])
 
 
 def test_n_boot_zero_skips_the_bootstrap():
     y, p, sens = _classification_data(seed=6, n=150)
-    out = fairness_report(y, p, {"tone_bucket": sens["tone_bucket"]}, n_boot=0)
+    out = fairness_report(y, p, {"tone_bucket": sens["tone_bucket"]}, n_boot=0).to_dict()
     light = out["tone_bucket"]["groups"]["light"]["accuracy"]
     assert light["value"] is not None and light["ci_low"] is None and light["ci_high"] is None
     assert out["tone_bucket"]["overall"]["accuracy"]["ci_low"] is None

@@ -95,19 +95,14 @@ def test_ordinal_metrics_accepts_probabilities():
     assert out["accuracy"] == pytest.approx(2 / 3)
 
 
-def test_age_group_and_metrics():
-    assert M.age_group(0) == 0
-    assert M.age_group(24.9) == 0
-    assert M.age_group(25) == 1
-    assert M.age_group(99) == 3
-    assert M.age_group(116) == 4
-    np.testing.assert_array_equal(M.age_group([3, 30, 60]), [0, 1, 2])
-    with pytest.raises(ValueError):
-        M.age_group(-1)
-    with pytest.raises(ValueError, match="increasing"):
-        M.age_group(3, bins=(10, 5))
-    out = M.age_metrics([20, 30, 80], [26, 31, -2])
+def test_age_metrics():
+    out = M.age_metrics([20, 30, 80], [26, 31, -2])  # -2 counts in the first group (0-24)
     assert out == {"n": 3, "mae": pytest.approx((6 + 1 + 82) / 3), "group_accuracy": pytest.approx(1 / 3)}
+    assert M.age_metrics([20, 30], [-2, 26], bins=(0, 25))["group_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="below the first bin edge"):
+        M.age_metrics([-1.0], [3.0])
+    with pytest.raises(ValueError, match="increasing"):
+        M.age_metrics([3.0], [3.0], bins=(10, 5))
 
 
 def test_expected_age_dex():
@@ -121,10 +116,29 @@ def test_expected_age_dex():
         M.expected_age(probs, ages[:-1])
 
 
-def test_malignancy_metrics():
+def test_malignancy_auc_with_bootstrap_interval():
     y = np.array([True, False, True, False])
-    out = M.malignancy_metrics(y, [0.9, 0.1, 0.4, 0.5])
-    assert out == {"roc_auc": 0.75, "n": 4, "n_malignant": 2}
-    assert M.malignancy_metrics([False, False], [0.1, 0.2])["roc_auc"] is None
-    score = M.malignant_score(np.array([[0.2, 0.3, 0.5]]), [0, 2])
-    np.testing.assert_allclose(score, [0.7])
+    out = M.malignancy_auc(y, [0.9, 0.1, 0.4, 0.5], n_boot=0)
+    assert (out.value, out.ci_low, out.ci_high) == (0.75, None, None)
+    assert M.malignancy_auc([False, False], [0.1, 0.2]).value is None
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.3
+    s = y + rng.normal(0, 0.8, 300)
+    ci = M.malignancy_auc(y, s, n_boot=200, random_state=1)
+    assert ci.value == pytest.approx(roc_auc_score(y, s))
+    assert ci.ci_low < ci.value < ci.ci_high and ci.ci_high - ci.ci_low < 0.2
+    assert M.malignancy_auc(y, s, n_boot=200, random_state=1) == ci  # seeded
+    perfect = M.malignancy_auc(y, y.astype(float), n_boot=50)
+    assert (perfect.value, perfect.ci_low, perfect.ci_high) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="boolean"):
+        M.malignancy_auc([0, 2], [0.1, 0.2])
+
+
+def test_bootstrap_ci_is_a_percentile_interval_that_skips_undefined_resamples():
+    ci = M.bootstrap_ci(np.mean, np.arange(100.0), n_boot=500, random_state=0)
+    assert ci.value == 49.5 and 43 < ci.ci_low < 47 and 52 < ci.ci_high < 56
+    # a statistic undefined on every resample: the value without an interval
+    ci = M.bootstrap_ci(lambda a: 1.0 if len(set(a.tolist())) == 2 else math.nan, np.array([0, 1]), n_boot=0)
+    assert ci.value == 1.0 and not ci.has_ci
+    half = M.bootstrap_ci(M.binary_auc, np.array([True, False]), np.array([0.9, 0.1]), n_boot=50)
+    assert (half.value, half.ci_low, half.ci_high) == (1.0, 1.0, 1.0)  # one-class resamples skipped

@@ -1,0 +1,55 @@
+"""The model card rendered from the real embedded reports: its fairness table shows numbers with their CIs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from skin.hub import render_model_card
+from skin.tasks import get_task
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+NUMBER = re.compile(r"^-?\d+\.\d{3}$")
+
+
+def _fairness_rows(card_text: str) -> list[list[str]]:
+    section = card_text.split("## Fairness", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in rows[2:]]  # past header and rule
+
+
+@pytest.mark.parametrize("name", ["condition", "age"])
+def test_card_fairness_table_from_the_real_report(name):
+    report = json.loads((MODELS / name / "report.json").read_text())
+    text = str(render_model_card(report))
+    metric = get_task(report["task"]).metric
+    assert f"| {metric.label} | 95 % CI |" in text
+    rows = _fairness_rows(text)
+    expected = [(attr, group, entry) for attr, table in report["fairness"].items()
+                for group, entry in table["groups"].items()]
+    assert len(rows) == len(expected) > 0
+    assert "{" not in "\n".join("|".join(r) for r in rows)
+    for (attr, group, entry), (c_attr, c_group, c_n, c_value, c_ci, c_small) in zip(expected, rows):
+        assert (c_attr, c_group, c_n) == (attr, group, str(entry["n"]))
+        cell = entry[metric.name]
+        assert NUMBER.match(c_value) and float(c_value) == pytest.approx(cell["value"], abs=5e-4)
+        if cell["ci_low"] is not None and cell["ci_high"] is not None:
+            low, high = c_ci.split("–")
+            assert NUMBER.match(low) and NUMBER.match(high), c_ci
+            assert float(low) == pytest.approx(cell["ci_low"], abs=5e-4)
+            assert float(high) == pytest.approx(cell["ci_high"], abs=5e-4)
+        else:
+            assert c_ci == "n/a"
+        assert c_small == ("small" if entry["small"] else "")
+    assert "n/a–n/a" not in text
+
+
+def test_card_test_metrics_and_calibration_from_the_real_report():
+    report = json.loads((MODELS / "condition" / "report.json").read_text())
+    text = str(render_model_card(report))
+    assert f"| balanced_accuracy | {report['test']['balanced_accuracy']:.3f} |" in text
+    assert f"Temperature {report['calibration']['temperature']:.3f}" in text
+    assert "Not medical advice" in text and "n = 1211" in text
