@@ -79,6 +79,9 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
                                   "--save_strategy", "no", "--load_best_model_at_end", "false")]
     res = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
+    # train.py destroys the gloo process group on every rank before exit (Trainer.end): left to interpreter
+    # finalisation, rank 1 aborted about once in five runs with this message.
+    assert "terminate called" not in res.stderr, res.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     args = json.loads((tmp_path / "run" / "args.json").read_text())
     assert report["test"]["n"] > 0
