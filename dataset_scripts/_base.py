@@ -10,6 +10,7 @@ records what it skips and why, and splits the records into train / validation
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Hashable
 
 import datasets
@@ -40,8 +41,26 @@ class SkinImageBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = SkinBuilderConfig
     #: Human description of the expected folder layout, quoted in errors.
     LAYOUT = ""
+    #: Where the data come from and on what terms, declared once per builder: ``_info`` passes
+    #: them to ``datasets.DatasetInfo`` (through :meth:`dataset_info`), and the app's fairness card
+    #: and the model card read them from the class (``skin.data.dataset_info``) without any data.
+    TITLE = ""
+    LICENSE = ""
+    HOMEPAGE = ""
+    CITATION = ""
 
     # -- for subclasses -----------------------------------------------------
+    def dataset_info(self, features: dict) -> datasets.DatasetInfo:
+        """The ``DatasetInfo`` of ``_info``: the builder module's docstring, the class's licence,
+        homepage and citation, and ``features``."""
+        return datasets.DatasetInfo(
+            description=sys.modules[type(self).__module__].__doc__,
+            license=self.LICENSE,
+            homepage=self.HOMEPAGE,
+            citation=self.CITATION,
+            features=datasets.Features(features),
+        )
+
     def scan(self) -> tuple[list[dict], list[dict]]:
         """Read the layout: ``(records, skipped)``.
 

@@ -45,7 +45,6 @@ One row per label JSON that carries the grade chosen by ``task``:
   labels carry them; otherwise preparation fails with a message saying so.
 
 No skin-tone labels (all subjects are Korean), so no tone columns.
-Licence: AI-Hub terms of use (registration; no redistribution).
 """
 
 from __future__ import annotations
@@ -191,6 +190,9 @@ class AIHubSkin(SkinImageBuilder):
         "img/{equ}/{subject}/*.jpg and label/{equ}/{subject}/{subject}_{equ}_{angle}_{area}.json "
         "(AI-Hub dataSetSn=71645; pass the folder that holds img/ and label/)"
     )
+    TITLE = "AI-Hub skin condition measurement data (71645)"
+    LICENSE = "AI-Hub terms of use (registration; no redistribution)"
+    HOMEPAGE = "https://www.aihub.or.kr/aihubdata/data/view.do?dataSetSn=71645"
 
     # -- layout ---------------------------------------------------------------
     def _label_files(self) -> list[tuple[str, str, str]]:
@@ -263,12 +265,7 @@ class AIHubSkin(SkinImageBuilder):
         features.update({key: datasets.Value("int8") for key in GRADE_LEVELS})
         features.update({f"eq_{key}": datasets.Value("float32") for key in EQUIPMENT_KEYS})
         features["equipment_other"] = datasets.Value("string")
-        return datasets.DatasetInfo(
-            description=__doc__,
-            license="AI-Hub terms of use",
-            homepage="https://www.aihub.or.kr/aihubdata/data/view.do?dataSetSn=71645",
-            features=datasets.Features(features),
-        )
+        return self.dataset_info(features)
 
     def _find_image(self, equ: str, subject: str, filename: str, index: dict) -> str | None:
         folder = os.path.join(self.root, "img", equ, subject)

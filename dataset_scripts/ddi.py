@@ -2,8 +2,7 @@
 
 Layout: ``ddi_metadata.csv`` with columns ``DDI_ID, DDI_file, skin_tone,
 malignant, disease`` (a leading unnamed index column, as pandas writes it, is
-tolerated) and ``images/<DDI_file>`` (PNG). Licence: Stanford AIMI research
-use agreement.
+tolerated) and ``images/<DDI_file>`` (PNG).
 
 Deliberate choices:
 
@@ -54,24 +53,34 @@ def parse_bool(text: str | None) -> bool | None:
 class DDI(SkinImageBuilder):
     VERSION = datasets.Version("1.0.0")
     LAYOUT = "ddi_metadata.csv (DDI_ID, DDI_file, skin_tone, malignant, disease) and images/*.png"
+    TITLE = "DDI (Diverse Dermatology Images)"
+    LICENSE = "Stanford University School of Medicine DDI Dataset Research Use Agreement"
+    HOMEPAGE = "https://ddi-dataset.github.io/"
+    CITATION = """\
+@article{daneshjou2022ddi,
+    title = {Disparities in dermatology {AI} performance on a diverse, curated clinical image set},
+    author = {Daneshjou, Roxana and Vodrahalli, Kailas and Novoa, Roberto A. and others},
+    journal = {Science Advances},
+    volume = {8},
+    number = {32},
+    pages = {eabq6147},
+    year = {2022},
+    doi = {10.1126/sciadv.abq6147}
+}
+"""
 
     def _info(self):
-        return datasets.DatasetInfo(
-            description=__doc__,
-            license="Stanford University School of Medicine DDI Dataset Research Use Agreement",
-            homepage="https://ddi-dataset.github.io/",
-            features=datasets.Features(
-                {
-                    "image": datasets.Image(),
-                    "label": datasets.ClassLabel(names=CLASSES),
-                    "malignant": datasets.Value("bool"),
-                    "disease": datasets.Value("string"),
-                    "group_id": datasets.Value("string"),
-                    "ddi_id": datasets.Value("string"),
-                    "fst_group": datasets.Value("string"),
-                    **TONE_FEATURES,
-                }
-            ),
+        return self.dataset_info(
+            {
+                "image": datasets.Image(),
+                "label": datasets.ClassLabel(names=CLASSES),
+                "malignant": datasets.Value("bool"),
+                "disease": datasets.Value("string"),
+                "group_id": datasets.Value("string"),
+                "ddi_id": datasets.Value("string"),
+                "fst_group": datasets.Value("string"),
+                **TONE_FEATURES,
+            }
         )
 
     def stratify_key(self, record: dict) -> str:

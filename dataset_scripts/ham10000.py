@@ -2,7 +2,7 @@
 
 Layout: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, dx_type, age, sex,
 localization) and ``images/<image_id>.jpg``. Several images show the same
-lesion, so ``lesion_id`` is the group id. Licence CC BY-NC-SA 4.0.
+lesion, so ``lesion_id`` is the group id.
 """
 
 from __future__ import annotations
@@ -28,24 +28,34 @@ def _float_or_none(text: str) -> float | None:
 
 class Ham10000(SkinImageBuilder):
     LAYOUT = "HAM10000_metadata.csv and images/ISIC_*.jpg"
+    TITLE = "HAM10000"
+    LICENSE = "CC BY-NC-SA 4.0 (non-commercial)"
+    HOMEPAGE = "https://doi.org/10.7910/DVN/DBW86T"
+    CITATION = """\
+@article{tschandl2018ham10000,
+    title = {The {HAM10000} dataset, a large collection of multi-source dermatoscopic images of common pigmented skin lesions},
+    author = {Tschandl, Philipp and Rosendahl, Cliff and Kittler, Harald},
+    journal = {Scientific Data},
+    volume = {5},
+    pages = {180161},
+    year = {2018},
+    doi = {10.1038/sdata.2018.161}
+}
+"""
 
     def _info(self):
-        return datasets.DatasetInfo(
-            description=__doc__,
-            license="CC BY-NC-SA 4.0",
-            features=datasets.Features(
-                {
-                    "image": datasets.Image(),
-                    "label": datasets.ClassLabel(names=CLASSES),
-                    "malignant": datasets.Value("bool"),
-                    "group_id": datasets.Value("string"),
-                    "image_id": datasets.Value("string"),
-                    "dx_type": datasets.Value("string"),
-                    "age": datasets.Value("float32"),
-                    "sex": datasets.Value("string"),
-                    "site": datasets.Value("string"),
-                }
-            ),
+        return self.dataset_info(
+            {
+                "image": datasets.Image(),
+                "label": datasets.ClassLabel(names=CLASSES),
+                "malignant": datasets.Value("bool"),
+                "group_id": datasets.Value("string"),
+                "image_id": datasets.Value("string"),
+                "dx_type": datasets.Value("string"),
+                "age": datasets.Value("float32"),
+                "sex": datasets.Value("string"),
+                "site": datasets.Value("string"),
+            }
         )
 
     def scan(self):

@@ -21,7 +21,6 @@ Deliberate choices:
   with a reason; hidden files (``.DS_Store``) are passed over silently.
 
 No skin-tone labels exist for this dataset, so it has no tone columns.
-Licence: as published on Kaggle (sources include HAM10000, CC BY-NC-SA 4.0).
 """
 
 from __future__ import annotations
@@ -65,6 +64,9 @@ class KaggleSkinDiseases(SkinImageBuilder):
         "IMG_CLASSES/<n>. <name> <count>/*.jpg with ten numbered class folders "
         "(pass the folder that holds IMG_CLASSES, or IMG_CLASSES itself)"
     )
+    TITLE = "Kaggle Skin Diseases Image Dataset"
+    LICENSE = "as published on Kaggle (its sources include HAM10000, CC BY-NC-SA 4.0)"
+    HOMEPAGE = "https://www.kaggle.com/datasets/ismailpromus/skin-diseases-image-dataset"
 
     @property
     def classes_dir(self) -> str:
@@ -90,18 +92,14 @@ class KaggleSkinDiseases(SkinImageBuilder):
         return sorted(found)
 
     def _info(self):
-        return datasets.DatasetInfo(
-            description=__doc__,
-            homepage="https://www.kaggle.com/datasets/ismailpromus/skin-diseases-image-dataset",
-            features=datasets.Features(
-                {
-                    "image": datasets.Image(),
-                    "label": datasets.ClassLabel(names=CLASSES),
-                    "group_id": datasets.Value("string"),
-                    "class_folder": datasets.Value("string"),
-                    "file_name": datasets.Value("string"),
-                }
-            ),
+        return self.dataset_info(
+            {
+                "image": datasets.Image(),
+                "label": datasets.ClassLabel(names=CLASSES),
+                "group_id": datasets.Value("string"),
+                "class_folder": datasets.Value("string"),
+                "file_name": datasets.Value("string"),
+            }
         )
 
     def scan(self):

@@ -4,7 +4,6 @@ Layout: ``metadata.csv`` (one row per image: patient_id, lesion_id, age,
 gender, fitspatrick, region, diagnostic, img_id, ... 26 columns) and
 ``images/PAT_<patient>_<lesion>_<n>.png``. Six diagnoses, ``label`` in the
 order ACK, BCC, MEL, NEV, SCC, SEK; BCC, MEL and SCC are ``malignant``.
-Licence CC BY 4.0.
 
 Deliberate choices:
 
@@ -66,27 +65,36 @@ def _bool_or_none(text: str | None) -> bool | None:
 class PadUfes20(SkinImageBuilder):
     VERSION = datasets.Version("1.0.0")
     LAYOUT = "metadata.csv (PAD-UFES-20, with img_id and diagnostic columns) and images/PAT_*.png"
+    TITLE = "PAD-UFES-20"
+    LICENSE = "CC BY 4.0"
+    HOMEPAGE = "https://data.mendeley.com/datasets/zr7vgbcyr2/1"
+    CITATION = """\
+@article{pacheco2020padufes20,
+    title = {{PAD-UFES-20}: A skin lesion dataset composed of patient data and clinical images collected from smartphones},
+    author = {Pacheco, Andre G. C. and Lima, Gustavo R. and Salomão, Amanda S. and others},
+    journal = {Data in Brief},
+    volume = {32},
+    pages = {106221},
+    year = {2020},
+    doi = {10.1016/j.dib.2020.106221}
+}
+"""
 
     def _info(self):
-        return datasets.DatasetInfo(
-            description=__doc__,
-            license="CC BY 4.0",
-            homepage="https://data.mendeley.com/datasets/zr7vgbcyr2/1",
-            features=datasets.Features(
-                {
-                    "image": datasets.Image(),
-                    "label": datasets.ClassLabel(names=CLASSES),
-                    "malignant": datasets.Value("bool"),
-                    "group_id": datasets.Value("string"),
-                    "lesion_id": datasets.Value("string"),
-                    "image_id": datasets.Value("string"),
-                    "biopsed": datasets.Value("bool"),
-                    "age": datasets.Value("float32"),
-                    "sex": datasets.Value("string"),
-                    "site": datasets.Value("string"),
-                    **TONE_FEATURES,
-                }
-            ),
+        return self.dataset_info(
+            {
+                "image": datasets.Image(),
+                "label": datasets.ClassLabel(names=CLASSES),
+                "malignant": datasets.Value("bool"),
+                "group_id": datasets.Value("string"),
+                "lesion_id": datasets.Value("string"),
+                "image_id": datasets.Value("string"),
+                "biopsed": datasets.Value("bool"),
+                "age": datasets.Value("float32"),
+                "sex": datasets.Value("string"),
+                "site": datasets.Value("string"),
+                **TONE_FEATURES,
+            }
         )
 
     def scan(self):

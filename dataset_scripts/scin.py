@@ -39,7 +39,6 @@ Deliberate choices:
 Known limitation: SCIN's README lists 15 images duplicated across cases (42
 occurrences); identical *paths* are kept once (later ones skipped with a
 reason) but byte-identical files under different names are not detected.
-Licence: SCIN Data Use License (research and education).
 """
 
 from __future__ import annotations
@@ -153,6 +152,17 @@ class Scin(SkinImageBuilder):
         "dataset/scin_cases.csv, dataset/scin_labels.csv and dataset/images/<signed int>.png "
         "(pass the folder that holds SCIN's dataset/ folder)"
     )
+    TITLE = "SCIN (Skin Condition Image Network)"
+    LICENSE = "SCIN Data Use License (research and education)"
+    HOMEPAGE = "https://github.com/google-research-datasets/scin"
+    CITATION = """\
+@article{ward2024scin,
+    title = {Crowdsourcing Dermatology Images with {Google} Search Ads: Creating a Real-World Skin Condition Dataset},
+    author = {Ward, Abbi and Li, Jimmy and Wang, Julie and others},
+    journal = {arXiv preprint arXiv:2402.18545},
+    year = {2024}
+}
+"""
 
     # -- layout ---------------------------------------------------------------
     @property
@@ -217,36 +227,31 @@ class Scin(SkinImageBuilder):
             raise ValueError(
                 f"{self.name}: no case in {LABELS_CSV} has a weighted_skin_condition_label. Expected {self.LAYOUT}"
             )
-        return datasets.DatasetInfo(
-            description=__doc__,
-            license="SCIN Data Use License",
-            homepage="https://github.com/google-research-datasets/scin",
-            features=datasets.Features(
-                {
-                    "image": datasets.Image(),
-                    "label": datasets.ClassLabel(names=names),
-                    "group_id": datasets.Value("string"),
-                    "case_id": datasets.Value("string"),
-                    "image_slot": datasets.Value("int8"),
-                    "shot_type": datasets.Value("string"),
-                    "condition": datasets.Value("string"),
-                    "condition_weight": datasets.Value("float32"),
-                    "condition_weights": datasets.Value("string"),
-                    **TONE_FEATURES,
-                    "fitzpatrick_source": datasets.Value("string"),
-                    "fitzpatrick_self": datasets.Value("int8"),
-                    "fitzpatrick_dermatologist": datasets.Value("int8"),
-                    "monk_us": datasets.Value("int8"),
-                    "monk_india": datasets.Value("int8"),
-                    "tone_source": datasets.Value("string"),
-                    "age_group": datasets.Value("string"),
-                    "sex": datasets.Value("string"),
-                    "race_ethnicity": datasets.List(datasets.Value("string")),
-                    "body_parts": datasets.List(datasets.Value("string")),
-                    "related_category": datasets.Value("string"),
-                    "condition_duration": datasets.Value("string"),
-                }
-            ),
+        return self.dataset_info(
+            {
+                "image": datasets.Image(),
+                "label": datasets.ClassLabel(names=names),
+                "group_id": datasets.Value("string"),
+                "case_id": datasets.Value("string"),
+                "image_slot": datasets.Value("int8"),
+                "shot_type": datasets.Value("string"),
+                "condition": datasets.Value("string"),
+                "condition_weight": datasets.Value("float32"),
+                "condition_weights": datasets.Value("string"),
+                **TONE_FEATURES,
+                "fitzpatrick_source": datasets.Value("string"),
+                "fitzpatrick_self": datasets.Value("int8"),
+                "fitzpatrick_dermatologist": datasets.Value("int8"),
+                "monk_us": datasets.Value("int8"),
+                "monk_india": datasets.Value("int8"),
+                "tone_source": datasets.Value("string"),
+                "age_group": datasets.Value("string"),
+                "sex": datasets.Value("string"),
+                "race_ethnicity": datasets.List(datasets.Value("string")),
+                "body_parts": datasets.List(datasets.Value("string")),
+                "related_category": datasets.Value("string"),
+                "condition_duration": datasets.Value("string"),
+            }
         )
 
     def scan(self):

@@ -3,8 +3,7 @@
 Layout: ``UTKFace/[age]_[gender]_[race]_[datetime].jpg.chip.jpg`` (200x200);
 the data directory may be the folder that holds ``UTKFace/`` or ``UTKFace``
 itself. The labels exist only in the file name: age 0-116, gender 0 male /
-1 female, race 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others. Licence: UTKFace
-terms, non-commercial research only.
+1 female, race 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others.
 
 Deliberate choices:
 
@@ -115,25 +114,31 @@ class UTKFace(SkinImageBuilder):
     BUILDER_CONFIG_CLASS = UTKFaceConfig
     VERSION = datasets.Version("1.0.0")
     LAYOUT = f"a folder UTKFace/ of [age]_[gender]_[race]_[datetime]{SUFFIX} files (or that folder itself)"
+    TITLE = "UTKFace"
+    LICENSE = "UTKFace terms: non-commercial research only"
+    HOMEPAGE = "https://susanqq.github.io/UTKFace/"
+    CITATION = """\
+@inproceedings{zhang2017utkface,
+    title = {Age Progression/Regression by Conditional Adversarial Autoencoder},
+    author = {Zhang, Zhifei and Song, Yang and Qi, Hairong},
+    booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+    year = {2017}
+}
+"""
 
     def _info(self):
         groups = age_group_names(self.config.age_bins)
-        return datasets.DatasetInfo(
-            description=__doc__,
-            license="UTKFace terms: non-commercial research only",
-            homepage="https://susanqq.github.io/UTKFace/",
-            features=datasets.Features(
-                {
-                    "image": datasets.Image(),
-                    "label": datasets.ClassLabel(names=groups),
-                    "age_group": datasets.ClassLabel(names=groups),
-                    "age": datasets.Value("int16"),
-                    "gender": datasets.ClassLabel(names=GENDERS),
-                    "race": datasets.ClassLabel(names=RACES),
-                    "group_id": datasets.Value("string"),
-                    "datetime": datasets.Value("string"),
-                }
-            ),
+        return self.dataset_info(
+            {
+                "image": datasets.Image(),
+                "label": datasets.ClassLabel(names=groups),
+                "age_group": datasets.ClassLabel(names=groups),
+                "age": datasets.Value("int16"),
+                "gender": datasets.ClassLabel(names=GENDERS),
+                "race": datasets.ClassLabel(names=RACES),
+                "group_id": datasets.Value("string"),
+                "datetime": datasets.Value("string"),
+            }
         )
 
     @property

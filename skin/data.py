@@ -1,4 +1,4 @@
-"""Datasets: one registry of builders, loading, ``info`` and Parquet ``export``.
+"""Datasets: one registry of builders, loading, ``info``, Parquet ``export`` and each dataset's source.
 
 The builders live in ``dataset_scripts/`` (one ``GeneratorBasedBuilder`` per
 dataset); current ``datasets`` no longer runs loading scripts, so they are
@@ -22,6 +22,7 @@ import json
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass
 
 BUILDERS = {
     "scin": "dataset_scripts.scin:Scin",
@@ -39,6 +40,27 @@ def builder_class(name: str):
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(BUILDERS)}")
     module, cls = BUILDERS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a dataset comes from and on what terms, as its builder declares them."""
+
+    title: str
+    license: str
+    homepage: str
+    citation: str = ""
+
+
+def dataset_info(name: str) -> DatasetSource:
+    """Title, licence, homepage and citation of dataset ``name``.
+
+    Read from the builder class, the one place they are written (its ``_info``
+    passes the same values to ``datasets.DatasetInfo``), without preparing or
+    reading any data: the app's fairness card and the model card show them.
+    """
+    cls = builder_class(name)
+    return DatasetSource(title=cls.TITLE, license=cls.LICENSE, homepage=cls.HOMEPAGE, citation=cls.CITATION)
 
 
 def data_fingerprint(data_dir: str) -> str:

@@ -171,3 +171,31 @@ def test_a_changed_data_folder_is_prepared_again(tmp_path):
     # unchanged folder: the same cache folder is reused, nothing is prepared again
     again = data.get_builder("utkface", str(layout.data_dir), cache_dir=cache)
     assert os.path.isdir(again.cache_dir)
+
+
+# --------------------------------------------------------------------------- dataset sources
+@pytest.mark.parametrize("name", sorted(data.BUILDERS))
+def test_every_builder_declares_its_source(name):
+    source = data.dataset_info(name)
+    assert source.title and source.license and source.homepage.startswith("https://")
+    if source.citation:
+        assert source.citation.lstrip().startswith("@") and source.citation.count("{") == source.citation.count("}")
+
+
+def test_every_task_dataset_has_a_source():
+    from skin.tasks import TASKS
+
+    for task in TASKS.values():
+        assert data.dataset_info(task.dataset).license, task.name
+
+
+def test_dataset_info_reads_no_data_and_matches_the_prepared_datasetinfo(tmp_path):
+    source = data.dataset_info("ham10000")  # no --data-dir anywhere
+    assert "CC BY-NC-SA 4.0" in source.license and source.title == "HAM10000"
+    layout = layouts.make_ham10000(tmp_path)
+    builder = data.get_builder("ham10000", layout.data_dir, cache_dir=str(tmp_path / "cache"))
+    info = builder.info
+    assert (info.license, info.homepage, info.citation) == (source.license, source.homepage, source.citation)
+    assert info.description.startswith("HAM10000")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.dataset_info("imagenet")
