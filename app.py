@@ -209,7 +209,7 @@ def build_demo(service: SkinLensService) -> gr.Blocks:
             result_json = gr.JSON(label="/predict result")
         gr.Markdown(
             f"Model card: [{service.config.model_card_url}]({service.config.model_card_url}) · data licences are "
-            "listed on each fairness card (HAM10000: CC BY-NC-SA 4.0; UTKFace: non-commercial research only) · "
+            "listed on each fairness card · "
             "API: see *Use via API* below, endpoints `/predict`, `/explain`, `/fairness`."
         )
 

@@ -59,11 +59,6 @@ def load_classifier(ref: str):
     return model.eval(), processor
 
 
-#: Display name and licence of each dataset, for the model card.
-_CARD_DATASETS = {"ham10000": ("HAM10000", "CC BY-NC-SA 4.0"), "utkface": ("UTKFace", "non-commercial research"),
-                  "pad_ufes20": ("PAD-UFES-20", "CC BY 4.0"), "scin": ("SCIN", "SCIN data use terms"),
-                  "ddi": ("DDI", "DDI research use agreement"), "kaggle": ("Kaggle Skin Diseases", "see source"),
-                  "aihub": ("AI-Hub skin condition (71645)", "AI-Hub terms")}
 #: Test metrics listed on the card (those the report has).
 _CARD_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mae", "group_accuracy")
 
@@ -85,6 +80,7 @@ def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_c
     (a :class:`~skin.reports.RunReport` or its ``report.json`` dict)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from skin.data import dataset_info
     from skin.reports import RunReport
     from skin.tasks import HEADLINE_METRICS
 
@@ -93,7 +89,8 @@ def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_c
     test = report.test_scalars
     metric_names = [m for m in _CARD_METRICS if m in test]
     headline = HEADLINE_METRICS[report.kind]
-    ds_name, ds_licence = _CARD_DATASETS.get(report.dataset, (report.dataset, "see source"))
+    source = dataset_info(report.dataset)
+    ds_name, ds_licence = source.title, source.license
     card_data = ModelCardData(
         license="cc-by-nc-sa-4.0" if report.dataset in ("ham10000", "utkface") else "other",
         library_name="transformers",
