@@ -8,10 +8,10 @@ itself. The labels exist only in the file name: age 0-116, gender 0 male /
 Deliberate choices:
 
 * **Age groups** (the primary ``label``) are those of the age-progression work
-  UTKFace was made for: 0-24, 25-49, 50-74, 75-99, 100+. Config ``age_bins``
-  (ascending lower edges, default ``[0, 25, 50, 75, 100]``) changes them; a
-  group is named ``"lo-hi"`` and the last ``"lo+"``. Splits are stratified by
-  age group.
+  UTKFace was made for: 0-24, 25-49, 50-74, 75-99, 100+ (``skin.tasks.AGE_BINS``,
+  the groups the age model is scored by). Config ``age_bins`` (ascending lower
+  edges) changes them; a group is named ``"lo-hi"`` and the last ``"lo+"``.
+  Splits are stratified by age group.
 * **Malformed names are skipped and counted, never guessed**: the real folder
   has names with a field missing (``39_1_20170116174525125.jpg.chip.jpg``) —
   which field is gone cannot be known — and any value out of range (gender not
@@ -37,29 +37,14 @@ import re
 import datasets
 
 from dataset_scripts._base import SkinBuilderConfig, SkinImageBuilder
+from skin.tasks import AGE_BINS, age_group_names, age_to_group
 
 GENDERS = ["male", "female"]
 RACES = ["White", "Black", "Asian", "Indian", "Others"]
-DEFAULT_AGE_BINS = (0, 25, 50, 75, 100)
 #: Ages above this are label errors (the oldest face in UTKFace is 116).
 MAX_AGE = 130
 SUFFIX = ".jpg.chip.jpg"
 _FIELD = re.compile(r"\d+")
-
-
-def age_group_names(age_bins) -> list[str]:
-    """``[0, 25, 50]`` → ``["0-24", "25-49", "50+"]``."""
-    names = [f"{lo}-{hi - 1}" for lo, hi in zip(age_bins, age_bins[1:])]
-    return names + [f"{age_bins[-1]}+"]
-
-
-def age_group_index(age: int, age_bins) -> int:
-    """Index of the group ``age`` falls in (``age >= age_bins[0]``)."""
-    index = 0
-    for i, lo in enumerate(age_bins):
-        if age >= lo:
-            index = i
-    return index
 
 
 def parse_name(name: str) -> tuple[dict | None, str | None]:
@@ -89,7 +74,7 @@ def parse_name(name: str) -> tuple[dict | None, str | None]:
 class UTKFaceConfig(SkinBuilderConfig):
     """Adds ``age_bins`` (ascending lower edges of the age groups) and ``group_duplicates``."""
 
-    def __init__(self, *args, age_bins=DEFAULT_AGE_BINS, group_duplicates: bool = True, **kwargs):
+    def __init__(self, *args, age_bins=AGE_BINS, group_duplicates: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         if isinstance(age_bins, (str, bytes)) or not hasattr(age_bins, "__iter__"):
             raise ValueError(f"age_bins must be a list of ascending lower edges like [0, 25, 50], got {age_bins!r}")
@@ -170,7 +155,7 @@ class UTKFace(SkinImageBuilder):
             if fields["age"] < bins[0]:
                 skipped.append({"path": path, "reason": f"age {fields['age']} is below the first age bin {bins[0]}"})
                 continue
-            group = groups[age_group_index(fields["age"], bins)]
+            group = groups[age_to_group(fields["age"], bins)]
             records.append(
                 {
                     "image": path,

@@ -220,14 +220,9 @@ def _p_recall_weights(dist: np.ndarray, exact: float, adjacent: float, distant: 
     return np.where(dist == 0, exact, np.where(dist == 1, adjacent, distant * (dist - 1)))
 
 
-def p_recall(
-    y_true,
-    y_pred,
-    *,
-    exact_weight: float = P_RECALL_EXACT_WEIGHT,
-    adjacent_weight: float = P_RECALL_ADJACENT_WEIGHT,
-    distant_weight: float = P_RECALL_DISTANT_WEIGHT,
-) -> tuple[float, dict[int, float]]:
+def p_recall(y_true, y_pred, *, exact_weight: float = P_RECALL_EXACT_WEIGHT,
+             adjacent_weight: float = P_RECALL_ADJACENT_WEIGHT,
+             distant_weight: float = P_RECALL_DISTANT_WEIGHT) -> tuple[float, dict[int, float]]:
     """Penalty recall: (clipped macro value, unclipped per-class values).
 
     See :func:`ordinal_metrics` for the definition.
@@ -244,14 +239,9 @@ def p_recall(
     return value, per_class
 
 
-def ordinal_metrics(
-    y_true,
-    y_pred,
-    *,
-    exact_weight: float = P_RECALL_EXACT_WEIGHT,
-    adjacent_weight: float = P_RECALL_ADJACENT_WEIGHT,
-    distant_weight: float = P_RECALL_DISTANT_WEIGHT,
-) -> dict:
+def ordinal_metrics(y_true, y_pred, *, exact_weight: float = P_RECALL_EXACT_WEIGHT,
+                    adjacent_weight: float = P_RECALL_ADJACENT_WEIGHT,
+                    distant_weight: float = P_RECALL_DISTANT_WEIGHT) -> dict:
     """Metrics for ordered grades (0 = none ... K = severe).
 
     Args:
@@ -293,13 +283,8 @@ def ordinal_metrics(
     if not len(y):
         raise ValueError("ordinal_metrics needs at least one sample")
     err = np.abs(pred - y)
-    value, per_class = p_recall(
-        y,
-        pred,
-        exact_weight=exact_weight,
-        adjacent_weight=adjacent_weight,
-        distant_weight=distant_weight,
-    )
+    value, per_class = p_recall(y, pred, exact_weight=exact_weight, adjacent_weight=adjacent_weight,
+                                distant_weight=distant_weight)
     return to_jsonable({
         "n": len(y),
         "mae": err.mean(),
