@@ -1,6 +1,7 @@
 """SkinLens — the Gradio Space.
 
-A thin UI over :class:`skin.service.SkinLensService` (all logic lives there).
+A thin UI over :class:`skin.service.SkinLensService` (all logic lives there);
+the Markdown it shows is drawn by :mod:`app_markdown`.
 
     python app.py                       # http://127.0.0.1:7860 (GRADIO_SERVER_PORT / GRADIO_SERVER_NAME)
     SKINLENS_CONFIG=my.yaml python app.py
@@ -9,7 +10,9 @@ Named API endpoints (``gradio_client``): ``/predict`` (image file → JSON),
 ``/explain`` (image, task, method, target → heatmap + JSON) and ``/fairness``
 (task, tone bucket → card markdown + JSON). See README.md, section "API".
 
-Privacy: no analytics, no share link, no run history; the uploaded file is
+Privacy: no analytics (``analytics_enabled=False``), no share link, no run
+history, no downloads (models are read from local files unless
+``HF_HUB_OFFLINE=0``, see :mod:`skin.service.config`); the uploaded file is
 handed to the service undecoded (it validates the raw bytes) and Gradio's
 temporary copies of uploads and heatmaps are deleted within two minutes
 (``delete_cache``); the decoded photo lives only in the request and, for the
@@ -20,21 +23,12 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
-# Before gradio / huggingface_hub are imported: no telemetry, no downloads at run time
-# (set HF_HUB_OFFLINE=0 explicitly to let a configured Hub id download).
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import gradio as gr
 
-from skin.service import (  # noqa: E402  (light: numpy, PIL, yaml; no torch, no gradio)
-    DISCLAIMER,
-    SkinLensService,
-    examples_markdown,
-    fairness_markdown,
-    predictions_markdown,
-    quality_markdown,
-)
+from app_markdown import examples_markdown, fairness_markdown, predictions_markdown, quality_markdown
+from skin.service import DISCLAIMER, SkinLensService
 
 #: Gradio's upload cap: far above the service's own limit (``max_upload_mb``),
 #: so that files between the two get the service's clear message.
@@ -49,9 +43,9 @@ CONCURRENCY = 2
 def torch_threads() -> int:
     """Intra-op threads per request: ``SKINLENS_TORCH_THREADS``, else CPUs / concurrency (≥ 1).
 
-    Two concurrent requests each running torch's default (one thread per core)
-    oversubscribe a 2-core Space; measured on a busy 2-core machine, Grad-CAM
-    on EfficientNet-Lite0 took 4.6 s with 2 threads and 0.04 s with 1.
+    Concurrent requests each running torch's default (one thread per core)
+    oversubscribe a small Space's cores and slow every request down
+    (bench/README.md).
     """
     value = os.environ.get("SKINLENS_TORCH_THREADS")
     if value:
@@ -59,25 +53,6 @@ def torch_threads() -> int:
             raise ValueError(f"SKINLENS_TORCH_THREADS must be a positive integer, got {value!r}")
         return int(value)
     return max(1, (os.cpu_count() or 1) // CONCURRENCY)
-
-
-service = SkinLensService()
-
-if __name__ == "__main__":
-    import threading
-
-    def _warm_up() -> None:
-        import torch
-
-        torch.set_num_threads(torch_threads())
-        service.warm_up()
-
-    # Cold start: load and warm up the models (torch, timm, peft, the face detector) while Gradio is
-    # imported and the server starts, so the first visitor does not wait for either. A missing model
-    # is reported by the notice and by predict, not here.
-    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
-
-import gradio as gr  # noqa: E402
 
 
 class PhotoInput(gr.Image):
@@ -114,63 +89,73 @@ def _user_errors(fn):
     return wrapper
 
 
-def build_demo(service: SkinLensService) -> gr.Blocks:
-    keys = list(service.config.models)
-    task_choices = [(service.config.models[k].title, k) for k in keys]
+class Handlers:
+    """What each event does, on one service: the named API endpoints (``api_*``) and the page's events
+    (``ui_*``; Gradio names an event after its function, so the two sets of names must not meet)."""
 
-    # ------------------------------------------------------------------ API
+    def __init__(self, service: SkinLensService):
+        self.service = service
+        self.keys = list(service.config.models)
+
     @_user_errors
-    def api_predict(image: str) -> dict:
+    def api_predict(self, image: str) -> dict:
         """Predictions for every configured task, with the photo-quality check and the skin-tone bucket."""
         if not image:
             raise ValueError("no image: pass an image file, e.g. handle_file('photo.jpg')")
-        return service.predict(image)
+        return self.service.predict(image)
 
     @_user_errors
-    def api_explain(image: str, task: str, method: str, target: str = ""):
+    def api_explain(self, image: str, task: str, method: str, target: str = ""):
         """Heatmap over the model's input and a JSON summary (method, target, faithfulness)."""
         if not image:
             raise ValueError("no image: pass an image file, e.g. handle_file('photo.jpg')")
-        return service.explain(image, task, method or "gradcam", target or None)
+        return self.service.explain(image, task, method or "gradcam", target or None)
 
     @_user_errors
-    def api_fairness(task: str, tone_bucket: str = ""):
+    def api_fairness(self, task: str, tone_bucket: str = ""):
         """The fairness card of a task's model: markdown and JSON."""
-        card = service.fairness(task, tone_bucket or None)
+        card = self.service.fairness(task, tone_bucket or None)
         return fairness_markdown(card), card
 
-    # ------------------------------------------------------------------ UI
     @_user_errors
-    def ui_analyze(path, state):
+    def ui_analyse(self, path, state):
+        """Analyse: predictions, quality, every model's fairness card; the decoded photo kept for Explain."""
         if not path:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Analyse")
         if state and state.get("path") == path:
             loaded = state["loaded"]
         else:
-            loaded = service.load_upload(path)
-        result = service.predict(loaded)
+            loaded = self.service.load_upload(path)
+        result = self.service.predict(loaded)
         bucket = (result.get("tone") or {}).get("bucket")
-        cards = "\n\n---\n\n".join(fairness_markdown(service.fairness(k, bucket)) for k in keys)
+        cards = "\n\n---\n\n".join(fairness_markdown(self.service.fairness(k, bucket)) for k in self.keys)
         return ({"path": path, "loaded": loaded, "bucket": bucket}, predictions_markdown(result),
                 quality_markdown(result), cards, result)
 
     @_user_errors
-    def ui_explain(state, task, method, target):
+    def ui_explain(self, state, task, method, target):
+        """Explain: the heatmap of the analysed photo for the chosen model, method and class."""
         if not state:
             raise ValueError("analyse a photo first, then ask for an explanation")
         target = None if target in (None, "", PREDICTED) else target
-        picture, info = service.explain(state["loaded"], task, method, target)
-        return picture, info
+        return self.service.explain(state["loaded"], task, method, target)
 
-    def ui_targets(task):
+    def ui_targets(self, task):
+        """The classes of the chosen model, for the "Explain which class" picker."""
         try:
-            labels = service.labels(task)
+            labels = self.service.labels(task)
         except ValueError:
             labels = []
         return gr.Dropdown(choices=[PREDICTED, *labels], value=PREDICTED)
 
+
+def build_demo(service: SkinLensService) -> gr.Blocks:
+    """The page (photo and answers, explanation, fairness card) and the hidden components of the API."""
+    on = Handlers(service)
+    keys = on.keys
+    config = service.config
     notice = service.notice()
-    with gr.Blocks(title="SkinLens — not medical advice", delete_cache=DELETE_CACHE) as demo:
+    with gr.Blocks(title="SkinLens — not medical advice", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
         gr.Markdown(f"# SkinLens\n\n> ⚠️ {DISCLAIMER}", elem_id="disclaimer")
         gr.Markdown(notice or "", visible=bool(notice), elem_id="model-notice")
         state = gr.State(None, time_to_live=600)
@@ -181,18 +166,19 @@ def build_demo(service: SkinLensService) -> gr.Blocks:
                 analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 gr.Markdown("A close-up of the skin spot, in daylight, in focus — or a face, looking at the "
                             "camera, for the age estimate. Photos are not stored.")
-                examples = service.config.available_examples()
+                examples = config.available_examples()
                 if examples:
                     gr.Examples([[e.path] for e in examples], inputs=photo, label="Example photos",
                                 example_labels=[e.caption for e in examples], cache_examples=False)
-                gr.Markdown(examples_markdown(service.config.examples, examples), elem_id="examples-licences")
+                gr.Markdown(examples_markdown(config.examples, examples), elem_id="examples-licences")
             with gr.Column(scale=1):
                 predictions = gr.Markdown(elem_id="predictions")
                 quality = gr.Markdown(elem_id="quality")
         with gr.Accordion("Why? Explanation heatmap", open=True):
             with gr.Row():
                 with gr.Column(scale=1):
-                    exp_task = gr.Dropdown(task_choices, value=keys[0], label="Model")
+                    exp_task = gr.Dropdown([(config.models[k].title, k) for k in keys], value=keys[0],
+                                           label="Model")
                     exp_method = gr.Radio(service.method_choices(), value="gradcam",
                                           label="Method (measured faithfulness: insertion − deletion AUC, "
                                                 "higher = the map points at what really drives the score)")
@@ -208,7 +194,7 @@ def build_demo(service: SkinLensService) -> gr.Blocks:
         with gr.Accordion("All results as JSON", open=False):
             result_json = gr.JSON(label="/predict result")
         gr.Markdown(
-            f"Model card: [{service.config.model_card_url}]({service.config.model_card_url}) · data licences are "
+            f"Model card: [{config.model_card_url}]({config.model_card_url}) · data licences are "
             "listed on each fairness card · "
             "API: see *Use via API* below, endpoints `/predict`, `/explain`, `/fairness`."
         )
@@ -227,24 +213,24 @@ def build_demo(service: SkinLensService) -> gr.Blocks:
             api_explain_btn = gr.Button()
             api_fairness_btn = gr.Button()
 
-        analyse.click(ui_analyze, [photo, state], [state, predictions, quality, fairness_md, result_json],
+        analyse.click(on.ui_analyse, [photo, state], [state, predictions, quality, fairness_md, result_json],
                       api_visibility="private", concurrency_id="model", concurrency_limit=CONCURRENCY)
-        exp_task.change(ui_targets, exp_task, exp_target, api_visibility="private")
-        demo.load(ui_targets, exp_task, exp_target, api_visibility="private")
-        explain_btn.click(ui_explain, [state, exp_task, exp_method, exp_target], [heatmap, exp_json],
+        exp_task.change(on.ui_targets, exp_task, exp_target, api_visibility="private")
+        demo.load(on.ui_targets, exp_task, exp_target, api_visibility="private")
+        explain_btn.click(on.ui_explain, [state, exp_task, exp_method, exp_target], [heatmap, exp_json],
                           api_visibility="private", concurrency_id="model")
-        api_predict_btn.click(api_predict, api_image, api_json, api_name="predict",
+        api_predict_btn.click(on.api_predict, api_image, api_json, api_name="predict",
                               api_description="image file → predictions per task, quality check, tone bucket",
                               concurrency_id="model")
-        api_explain_btn.click(api_explain, [api_image, api_task, api_method, api_target], [api_heatmap, api_json],
+        api_explain_btn.click(on.api_explain, [api_image, api_task, api_method, api_target], [api_heatmap, api_json],
                               api_name="explain", api_description="image, task, method[, target] → heatmap, JSON",
                               concurrency_id="model")
-        api_fairness_btn.click(api_fairness, [api_task, api_bucket], [api_markdown, api_json], api_name="fairness",
+        api_fairness_btn.click(on.api_fairness, [api_task, api_bucket], [api_markdown, api_json], api_name="fairness",
                                api_description="task[, tone bucket] → fairness card (markdown, JSON)")
     return demo
 
 
-def launch_kwargs() -> dict:
+def launch_kwargs(service: SkinLensService) -> dict:
     """How the app is served: never shared, no run history, bounded uploads.
 
     Host and port come from ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``,
@@ -256,7 +242,20 @@ def launch_kwargs() -> dict:
             "allowed_paths": [e.path for e in service.config.available_examples()]}
 
 
+def warm_up(service: SkinLensService) -> None:
+    """Load and run every model once (torch, timm, peft, the face detector) before the first visitor.
+
+    A missing model is reported by the page's notice and by predict, not here.
+    """
+    import torch
+
+    torch.set_num_threads(torch_threads())
+    service.warm_up()
+
+
+service = SkinLensService()
 demo = build_demo(service)
 
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=CONCURRENCY).launch(**launch_kwargs())
+    threading.Thread(target=warm_up, args=(service,), name="warm-up", daemon=True).start()
+    demo.queue(default_concurrency_limit=CONCURRENCY).launch(**launch_kwargs(service))

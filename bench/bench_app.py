@@ -154,8 +154,8 @@ def main(argv=None) -> int:
             """Empty the prediction caches first: every timed call runs the model (as a new photo would);
             Explain right after Predict reuses Predict's forward pass, as in the UI."""
             def run(p):
-                cond_only._prob_cache.clear()
-                full._prob_cache.clear()
+                cond_only.cache.clear()
+                full.cache.clear()
                 return fn(p)
             return run
 

@@ -41,8 +41,11 @@ def load_report(ref: str) -> dict | None:
     return None
 
 
-def load_classifier(ref: str):
-    """``(model, processor)`` in eval mode; calibrated when the checkpoint is."""
+def load_classifier(ref: str, *, local_files_only: bool = False):
+    """``(model, processor)`` in eval mode; calibrated when the checkpoint is.
+
+    ``local_files_only``: a Hub id is read from the local cache, never downloaded.
+    """
     if ref in DEFAULTS:
         from skin.modeling import load_calibrated
 
@@ -52,8 +55,9 @@ def load_classifier(ref: str):
     if not (os.path.isdir(ref) or "/" in ref):
         raise ValueError(f"model {ref!r} is neither a folder, a Hub id (owner/name) nor one of {', '.join(DEFAULTS)}")
     try:
-        model = AutoModelForImageClassification.from_pretrained(ref, use_safetensors=True)
-        processor = AutoImageProcessor.from_pretrained(ref)
+        model = AutoModelForImageClassification.from_pretrained(ref, use_safetensors=True,
+                                                                local_files_only=local_files_only)
+        processor = AutoImageProcessor.from_pretrained(ref, local_files_only=local_files_only)
     except OSError as e:
         raise ValueError(f"could not load model {ref!r}: {e}") from e
     return model.eval(), processor

@@ -71,7 +71,8 @@ def condition_report(seed: int = 0) -> dict:
     fairness = fairness_report(y, probs, {"tone_bucket": tone}, n_boot=20, labels=HAM_LABELS,
                                malignant_classes=[0, 1, 4]).to_dict()
     return {"task": "condition_ham10000", "dataset": "ham10000", "kind": "classification",
-            "labels": HAM_LABELS, "test": {"n": n, "balanced_accuracy": 0.42}, "fairness": fairness}
+            "labels": HAM_LABELS, "backbone": "efficientnet_lite0", "mode": "full",
+            "test": {"n": n, "balanced_accuracy": 0.42}, "fairness": fairness}
 
 
 def make_app_models(root: Path, *, with_age: bool = True, threshold: float = 0.0) -> Path:

@@ -9,6 +9,7 @@ app with no models checks that it still starts and says what is missing.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_uploads_do_not_outlive_the_cache_window(app_server):
 
     every, age = app_module.DELETE_CACHE
     assert every <= 300 and age <= 600
-    assert app_module.launch_kwargs()["share"] is False
+    assert app_module.launch_kwargs(app_module.service)["share"] is False
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def no_model_app(tmp_path_factory):
     demo = app_module.build_demo(service)
     demo.queue()
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                            **{k: v for k, v in app_module.launch_kwargs().items() if k != "share"}, quiet=True)
+                            **{k: v for k, v in app_module.launch_kwargs(service).items() if k != "share"}, quiet=True)
     try:
         yield wait_for_app(url), service
     finally:
@@ -188,3 +189,24 @@ def test_example_photos_are_offered_with_their_licences(tmp_path):
     config = json.dumps(demo.get_config_file(), default=str)
     assert "Example lesion" in config and "CC BY 4.0" in config
     assert "Missing" not in config
+
+
+def test_importing_app_builds_the_page_and_nothing_else(tmp_path):
+    """``import app`` (tests, benchmarks, ``gradio app.py``) sets no environment variable, loads no model and
+    starts no warm-up: those happen under ``__main__``. (Gradio itself sets HF_HUB_DISABLE_TELEMETRY when a
+    page is built with ``analytics_enabled=False``; nothing else may change.)"""
+    import subprocess
+    import sys
+
+    from tests.app_helpers import REPO_ROOT
+
+    check = ("import os, threading; before = dict(os.environ); import app; "
+             "after = {k: v for k, v in os.environ.items() if k != 'HF_HUB_DISABLE_TELEMETRY'}; "
+             "assert after == before, set(after.items()) ^ set(before.items()); "
+             "assert app.service._models == {}, app.service._models; "
+             "assert 'warm-up' not in [t.name for t in threading.enumerate()]; "
+             "assert app.demo.analytics_enabled is False; print('ok')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADIO_", "HF_HUB_"))}
+    out = subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

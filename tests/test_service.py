@@ -1,4 +1,9 @@
-"""skin.service without the UI: predict, explain, fairness card (uploads: tests/test_uploads.py)."""
+"""skin.service.service without the UI: load, predict, abstain, explain, status, the card through the service.
+
+Two tiny real checkpoints (:mod:`tests.app_helpers`) stand in for the models;
+uploads are tested in tests/test_uploads.py, the configuration, the card, the
+read-out and the Markdown in their own files.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app_helpers import HAM_LABELS, make_app_models
+from skin.service import ModelUnavailable, SkinLensService, load_config
+from tests.app_helpers import HAM_LABELS, condition_report, make_app_models
 from tests.bad_uploads import skin_photo
 
 
@@ -19,7 +25,6 @@ def _jpeg(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-# --------------------------------------------------------------------------- service
 @pytest.fixture(scope="module")
 def app_config(tmp_path_factory):
     return make_app_models(tmp_path_factory.mktemp("models"))
@@ -27,16 +32,12 @@ def app_config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(app_config):
-    from skin.service import SkinLensService, load_config
-
     return SkinLensService(load_config(app_config))
 
 
 def test_warm_up_runs_every_model_and_the_face_detector(app_config, monkeypatch):
     """Warm-up reaches the models even though its flat synthetic photo fails the quality check."""
     import torch
-
-    from skin.service import SkinLensService, load_config
 
     svc = SkinLensService(load_config(app_config))
     faces, forwards = [], []
@@ -53,71 +54,6 @@ def test_warm_up_runs_every_model_and_the_face_detector(app_config, monkeypatch)
     assert set(svc._models) == set(svc.config.models)
     assert len(forwards) == len(svc.config.models)
     assert faces == [(320, 320)]
-
-
-def test_config_defaults_and_env(monkeypatch, tmp_path, app_config):
-    from skin.service import load_config
-
-    monkeypatch.setenv("SKINLENS_CONFIG", str(app_config))
-    cfg = load_config()
-    assert set(cfg.models) == {"condition", "age"}
-    assert cfg.models["condition"].model.endswith("cond")
-    assert cfg.max_upload_bytes == 2**20
-    monkeypatch.setenv("SKINLENS_CONFIG", str(tmp_path / "absent.yaml"))
-    with pytest.raises(ValueError, match="not found"):
-        load_config()
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("models:\n  x: {task: nope, model: a/b}\n")
-    with pytest.raises(ValueError, match="unknown task"):
-        load_config(bad)
-
-
-def test_refuse_faces_defaults_by_dataset_and_is_checked(tmp_path):
-    """Models of close-up-only datasets (HAM10000, PAD-UFES-20) refuse portraits by default; SCIN and
-    Kaggle photos may show a face, so theirs answer; the key is a boolean and meaningless for face input."""
-    from skin.service import load_config
-
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("models:\n  ham: {task: condition_ham10000, model: a/b}\n  scin: {task: condition_scin, model: a/b}\n"
-                   "  pad: {task: condition_pad_ufes20, model: a/b, refuse_faces: false}\n")
-    models = load_config(cfg).models
-    assert (models["ham"].refuse_faces, models["scin"].refuse_faces, models["pad"].refuse_faces) == (True, False, False)
-    for bad, message in [("{task: condition_scin, model: a/b, refuse_faces: sometimes}", "must be true or false"),
-                         ("{task: age_utkface, model: a/b, input: face, refuse_faces: true}", "drop refuse_faces")]:
-        cfg.write_text(f"models:\n  x: {bad}\n")
-        with pytest.raises(ValueError, match=message):
-            load_config(cfg)
-
-
-def test_example_photos_are_read_from_configured_paths_with_licences(tmp_path):
-    from skin.service import examples_markdown, load_config
-
-    skin_photo().save(tmp_path / "here.png")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("examples:\n"
-                   "  - {path: here.png, caption: A lesion, licence: CC BY 4.0}\n"
-                   "  - {path: ../absent/none.png, caption: Gone, licence: CC BY-NC 4.0}\n")
-    config = load_config(cfg)
-    assert [e.caption for e in config.examples] == ["A lesion", "Gone"]
-    assert [e.path for e in config.available_examples()] == [str(tmp_path / "here.png")]
-    text = examples_markdown(config.examples, config.available_examples())
-    assert "A lesion" in text and "CC BY 4.0" in text and "Gone" not in text
-    assert "do not allow shipping" in examples_markdown(config.examples, [])
-    cfg.write_text("examples:\n  - {path: here.png}\n")
-    with pytest.raises(ValueError, match="licence"):
-        load_config(cfg)
-
-
-def test_repo_config_parses():
-    from skin.service import DEFAULT_CONFIG_PATH, load_config
-
-    cfg = load_config(DEFAULT_CONFIG_PATH)
-    assert cfg.models["condition"].model == "default:condition"
-    assert cfg.models["age"].input == "face"
-    assert cfg.models["condition"].abstain_below == 0.5
-    assert cfg.models["condition"].refuse_faces and not cfg.models["age"].refuse_faces
-    assert len(cfg.examples) >= 3 and all(e.licence for e in cfg.examples)
-    assert all("/shared/data/" in e.path for e in cfg.examples)  # read at run time, never shipped
 
 
 def test_predict_condition(service):
@@ -148,7 +84,6 @@ def test_predict_is_the_same_model_as_a_pipeline(service, app_config):
 
 
 def test_predict_no_face_abstains_for_age(service):
-    pytest.importorskip("skin.faces", reason="skin/faces.py (face detection) is not in the tree yet")
     res = service.predict(_jpeg(skin_photo()))
     age = res["tasks"]["age"]
     assert age["abstained"] and "no face" in age["reason"]
@@ -178,32 +113,6 @@ def test_close_up_model_refuses_a_portrait_and_says_what_to_do(service, monkeypa
     assert "a face fills" not in (service.predict(_jpeg(portrait))["tasks"]["condition"]["reason"] or "")
 
 
-def test_age_readout_is_dex_expectation(service):
-    from skin.metrics import expected_age
-
-    lm = service.model("age")
-    probs = np.zeros(101)
-    probs[[30, 40]] = 0.5
-    out = service._read_out(lm, probs)
-    assert out["estimate"] == pytest.approx(float(expected_age(probs[None], np.arange(101.0))[0]))
-    assert out["group"] == "25-49" and out["group_probability"] == pytest.approx(1.0)
-
-
-def test_age_abstention_names_the_estimates_group_not_the_most_likely(service):
-    """The group shown is the estimate's; when another group holds more mass, the reason must not call
-    the shown group the most likely one."""
-    from dataclasses import replace
-
-    lm = service.model("age")
-    lm = replace(lm, spec=replace(lm.spec, abstain_below=0.5))
-    probs = np.zeros(101)
-    probs[[10, 30, 60]] = [0.45, 0.2, 0.35]  # estimate 31.5 years: group 25-49 (0.2); 0-24 holds 0.45
-    out = service._read_out(lm, probs)
-    assert out["group"] == "25-49" and out["top_k"][0]["label"] == "0-24"
-    assert out["abstained"] and "most likely" not in out["reason"]
-    assert "the estimate (32 years) falls in the age group 25-49, which has probability 20%" in out["reason"]
-
-
 def test_quality_failure_abstains_every_task(service):
     dark = Image.fromarray((np.asarray(skin_photo()) * 0.08).astype(np.uint8))
     res = service.predict(dark)
@@ -214,8 +123,6 @@ def test_quality_failure_abstains_every_task(service):
 
 
 def test_low_confidence_abstains(app_config, tmp_path):
-    from skin.service import SkinLensService, load_config
-
     cfg = tmp_path / "strict.yaml"
     cfg.write_text(app_config.read_text().replace("abstain_below: 0.0", "abstain_below: 0.99")
                    .replace("model: cond", f"model: {app_config.parent / 'cond'}")
@@ -228,8 +135,6 @@ def test_low_confidence_abstains(app_config, tmp_path):
 
 def test_missing_default_model_is_named_with_the_fix(tmp_path, monkeypatch):
     import skin.hub
-    from skin.service import ModelUnavailable, SkinLensService, load_config
-
     monkeypatch.setattr(skin.hub, "MODELS_DIR", tmp_path / "no-models")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("models:\n  condition: {task: condition_ham10000, model: 'default:condition'}\n")
@@ -243,8 +148,6 @@ def test_missing_default_model_is_named_with_the_fix(tmp_path, monkeypatch):
 
 
 def test_folder_without_safetensors_is_refused(tmp_path):
-    from skin.service import SkinLensService, load_config
-
     (tmp_path / "pickled").mkdir()
     (tmp_path / "pickled" / "config.json").write_text("{}")
     (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"\x80\x04")
@@ -300,66 +203,46 @@ def test_explanation_is_on_the_model_that_predicted(service):
     assert info["target_probability"] == pytest.approx(top["probability"], abs=1e-5)
 
 
-def test_fairness_card_highlights_user_bucket_and_warns(service):
-    from skin.service import fairness_markdown
+def test_prediction_cache_can_be_turned_off(app_config, monkeypatch):
+    """SKINLENS_PREDICTION_CACHE=0 (the benchmarks): every request runs the model."""
+    monkeypatch.setenv("SKINLENS_PREDICTION_CACHE", "0")
+    svc = SkinLensService(load_config(app_config))
+    first = svc.predict(skin_photo(seed=3))
+    assert len(svc.cache) == 0
+    assert svc.predict(skin_photo(seed=3))["tasks"]["condition"]["top_k"] == first["tasks"]["condition"]["top_k"]
 
-    card = service.fairness("condition", "dark")
-    assert card["measured"] is True
-    rows = {r["bucket"]: r for r in card["rows"]}
-    assert rows["dark"]["is_user"] and rows["dark"]["n"] == 10 and rows["dark"]["small"]
-    assert rows["light"]["n"] == 110 and rows["light"]["ci_low"] <= rows["light"]["value"] <= rows["light"]["ci_high"]
-    assert any("thin data for dark skin" in w for w in card["warnings"])
-    md = fairness_markdown(card)
-    assert "▶ dark (you)" in md and "95 % CI" in md and "CC BY-NC-SA" in md
-    assert ("test-time augmentation" in md) is card["tta"]  # says when the figures used flip TTA
-    assert "test-time augmentation" in fairness_markdown({**card, "tta": True})
+
+def test_hub_model_missing_from_the_cache_is_named_when_offline(tmp_path):
+    """Offline (the app's default), a Hub id that is not cached is reported with the fix; it is not fetched."""
+    from dataclasses import replace
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  condition: {task: condition_ham10000, model: nobody-here/no-such-model}\n")
+    config = load_config(cfg)
+    problem = SkinLensService(replace(config, hub_offline=True)).status()["condition"]["problem"]
+    assert "not in the local cache" in problem and "HF_HUB_OFFLINE=0" in problem
+    assert SkinLensService(replace(config, hub_offline=False)).status()["condition"]["available"]
+
+
+def test_fairness_card_through_the_service(service):
+    """The card of a configured model, from the report stored beside it (the card itself: test_service_cards.py)."""
+    card = service.fairness("condition", "Dark ")
+    assert card["measured"] and card["user_bucket"] == "dark" and card["task"] == "condition"
+    assert card["dataset"] == "HAM10000" and card["model"] == service.config.models["condition"].model
     with pytest.raises(ValueError, match="tone_bucket"):
         service.fairness("condition", "olive")
+    with pytest.raises(ValueError, match="unknown task"):
+        service.fairness("hair")
 
 
-def test_fairness_card_without_tone_labels_says_so(service, monkeypatch):
-    import skin.hub
-
-    monkeypatch.setattr(skin.hub, "load_report", lambda ref: {"fairness": {"sex": {"groups": {}}}, "test": {}})
-    card = service.fairness("condition", "medium")
-    assert not card["measured"]
-    assert any("HAM10000" in w and "light skin" in w for w in card["warnings"])
-
-
-def test_read_faithfulness(tmp_path):
-    from skin.service import read_faithfulness
-
-    assert read_faithfulness(tmp_path / "none.json")["gradcam"]["text"] == "not measured"
-    p = tmp_path / "explain.json"
-    p.write_text(json.dumps({"models": {"efficientnet_lite0": {"methods": {
-        "gradcam": {"insertion_auc": 0.6, "deletion_auc": 0.2},
-        "saliency": {"faithfulness": {"insertion_auc": 0.4, "deletion_auc": 0.3}}}}}}))
-    f = read_faithfulness(p)
-    assert f["gradcam"]["score"] == pytest.approx(0.4) and "+0.40" in f["gradcam"]["text"]
-    assert f["saliency"]["score"] == pytest.approx(0.1)
-    assert f["occlusion"]["text"] == "not measured"
-
-
-def test_markdown_renders(service):
-    from skin.service import predictions_markdown, quality_markdown
-
-    res = service.predict(skin_photo())
-    md = predictions_markdown(res)
-    assert "Skin condition (test)" in md and "%" in md
-    assert "Photo quality" in quality_markdown(res)
-
-
-def test_read_faithfulness_bench_explain_layout(tmp_path):
-    """The layout bench/bench_explain.py writes: summary[method] / summary['ig/<rule>/<steps>/...']."""
-    from skin.explain import IG_METHOD, IG_N_STEPS
-    from skin.service import read_faithfulness
-
-    p = tmp_path / "explain.json"
-    p.write_text(json.dumps({"summary": {
-        "gradcam": {"seconds": 0.1, "deletion": 0.2, "insertion": 0.7, "faithfulness": 0.5},
-        f"ig/{IG_METHOD}/{IG_N_STEPS}/blur/224": {"seconds": 0.8, "deletion": 0.1, "insertion": 0.5,
-                                                   "faithfulness": 0.4}}}))
-    f = read_faithfulness(p)
-    assert f["gradcam"]["score"] == pytest.approx(0.5) and f["gradcam"]["insertion_auc"] == pytest.approx(0.7)
-    assert f["integrated_gradients"]["score"] == pytest.approx(0.4)
-    assert f["saliency"]["text"] == "not measured"
+def test_unreadable_report_is_a_warning_on_the_card(tmp_path):
+    """A report.json that is not a run report does not break the card: it says so."""
+    (tmp_path / "cond").mkdir()
+    (tmp_path / "cond" / "model.safetensors").write_bytes(b"")  # looks usable; the card never loads it
+    report = condition_report()
+    del report["labels"]
+    (tmp_path / "cond" / "report.json").write_text(json.dumps(report))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  condition: {task: condition_ham10000, model: cond}\n")
+    card = SkinLensService(load_config(cfg)).fairness("condition", "light")
+    assert not card["measured"] and "report.json cannot be read" in card["warnings"][0]

@@ -1,0 +1,115 @@
+"""The Markdown the app shows: predictions, photo quality, example photos and the fairness card.
+
+The service returns plain dicts (the API gives them as JSON); these functions
+draw them for people. They live beside ``app.py``, the only place that shows
+them, so wording and layout change here without touching the service.
+"""
+
+from __future__ import annotations
+
+from skin.service import ExamplePhoto
+
+
+def _fmt2(v) -> str:
+    """A metric with two decimals, or a dash when it was not measured."""
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _pct(v) -> str:
+    """A probability as a whole percentage, or a dash."""
+    return "–" if v is None else f"{v:.0%}"
+
+
+def predictions_markdown(result: dict) -> str:
+    """Each task's answer from :meth:`SkinLensService.predict`'s result, or why there is none."""
+    parts = []
+    for t in result["tasks"].values():
+        head = f"### {t['title']}"
+        if t.get("status") == "unavailable":
+            parts.append(f"{head}\n⚠️ Not available: {t['reason']}")
+            continue
+        if t.get("abstained") and not t.get("top_k"):
+            parts.append(f"{head}\n**No answer** — {t['reason']}")
+            continue
+        lines = [head]
+        if t.get("abstained"):
+            lines.append(f"**No confident answer** — {t['reason']}. For transparency, the model's "
+                         "(unreliable) top guesses were:")
+        elif "estimate" in t:
+            lines.append(f"**Estimated age: {t['estimate']:.0f} years** — age group **{t['group']}** "
+                         f"(probability {_pct(t['group_probability'])})")
+        lines.append("\n| | probability |\n|---|---|")
+        lines += [f"| {r['label']} | {_pct(r['probability'])} |" for r in t.get("top_k", [])]
+        lines.append("\n<sub>Probabilities are calibrated: of all answers given with 80 %, about 80 % were right "
+                     "on the test set.</sub>")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def quality_markdown(result: dict) -> str:
+    """The photo-quality verdict with a tip per problem, and what was done to the file."""
+    q = result.get("quality") or {}
+    lines = []
+    if q.get("ok", True):
+        lines.append("✅ **Photo quality: OK**")
+    else:
+        lines.append("❌ **Photo quality problems** — the app does not answer on this photo:")
+    for p in q.get("problems") or []:
+        if isinstance(p, dict):
+            tip = f" — *tip: {p['tip']}*" if p.get("tip") else ""
+            lines.append(f"- {p.get('message', p.get('code'))}{tip}")
+    notes = (result.get("image") or {}).get("notes") or []
+    if notes:
+        lines.append("\n**About your file:** " + "; ".join(notes) + ".")
+    return "\n".join(lines)
+
+
+def examples_markdown(configured: list[ExamplePhoto], available: list[ExamplePhoto]) -> str:
+    """Licence notes of the example photos, or why there are none."""
+    if available:
+        return "Example photos (not stored in this app; read from the datasets): " + "; ".join(
+            f"*{e.caption}* — {e.licence}" for e in available) + "."
+    if configured:
+        return ("No example photos on this machine: they are read from the datasets' folders at run time "
+                f"(e.g. `{configured[0].path}`), because their licences do not allow shipping them with the app.")
+    return ""
+
+
+def fairness_markdown(card: dict) -> str:
+    """A fairness card (:func:`skin.service.cards.fairness_card`): warnings first, then the table per tone."""
+    bucket = card.get("user_bucket")
+    lines = [f"### How well does this model work for your skin tone? — {card['title']}"]
+    if bucket:
+        lines.append(f"Your photo's estimated skin tone: **{bucket}** (ITA, three buckets: light > 41° ≥ medium > "
+                     "10° ≥ dark; a rough estimate from a photo, not a measurement).")
+    else:
+        lines.append("Your skin tone could not be estimated from this photo (no skin found, or a greyscale photo).")
+    for w in card.get("warnings", []):
+        lines.append(f"\n> ⚠️ **{w}**")
+    if card.get("measured"):
+        better = "higher is better" if card["higher_is_better"] else "lower is better"
+        lines.append(f"\n| skin tone | test images (n) | {card['metric_label']} ({better}) | 95 % CI |")
+        lines.append("|---|---|---|---|")
+        for r in card["rows"]:
+            name = f"**▶ {r['bucket']} (you)**" if r["is_user"] else r["bucket"]
+            val = "not measured" if r["value"] is None else f"{r['value']:.2f}"
+            ci = "–" if r["ci_low"] is None else f"{r['ci_low']:.2f}–{r['ci_high']:.2f}"
+            flag = " (thin data)" if r["small"] and r["n"] else ""
+            lines.append(f"| {name} | {r['n']}{flag} | {val} | {ci} |")
+    if card.get("overall"):
+        o = card["overall"]
+        lines.append(f"\nOverall on the test set: {card['metric_label']} **{o['value']:.2f}** (n = {o.get('n')}).")
+    if card.get("tta") and (card.get("overall") or card.get("measured")):
+        lines.append("These figures average each test photo with its mirror images (flip test-time augmentation); "
+                     "the app predicts on your photo alone, which scores slightly lower.")
+    if card.get("other_groups"):
+        lines.append("\n<details><summary>Other groups measured</summary>\n")
+        for attr, rows in card["other_groups"].items():
+            cells = ", ".join(f"{r['group']}: {_fmt2(r['value'])} (n={r['n']})" for r in rows)
+            lines.append(f"- **{attr}**: {cells}")
+        lines.append("\n</details>")
+    link = card.get("dataset_url")
+    ds = f"[{card['dataset']}]({link})" if link else card["dataset"]
+    lines.append(f"\n<sub>Training data: {ds} — licence: {card['dataset_licence']}. "
+                 f"Model card: {card['model_card']}.</sub>")
+    return "\n".join(lines)

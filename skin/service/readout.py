@@ -1,0 +1,63 @@
+"""From a model's probabilities to the answer shown: the top answers, the age estimate, and abstention.
+
+The exported models are calibrated (temperature folded into the classifier),
+so the top probability is an honest estimate of being right, and the app
+answers only when it reaches the model's ``abstain_below`` (by default 0.5:
+more likely right than wrong). Below it the answer is withheld but the
+guesses are still listed, marked unreliable.
+
+For age the model gives one probability per year (DEX); the estimate is the
+expectation of that distribution, shown with its age group. What is compared
+with the threshold is the probability of *the estimate's group* (the summed
+probability of its years), not of one year: a single year out of 101 is rarely
+above 0.5 even when the estimate is good. The group shown is the estimate's,
+so the age and its group agree, but another group can hold more probability
+mass (an estimate close to a group boundary); the estimate's group then holds
+under half, the model abstains at the default threshold, and the reason names
+the group that was compared instead of calling it the most likely.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abstain_below: float) -> dict:
+    """``{"top_k", "confidence", ("estimate", "group", "group_probability"), ("abstained", "reason")}``.
+
+    ``probs``: the softmax over ``labels``; ``age``: whether the labels are
+    ages (``"0"`` … ``"100+"``), read out as an estimate and its age group.
+    """
+    out = _age_read_out(probs, labels, top_k) if age else _class_read_out(probs, labels, top_k)
+    if out["confidence"] < abstain_below:
+        out["abstained"] = True
+        if age:
+            what = f"the estimate ({out['estimate']:.0f} years) falls in the age group {out['group']}, which"
+        else:
+            what = "the most likely answer"
+        out["reason"] = (f"not confident: {what} has probability {out['confidence']:.0%}, "
+                         f"below this app's threshold of {abstain_below:.0%}. The photo may be out of "
+                         "scope for this model (e.g. not the kind of image it was trained on)")
+    return out
+
+
+def _class_read_out(probs: np.ndarray, labels: list[str], k: int) -> dict:
+    order = np.argsort(-probs)[:k]
+    return {"top_k": [{"label": labels[i], "probability": float(probs[i])} for i in order],
+            "confidence": float(probs[order[0]])}
+
+
+def _age_read_out(probs: np.ndarray, labels: list[str], k: int) -> dict:
+    """The DEX estimate, its age group, and the ``k`` groups holding the most probability."""
+    from skin.metrics import expected_age
+    from skin.tasks import age_group_names, age_to_group, label_ages
+
+    ages = label_ages(labels)
+    estimate = float(expected_age(probs[None], ages)[0])
+    names = age_group_names()
+    group_p = np.bincount(age_to_group(ages), weights=probs, minlength=len(names))
+    g = int(age_to_group(estimate))
+    order = np.argsort(-group_p)[:k]
+    return {"estimate": round(estimate, 1), "group": names[g], "group_probability": float(group_p[g]),
+            "top_k": [{"label": names[i], "probability": float(group_p[i])} for i in order],
+            "confidence": float(group_p[g])}

@@ -1,0 +1,383 @@
+"""The service the app calls: load the configured models, predict, abstain, explain, report status.
+
+Models load lazily, once per process, and stay resident. A model that is
+missing does not stop the app: :meth:`SkinLensService.status` says what is
+missing and how to build it, and predicting with it raises
+:class:`ModelUnavailable` naming the command.
+
+* **Abstention** (every task): the photo fails the quality check, no face is
+  found (face models), a face fills the photo (``refuse_faces`` models, see
+  :mod:`skin.service.views`), or the calibrated confidence is below the
+  model's threshold (:mod:`skin.service.readout`).
+* **Skin tone** for the fairness card is estimated (ITA, three buckets of
+  :mod:`skin.tone`) on the face crop when a face was found, else on the whole
+  photo with the central lesion excluded (``lesion_photo=True``).
+* **Explanations** are computed on exactly the model object that predicted, on
+  exactly the ``pixel_values`` it saw, and drawn over that same input.
+* **Concurrency.** One lock per model serialises its forward passes and
+  explanations: Captum's hooks (Grad-CAM) are registered on the shared model
+  and would otherwise capture a concurrent request's activations.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from skin.reports import to_jsonable
+from skin.service.cache import ForwardPass, PredictionCache, photo_key
+from skin.service.cards import fairness_card, parse_bucket
+from skin.service.config import AppConfig, ModelSpec, load_config
+from skin.service.loading import LoadedModel, load_model, reference_problem
+from skin.service.readout import read_out
+from skin.service.views import model_input_image, model_view, needs_face
+from skin.tasks import TaskKind
+from skin.uploads import LoadedImage, load_image
+
+DISCLAIMER = ("**Not medical advice.** SkinLens is a research demo: it can be wrong, it has not been "
+              "clinically validated, and it cannot diagnose anything. If a spot on your skin changes, bleeds, "
+              "itches or worries you, see a doctor or dermatologist.")
+BUILD_HINT = ("build the embedded default models with the commands in README.md, section 'Models' "
+              "(python train.py --task condition_ham10000 ... / --task age_utkface ...), or point "
+              "skinlens.yaml (or SKINLENS_CONFIG) at a trained checkpoint folder or Hub id")
+
+
+class ModelUnavailable(ValueError):
+    """A configured model cannot be loaded (not built, not downloaded, no safetensors)."""
+
+
+class SkinLensService:
+    """Predict, explain and fairness card for the configured models (thread-safe)."""
+
+    def __init__(self, config: AppConfig | None = None):
+        self.config = config or load_config()
+        self._models: dict[str, LoadedModel] = {}
+        self._errors: dict[str, str] = {}
+        self._load_lock = threading.Lock()
+        self._faithfulness: dict[str, dict[str, dict]] = {}
+        self.cache = PredictionCache(self.config.prediction_cache)
+
+    # ---------------- models ----------------
+    def model_problem(self, key: str) -> str | None:
+        """Why model ``key`` cannot be used, without loading it (``None`` = looks usable)."""
+        spec = self._spec(key)
+        if key in self._models:
+            return None
+        if key in self._errors:
+            return self._errors[key]
+        return reference_problem(spec, hub_offline=self.config.hub_offline)
+
+    def status(self) -> dict[str, dict]:
+        """``{key: {"task", "model", "available", "problem"}}`` for every configured model."""
+        out = {}
+        for key, spec in self.config.models.items():
+            problem = self.model_problem(key)
+            out[key] = {"task": spec.task, "model": spec.model, "title": spec.title, "input": spec.input,
+                        "available": problem is None, "problem": problem,
+                        "loaded": key in self._models}
+        return out
+
+    def notice(self) -> str | None:
+        """Markdown notice listing missing models and how to build them (``None`` when all are there)."""
+        missing = [s["problem"] for s in self.status().values() if not s["available"]]
+        if not missing:
+            return None
+        lines = "\n".join(f"- {p}" for p in missing)
+        return f"⚠️ **Some models are missing**, so their results are not shown:\n{lines}\n\nTo fix: {BUILD_HINT}."
+
+    def _spec(self, key: str) -> ModelSpec:
+        if key not in self.config.models:
+            raise ValueError(f"unknown task {key!r}; this app is configured for: {', '.join(self.config.models)}")
+        return self.config.models[key]
+
+    def model(self, key: str) -> LoadedModel:
+        """The loaded model ``key`` (loaded on first use, then resident)."""
+        self._spec(key)
+        if key not in self._models:
+            with self._load_lock:
+                if key not in self._models:
+                    self._models[key] = self._load(key)
+        return self._models[key]
+
+    def _load(self, key: str) -> LoadedModel:
+        """Load model ``key``, or raise :class:`ModelUnavailable` and remember why it failed."""
+        spec = self._spec(key)
+        problem = self.model_problem(key)
+        if problem:
+            raise ModelUnavailable(f"{problem}. To fix: {BUILD_HINT}")
+        try:
+            return load_model(spec, hub_offline=self.config.hub_offline)
+        except (ValueError, OSError) as e:
+            self._errors[key] = f"model '{key}' ({spec.model}) failed to load: {e}"
+            raise ModelUnavailable(f"{self._errors[key]}. To fix: {BUILD_HINT}") from e
+
+    def load_all(self) -> dict[str, str | None]:
+        """Load every available model now (e.g. at start-up); ``{key: problem or None}``."""
+        out = {}
+        for key in self.config.models:
+            try:
+                self.model(key)
+                out[key] = None
+            except ModelUnavailable as e:
+                out[key] = str(e)
+        return out
+
+    def warm_up(self) -> None:
+        """Load every model and run one prediction on a synthetic photo.
+
+        The first real request then finds the models, the face detector and
+        the CPU kernels ready. A missing model is reported by :meth:`status`,
+        not here.
+        """
+        import torch
+        from PIL import Image
+
+        from skin.quality import check_quality
+        from skin.tone import estimate_tone
+
+        problems = self.load_all()
+        if all(problems.values()):
+            return
+        # A flat synthetic photo fails the quality check, so predict() would stop before the models:
+        # run each model, the face detector and the photo checks on it directly instead.
+        photo = Image.new("RGB", (320, 320), (186, 140, 118))
+        for key, problem in problems.items():
+            if problem is None:
+                lm = self.model(key)
+                with lm.lock, torch.inference_mode():
+                    lm.model(pixel_values=lm.pixel_values(photo))
+        if any(needs_face(spec) for spec in self.config.models.values()):
+            self._face(photo)
+        check_quality(photo)
+        estimate_tone(photo, lesion_photo=True)
+
+    # ---------------- inputs ----------------
+    def load_upload(self, path_or_bytes) -> LoadedImage:
+        """Decode an upload safely (:func:`skin.uploads.load_image` with the configured limits)."""
+        return load_image(path_or_bytes, max_bytes=self.config.max_upload_bytes, max_pixels=self.config.max_pixels)
+
+    def _as_loaded(self, image) -> LoadedImage:
+        from PIL import Image
+
+        if isinstance(image, LoadedImage):
+            return image
+        if isinstance(image, Image.Image):
+            rgb = image.convert("RGB")
+            return LoadedImage(rgb, None, rgb.size, image.mode, [])
+        return self.load_upload(image)
+
+    def _face(self, image):
+        from skin.faces import largest_face
+
+        return largest_face(image)
+
+    def _model_view(self, spec: ModelSpec, image, face_cache: dict):
+        """:func:`~skin.service.views.model_view`, detecting the face at most once per photo."""
+        if needs_face(spec) and "face" not in face_cache:
+            face_cache["face"] = self._face(image)
+        return model_view(spec, image, face_cache.get("face"))
+
+    # ---------------- predict ----------------
+    def _forward(self, lm: LoadedModel, view) -> ForwardPass:
+        """Model ``lm`` on the picture ``view``, or the same photo's cached pass (see :mod:`skin.service.cache`).
+
+        For timm CNNs the forward pass also records the feature map Grad-CAM
+        reads, so Grad-CAM after Predict needs only a backward pass through
+        the classifier head.
+        """
+        import torch
+
+        from skin.features import capture_features
+
+        rgb = view if view.mode == "RGB" else view.convert("RGB")
+        key = photo_key(lm.spec.key, rgb)
+        hit = self.cache.get(key)
+        if hit is None:
+            x = lm.pixel_values(rgb)
+            with lm.lock, torch.inference_mode(), capture_features(lm.model) as store:
+                logits = lm.model(pixel_values=x).logits
+            probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
+            hit = ForwardPass(probs, x, store.get("features"))
+            self.cache.put(key, hit)
+        return hit._replace(probs=hit.probs.copy())
+
+    def predict(self, image) -> dict:
+        """Predictions for every configured model, with quality check and tone bucket.
+
+        ``image``: a path or bytes of an upload (validated), a
+        :class:`~skin.uploads.LoadedImage` or a PIL image. Raises
+        :class:`~skin.uploads.UploadError` for unusable files and
+        :class:`ModelUnavailable` when no configured model can be used.
+        """
+        from skin.quality import check_quality
+
+        loaded = self._as_loaded(image)
+        img = loaded.image
+        quality = to_jsonable(check_quality(img))
+        problems = quality.get("problems") or []
+        status = self.status()
+        if not any(s["available"] for s in status.values()):
+            missing = "; ".join(s["problem"] for s in status.values())
+            raise ModelUnavailable(f"no model is available: {missing}. To fix: {BUILD_HINT}")
+        face_cache: dict = {}
+        tasks = {key: self._predict_one(spec, img, status[key], quality, face_cache)
+                 for key, spec in self.config.models.items()}
+        face = face_cache.get("face")
+        return {
+            "disclaimer": "Not medical advice. A research demo; see a doctor about any skin concern.",
+            "image": loaded.summary(),
+            "quality": quality,
+            "tips": [p.get("tip") for p in problems if isinstance(p, dict) and p.get("tip")],
+            "tone": self._tone(img, face),
+            "face": None if "face" not in face_cache else {"found": face is not None,
+                                                            "box": to_jsonable(face) if face is not None else None},
+            "tasks": tasks,
+        }
+
+    def _predict_one(self, spec: ModelSpec, img, status: dict, quality: dict, face_cache: dict) -> dict:
+        """The entry of one model in :meth:`predict`'s ``tasks``: its answer, or why it abstained."""
+        entry: dict[str, Any] = {"task": spec.task, "title": spec.title, "model": spec.model,
+                                 "input": spec.input, "threshold": spec.abstain_below,
+                                 "abstained": False, "reason": None}
+        if not status["available"]:
+            entry.update(status="unavailable", abstained=True, reason=status["problem"])
+            return entry
+        if not quality.get("ok", True):
+            msgs = "; ".join(str(p.get("message", p)) for p in quality.get("problems") or []) \
+                or "the photo failed the quality check"
+            entry.update(status="abstain", abstained=True, reason=f"photo quality: {msgs}")
+            return entry
+        view, reason = self._model_view(spec, img, face_cache)
+        if view is None:
+            entry.update(status="abstain", abstained=True, reason=reason)
+            return entry
+        try:
+            lm = self.model(spec.key)
+        except ModelUnavailable as e:
+            entry.update(status="unavailable", abstained=True, reason=str(e))
+            return entry
+        entry.update(self._read_out(lm, self._forward(lm, view).probs))
+        entry["status"] = "abstain" if entry["abstained"] else "ok"
+        return entry
+
+    def _read_out(self, lm: LoadedModel, probs: np.ndarray) -> dict:
+        """:func:`~skin.service.readout.read_out` with model ``lm``'s labels and threshold."""
+        return read_out(probs, lm.labels, age=lm.kind is TaskKind.AGE, top_k=self.config.top_k,
+                        abstain_below=lm.spec.abstain_below)
+
+    @staticmethod
+    def _tone(img, face) -> dict:
+        """ITA tone bucket of the face crop when a face was found, else of the photo around its centre."""
+        from skin.tone import estimate_tone
+
+        if face is not None:
+            from skin.faces import crop_face
+
+            return {**to_jsonable(estimate_tone(crop_face(img, face))), "source": "face"}
+        return {**to_jsonable(estimate_tone(img, lesion_photo=True)), "source": "photo (central lesion excluded)"}
+
+    # ---------------- explain ----------------
+    def faithfulness(self, key: str | None = None) -> dict[str, dict]:
+        """``{method: {"text", "score", ...}}`` measured on model ``key`` (default: the first configured
+        model): the ``faithfulness.json`` beside it (``bench/bench_explain.py --model``), or "not measured"."""
+        key = key or next(iter(self.config.models))
+        if key not in self._faithfulness:
+            from skin.explain.faithfulness import faithfulness_summary, load_faithfulness
+            from skin.hub import DEFAULTS, default_dir
+
+            ref = self._spec(key).model
+            report = None
+            if self.model_problem(key) is None:
+                report = load_faithfulness(default_dir(ref) if ref in DEFAULTS else ref)
+            self._faithfulness[key] = faithfulness_summary(report)
+        return self._faithfulness[key]
+
+    def method_choices(self) -> list[tuple[str, str]]:
+        """(label shown in the picker, method) pairs, the label carrying the measured faithfulness."""
+        from skin.explain import METHODS
+
+        faith = self.faithfulness()
+        return [(f"{m.label} — faithfulness: {faith[name]['text']}", name) for name, m in METHODS.items()]
+
+    def labels(self, key: str) -> list[str]:
+        """Class names of model ``key`` (loads it)."""
+        return list(self.model(key).labels)
+
+    def explain(self, image, key: str, method: str = "gradcam", target: str | int | None = None):
+        """``(overlay PIL image, info dict)`` for model ``key``'s prediction on ``image``.
+
+        ``target``: a class label or index of that model; ``None`` / ``""`` =
+        the predicted class. The map is drawn over the model's own input.
+        """
+        from skin.explain import METHODS, explain, overlay
+
+        if method not in METHODS:
+            raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+        spec = self._spec(key)
+        loaded = self._as_loaded(image)
+        lm = self.model(key)
+        view, reason = self._model_view(spec, loaded.image, {})
+        if view is None:
+            raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
+        target_idx = self._target_index(lm, target)
+        probs, x, features = self._forward(lm, view)
+        if target_idx is None:
+            target_idx = int(np.argmax(probs))
+        options = {"features": features} if method == "gradcam" and features is not None else {}
+        with lm.lock:
+            exp = explain(lm.model, x, target=target_idx, method=method, **options)
+        label = lm.labels[exp.target]
+        # blended at the model's own resolution, then shown at >= 384 px with a readable legend
+        picture = overlay(model_input_image(x, lm.processor, min_side=0), exp.attribution, label=label, min_side=384)
+        info = {
+            "task": key, "method": method, "target": label, "target_index": int(exp.target),
+            "target_probability": float(probs[exp.target]), "predicted": lm.labels[int(np.argmax(probs))],
+            "seconds": round(float(exp.seconds), 3), "signed": bool(exp.signed),
+            "faithfulness": self.faithfulness(key)[method],
+            "input_size": list(x.shape[-2:]),
+            "note": "heatmap over the exact picture the model read (after its resize/crop); "
+                    "red = parts that raised the score of the target class most",
+            "image_notes": loaded.notes,
+        }
+        return picture, info
+
+    @staticmethod
+    def _target_index(lm: LoadedModel, target) -> int | None:
+        if target is None or (isinstance(target, str) and not target.strip()):
+            return None
+        if isinstance(target, str) and target in lm.labels:
+            return lm.labels.index(target)
+        try:
+            idx = int(target)
+        except (TypeError, ValueError):
+            idx = -1
+        if not 0 <= idx < len(lm.labels):
+            shown = ", ".join(lm.labels[:12]) + (" …" if len(lm.labels) > 12 else "")
+            raise ValueError(f"unknown target class {target!r} for the {lm.spec.key} model; use one of: {shown}")
+        return idx
+
+    # ---------------- fairness card ----------------
+    def fairness(self, key: str, tone_bucket: str | None = None) -> dict:
+        """The fairness card of model ``key`` (:mod:`skin.service.cards`), highlighting ``tone_bucket``."""
+        from skin.hub import load_report
+        from skin.reports import RunReport
+        from skin.tasks import get_task
+
+        spec = self._spec(key)
+        bucket = parse_bucket(tone_bucket)
+        problem = self.model_problem(key)
+        report = None
+        if problem is None:
+            try:
+                stored = load_report(spec.model)
+            except ValueError as e:
+                problem = str(e)
+            else:
+                try:
+                    report = None if stored is None else RunReport.from_dict(stored)
+                except (KeyError, TypeError, ValueError) as e:
+                    problem = f"model '{key}': its report.json cannot be read ({type(e).__name__}: {e})"
+        return fairness_card(spec, get_task(spec.task), report, bucket=bucket, problem=problem,
+                             model_card_url=self.config.model_card_url)

@@ -1,0 +1,67 @@
+"""The picture each model reads from a photo, and the picture shown back to the visitor.
+
+A face model reads the largest face, cropped; it abstains when there is none.
+A close-up model reads the whole photo; with ``refuse_faces`` it abstains on a
+portrait (a face filling at least ``PORTRAIT_FACE_FRACTION`` of the photo),
+because it was trained on close-ups of one lesion, not on photos of people.
+Explanations are drawn over the model's own input, de-normalised
+(:func:`model_input_image`), so the map and the picture line up by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skin.service.config import PORTRAIT_FACE_FRACTION, ModelSpec
+
+
+def needs_face(spec: ModelSpec) -> bool:
+    """Whether model ``spec`` needs the face detector: it reads faces, or refuses portraits."""
+    return spec.input == "face" or spec.refuse_faces
+
+
+def model_view(spec: ModelSpec, image, face):
+    """``(picture, None)`` for model ``spec`` to read, or ``(None, reason)`` when it refuses the photo.
+
+    ``face``: the photo's largest face (:func:`skin.faces.largest_face`), or
+    ``None``; only read when :func:`needs_face`.
+    """
+    if not needs_face(spec):
+        return image, None
+    if spec.input != "face":
+        share = 0.0 if face is None else face.area / (image.width * image.height)
+        if share >= PORTRAIT_FACE_FRACTION:
+            return None, (f"a face fills {share:.0%} of this photo: this model reads close-ups of one skin "
+                          "spot, not photos of people. Photograph the spot from about 10 cm, or crop the "
+                          "photo to the spot, and upload it again")
+        return image, None
+    if face is None:
+        return None, ("no face found: this model needs a photo of a face, looking at the camera, well lit, "
+                      "filling at least a third of the picture")
+    from skin.faces import crop_face
+
+    return crop_face(image, face), None
+
+
+def _mean_std(processor) -> tuple[np.ndarray, np.ndarray]:
+    data_config = getattr(processor, "data_config", None)  # TimmWrapperImageProcessor
+    if isinstance(data_config, dict) and "mean" in data_config:
+        mean, std = data_config["mean"], data_config["std"]
+    else:
+        mean = getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5)
+        std = getattr(processor, "image_std", None) or (0.5, 0.5, 0.5)
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
+def model_input_image(pixel_values, processor, min_side: int = 384):
+    """The picture the model saw: ``pixel_values`` de-normalised, upscaled for display."""
+    from PIL import Image
+
+    mean, std = _mean_std(processor)
+    x = pixel_values.detach().float().cpu().numpy()[0].transpose(1, 2, 0)
+    rgb = np.clip((x * std + mean) * 255.0, 0, 255).round().astype(np.uint8)
+    im = Image.fromarray(rgb, "RGB")
+    if min(im.size) < min_side:
+        scale = min_side / min(im.size)
+        im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC)
+    return im

@@ -1,0 +1,92 @@
+"""app_markdown: the service's dicts drawn as the Markdown the page shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from app_markdown import examples_markdown, fairness_markdown, predictions_markdown, quality_markdown
+from skin.reports import RunReport
+from skin.service.cards import fairness_card
+from skin.service.config import ExamplePhoto, ModelSpec
+from skin.tasks import get_task
+from tests.app_helpers import condition_report
+
+RESULT = {
+    "tasks": {
+        "condition": {"title": "Skin condition (test)", "status": "ok", "abstained": False,
+                      "top_k": [{"label": "nv", "probability": 0.81}, {"label": "mel", "probability": 0.12}]},
+        "age": {"title": "Apparent age (test)", "status": "ok", "abstained": False, "estimate": 31.6,
+                "group": "25-49", "group_probability": 0.7, "top_k": [{"label": "25-49", "probability": 0.7}]},
+    },
+    "quality": {"ok": True, "problems": []},
+    "image": {"notes": []},
+}
+
+
+@pytest.fixture(scope="module")
+def card():
+    spec = ModelSpec(key="condition", task="condition_ham10000", model="cond", title="Skin condition (test)")
+    return fairness_card(spec, get_task(spec.task), RunReport.from_dict(condition_report()), bucket="dark",
+                         problem=None, model_card_url="model_card.md")
+
+
+def test_predictions_answers():
+    md = predictions_markdown(RESULT)
+    assert "### Skin condition (test)" in md and "| nv | 81% |" in md
+    assert "**Estimated age: 32 years** — age group **25-49** (probability 70%)" in md
+    assert "Probabilities are calibrated" in md
+
+
+def test_predictions_abstained_unavailable_and_no_answer():
+    tasks = {
+        "a": {"title": "A", "abstained": True, "reason": "not confident: …", "top_k": [{"label": "x",
+                                                                                        "probability": 0.3}]},
+        "b": {"title": "B", "status": "unavailable", "abstained": True, "reason": "model 'b' is missing"},
+        "c": {"title": "C", "status": "abstain", "abstained": True, "reason": "no face found: …"},
+    }
+    md = predictions_markdown({"tasks": tasks})
+    assert "**No confident answer** — not confident: …" in md and "| x | 30% |" in md
+    assert "### B\n⚠️ Not available: model 'b' is missing" in md
+    assert "### C\n**No answer** — no face found: …" in md
+
+
+def test_quality_problems_with_tips_and_file_notes():
+    assert quality_markdown(RESULT).startswith("✅ **Photo quality: OK**")
+    bad = {"quality": {"ok": False, "problems": [{"code": "too_dark", "message": "too dark", "tip": "use daylight"}]},
+           "image": {"notes": ["converted from CMYK"]}}
+    md = quality_markdown(bad)
+    assert "❌ **Photo quality problems**" in md and "- too dark — *tip: use daylight*" in md
+    assert "**About your file:** converted from CMYK." in md
+
+
+def test_examples_with_licences_or_why_none(tmp_path):
+    here = ExamplePhoto(str(tmp_path / "here.png"), "A lesion", "CC BY 4.0")
+    gone = ExamplePhoto(str(tmp_path / "gone.png"), "Gone", "CC BY-NC 4.0")
+    text = examples_markdown([here, gone], [here])
+    assert "A lesion" in text and "CC BY 4.0" in text and "Gone" not in text
+    assert "do not allow shipping" in examples_markdown([here, gone], []) and str(tmp_path) in examples_markdown(
+        [here, gone], [])
+    assert examples_markdown([], []) == ""
+
+
+def test_fairness_card_table(card):
+    md = fairness_markdown(card)
+    assert "Your photo's estimated skin tone: **dark**" in md
+    assert "| skin tone | test images (n) | balanced accuracy (higher is better) | 95 % CI |" in md
+    assert "**▶ dark (you)** | 10 (thin data) |" in md
+    light = next(r for r in card["rows"] if r["bucket"] == "light")
+    assert f"| light | 110 | {light['value']:.2f} | {light['ci_low']:.2f}–{light['ci_high']:.2f} |" in md
+    assert "> ⚠️ **thin data for dark skin" in md
+    assert "Overall on the test set: balanced accuracy **0.42** (n = 160)." in md
+    assert "[HAM10000](https://doi.org/10.7910/DVN/DBW86T) — licence: CC BY-NC-SA" in md
+
+
+def test_fairness_card_tta_other_groups_and_unknown_tone(card):
+    assert ("test-time augmentation" in fairness_markdown(card)) is card["tta"]
+    assert "test-time augmentation" in fairness_markdown({**card, "tta": True})
+    other = {**card, "user_bucket": None, "measured": False,
+             "other_groups": {"sex": [{"group": "male", "value": 0.5, "n": 12}, {"group": "female", "value": None,
+                                                                                 "n": 0}]}}
+    md = fairness_markdown(other)
+    assert "could not be estimated" in md and "| skin tone |" not in md
+    assert "- **sex**: male: 0.50 (n=12), female: – (n=0)" in md

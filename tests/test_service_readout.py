@@ -1,0 +1,51 @@
+"""skin.service.readout: probabilities to the answer shown, and when to withhold it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skin.metrics import expected_age
+from skin.service.readout import read_out
+from skin.tasks import AGE_LABELS
+from tests.app_helpers import HAM_LABELS
+
+
+def test_top_k_in_order_and_confidence():
+    probs = np.array([0.05, 0.1, 0.6, 0.05, 0.1, 0.05, 0.05])
+    out = read_out(probs, HAM_LABELS, age=False, top_k=3, abstain_below=0.5)
+    assert [r["label"] for r in out["top_k"]][0] == "bkl" and len(out["top_k"]) == 3
+    assert out["confidence"] == pytest.approx(0.6) and "abstained" not in out
+
+
+def test_low_confidence_abstains_but_lists_the_guesses():
+    probs = np.full(7, 1 / 7)
+    out = read_out(probs, HAM_LABELS, age=False, top_k=3, abstain_below=0.5)
+    assert out["abstained"] and len(out["top_k"]) == 3
+    assert out["reason"].startswith("not confident: the most likely answer has probability 14%, below this "
+                                    "app's threshold of 50%")
+
+
+def test_age_readout_is_dex_expectation():
+    probs = np.zeros(101)
+    probs[[30, 40]] = 0.5
+    out = read_out(probs, AGE_LABELS, age=True, top_k=3, abstain_below=0.5)
+    assert out["estimate"] == pytest.approx(float(expected_age(probs[None], np.arange(101.0))[0]))
+    assert out["group"] == "25-49" and out["group_probability"] == pytest.approx(1.0)
+    assert "abstained" not in out
+
+
+def test_age_abstention_names_the_estimates_group_not_the_most_likely():
+    """The group shown is the estimate's; when another group holds more mass, the reason must not call
+    the shown group the most likely one."""
+    probs = np.zeros(101)
+    probs[[10, 30, 60]] = [0.45, 0.2, 0.35]  # estimate 31.5 years: group 25-49 (0.2); 0-24 holds 0.45
+    out = read_out(probs, AGE_LABELS, age=True, top_k=3, abstain_below=0.5)
+    assert out["group"] == "25-49" and out["top_k"][0]["label"] == "0-24"
+    assert out["abstained"] and "most likely" not in out["reason"]
+    assert "the estimate (32 years) falls in the age group 25-49, which has probability 20%" in out["reason"]
+
+
+def test_age_labels_must_be_ages():
+    with pytest.raises(ValueError, match="age model labels must be ages"):
+        read_out(np.full(7, 1 / 7), HAM_LABELS, age=True, top_k=3, abstain_below=0.5)
