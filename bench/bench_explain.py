@@ -11,14 +11,21 @@ no file is picked by its result) at 224 px on CPU (or at the size of the model g
 * deletion / insertion AUCs of every method and a randomisation sanity check
   (Adebayo et al. 2018) on two images.
 
+With ``--model`` (the app's own models), it also writes the model's
+faithfulness file, ``<model folder>/faithfulness.json``
+(``skin.explain.faithfulness``): deletion, insertion and their difference per
+method as the app runs it, which the app shows beside the method picker.
+``--data utkface`` explains face photos (UTKFace, for the age model) instead
+of HAM10000 lesions.
+
 The model is the project's own EfficientNet-Lite0 (``skin.modeling.create_model``)
 with its 1000-class ImageNet classifier restored, so the explained predictions
 are those of a trained network (a fresh skin-label head would be random).
 Either model is prepared as the app runs it (``skin.inference``: BatchNorm
 folded, channels-last), so the timings are the app's.
 
-Usage: ``python bench/bench_explain.py [--images 5] [--threads 2] [--quick]``.
-Writes ``bench/results/explain.json`` and prints a table.
+Usage: ``python bench/bench_explain.py [--images 5] [--threads 2] [--quick] [--model REF] [--data utkface]``.
+Writes ``bench/results/explain.json`` (``--out``), the faithfulness file with ``--model``, and prints a table.
 """
 
 from __future__ import annotations
@@ -32,13 +39,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "ham10000"
+SHARED = ROOT.parent / "shared" / "data"
+DATA = SHARED / "ham10000"
+FACES = SHARED / "utkface" / "UTKFace"
 
 
 def load_model(ref: str | None = None):
@@ -76,6 +87,36 @@ def pick_images(n: int) -> list[Path]:
                 chosen.append(by_dx[dx][depth])
         depth += 1
     return [DATA / "images" / f"{i}.jpg" for i in chosen]
+
+
+def pick_faces(n: int) -> list[Path]:
+    """``n`` UTKFace photos evenly spaced in file-name order (names start with the age)."""
+    faces = sorted(FACES.glob("*.jpg"))
+    return [faces[int(i)] for i in np.linspace(0, len(faces) - 1, n)]
+
+
+def model_dir(ref: str) -> Path | None:
+    """The folder of model ``ref`` (``default:condition`` -> ``models/condition``, or a checkpoint
+    folder), where its faithfulness file goes; ``None`` for a Hub id."""
+    from skin.hub import DEFAULTS, default_dir
+
+    if ref in DEFAULTS:
+        return default_dir(ref)
+    return Path(ref) if Path(ref).is_dir() else None
+
+
+def faithfulness_report(ref: str, rows: dict[str, dict[str, list]], images: list[str], size: int, command: str):
+    """The model's faithfulness file from the per-image rows: every method as the app runs it
+    (Integrated Gradients with ``skin.explain``'s defaults at the model's own input size);
+    ``command`` records how it was measured."""
+    from skin.explain import IG_METHOD, IG_N_STEPS, METHODS
+    from skin.explain.faithfulness import FaithfulnessReport, MethodFaithfulness
+
+    keys = {m: m for m in METHODS}
+    keys["integrated_gradients"] = f"ig/{IG_METHOD}/{IG_N_STEPS}/blur/{size}"
+    methods = {m: MethodFaithfulness.of(rows[k]["deletion"], rows[k]["insertion"]) for m, k in keys.items() if k in rows}
+    return FaithfulnessReport(model=ref, n_images=len(images), methods=methods, images=images,
+                              input_size=[size, size], measured_with=command)
 
 
 def timing(model, processor, path: Path, repeats: int = 3) -> dict[str, dict[str, float]]:
@@ -125,18 +166,18 @@ def timing(model, processor, path: Path, repeats: int = 3) -> dict[str, dict[str
 
 
 def main() -> None:
-    import numpy as np
     import torch
     from PIL import Image
 
     from skin.explain import (
         METHODS,
-        _spearman,
         deletion_insertion,
         explain,
         faithfulness_score,
+        map_correlation,
         randomization_check,
     )
+    from skin.explain.faithfulness import write_faithfulness
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=5)
@@ -146,16 +187,19 @@ def main() -> None:
                     help="only the single-thread timing table, merged into an existing --out file")
     ap.add_argument("--model", help="explain this model instead (e.g. default:condition: the app's own model, "
                                      "whose faithfulness the app shows next to the method picker)")
+    ap.add_argument("--data", choices=("ham10000", "utkface"), default="ham10000",
+                    help="the photos to explain: HAM10000 lesions, or UTKFace faces (for the age model)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "explain.json"))
     args = ap.parse_args()
-    if not DATA.is_dir():
-        raise SystemExit(f"HAM10000 not found at {DATA}; see ../shared/data/README.md")
+    folder = DATA if args.data == "ham10000" else FACES
+    if not folder.is_dir():
+        raise SystemExit(f"{args.data} not found at {folder}; see ../shared/data/README.md")
     torch.set_num_threads(args.threads)
     n_images = 2 if args.quick else args.images
 
     model, processor = load_model(args.model)
     size = int(processor(Image.new("RGB", (64, 48)), return_tensors="pt")["pixel_values"].shape[-1])
-    paths = pick_images(n_images)
+    paths = pick_images(n_images) if args.data == "ham10000" else pick_faces(n_images)
     out = Path(args.out)
     if args.timing_only:
         result = json.loads(out.read_text()) if out.is_file() else {}
@@ -216,12 +260,12 @@ def main() -> None:
             di = deletion_insertion(model, x, e.attribution, target)
             if integration == "gausslegendre" and n_steps == 50 and baseline == "blur" and not input_size:
                 reference = e.attribution
-            rho = _spearman(e.attribution, reference) if reference is not None else float("nan")
+            rho = map_correlation(e.attribution, reference) if reference is not None else float("nan")
             record(key, seconds=e.seconds, cpu_seconds=cpu, completeness=e.info["completeness_error"],
-                   deletion=di["deletion_auc"], insertion=di["insertion_auc"],
+                   deletion=di.deletion_auc, insertion=di.insertion_auc,
                    faithfulness=faithfulness_score(di), spearman_vs_gl50=rho)
             print(f"  {path.name} {key}: {e.seconds:.2f}s completeness={e.info['completeness_error']:.4f} "
-                  f"del={di['deletion_auc']:.3f} ins={di['insertion_auc']:.3f} rho={rho:.3f}", flush=True)
+                  f"del={di.deletion_auc:.3f} ins={di.insertion_auc:.3f} rho={rho:.3f}", flush=True)
         for method in METHODS:
             if method == "integrated_gradients":
                 continue
@@ -229,14 +273,14 @@ def main() -> None:
             e = explain(model, x, target, method)
             cpu = time.process_time() - cpu
             di = deletion_insertion(model, x, e.attribution, target)
-            record(method, seconds=e.seconds, cpu_seconds=cpu, deletion=di["deletion_auc"],
-                   insertion=di["insertion_auc"], faithfulness=faithfulness_score(di))
-            print(f"  {path.name} {method}: {e.seconds:.2f}s del={di['deletion_auc']:.3f} "
-                  f"ins={di['insertion_auc']:.3f}", flush=True)
+            record(method, seconds=e.seconds, cpu_seconds=cpu, deletion=di.deletion_auc,
+                   insertion=di.insertion_auc, faithfulness=faithfulness_score(di))
+            print(f"  {path.name} {method}: {e.seconds:.2f}s del={di.deletion_auc:.3f} "
+                  f"ins={di.insertion_auc:.3f}", flush=True)
         # A random ordering of pixels: what "no information" scores.
         rnd = np.random.default_rng(i).random(tuple(x.shape[-2:]))
         di = deletion_insertion(model, x, rnd, target)
-        record("random_map", deletion=di["deletion_auc"], insertion=di["insertion_auc"],
+        record("random_map", deletion=di.deletion_auc, insertion=di.insertion_auc,
                faithfulness=faithfulness_score(di))
         if i < 2:
             for method in ("gradcam", "saliency", "integrated_gradients", "gradient_shap"):
@@ -269,6 +313,11 @@ def main() -> None:
         result["timing"] = timing(model, processor, paths[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    target_dir = model_dir(args.model) if args.model else None
+    if target_dir is not None:
+        command = " ".join(["python bench/bench_explain.py", *sys.argv[1:]])
+        report = faithfulness_report(args.model, rows, [p.name for p in paths], size, command)
+        print(f"wrote {write_faithfulness(target_dir, report)}")
 
     print(f"\n{'setting':36s} {'wall':>6s} {'compl.':>7s} {'del':>6s} {'ins':>6s} {'ins-del':>7s} {'rho50':>6s}")
     for key, s in summary.items():
