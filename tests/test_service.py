@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from skin.explain import METHODS
 from skin.service import ModelUnavailable, SkinLensService, load_config
 from tests.app_helpers import HAM_LABELS, condition_report, make_app_models
 from tests.bad_uploads import skin_photo
@@ -157,13 +158,14 @@ def test_folder_without_safetensors_is_refused(tmp_path):
     assert "safetensors" in problem
 
 
-@pytest.mark.parametrize("method", ["gradcam", "integrated_gradients", "gradient_shap", "occlusion", "saliency"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_explain_every_method(service, method):
     picture, info = service.explain(skin_photo(), "condition", method)
     assert picture.mode == "RGB" and min(picture.size) >= 384
     assert info["method"] == method and info["target"] == info["predicted"]
     assert info["input_size"] == [64, 64]
-    assert "text" in info["faithfulness"]
+    assert info["faithfulness"] == service.faithfulness("condition")[method]  # the model's own file, if any
+    assert info["signed"] == METHODS[method].signed
     json.dumps(info)
 
 
