@@ -5,18 +5,30 @@ publisher's layout into plain records; this base class checks each image file,
 records what it skips and why, and splits the records into train / validation
 / test by group id (``skin.splits.grouped_split``), stratified by
 ``stratify_key``.
+
+It also gives every example of every builder the skin tone estimated from the
+image's own pixels (:data:`ESTIMATED_TONE_FEATURES`, from
+:func:`skin.tone.estimate_tone`), so that each dataset can be split by tone
+whether or not its publisher labelled any: a builder only declares whether its
+images are close-ups centred on a lesion (``LESION_PHOTOS = True``, the
+default: the lesion centre is left out, as the app does for a photo without a
+face) or faces (``False``: the whole image). The values are computed while the
+Arrow files are written, so they are cached with the prepared dataset.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Hashable
 
 import datasets
+from PIL import Image
 
 from skin.images import image_file_problem
 from skin.splits import SPLITS, grouped_split
+from skin.tone import estimate_tone
 
 # Columns that several builders share, with the same meaning everywhere.
 TONE_FEATURES = {
@@ -24,6 +36,17 @@ TONE_FEATURES = {
     "monk": datasets.Value("int8"),  # 1-10, None when unknown
     "tone_bucket": datasets.Value("string"),  # light / medium / dark / None
 }
+#: Columns the base class adds to every builder: the tone estimated from the image's skin pixels
+#: (:func:`skin.tone.estimate_tone`), on the same three buckets as ``tone_bucket`` (which comes from labels).
+ESTIMATED_TONE_FEATURES = {
+    "ita_estimated": datasets.Value("float32"),  # ITA in degrees; None when too little skin
+    "tone_bucket_estimated": datasets.Value("string"),  # light / medium / dark / None
+}
+#: Long side (px) of the copy each image's tone is estimated on. Smaller than the app's
+#: ``skin.tone.WORK_SIDE``: a dataset has thousands of images, a median of L* and b* needs only a few
+#: thousand pixels, and JPEGs can then be decoded at a fraction of their size. How often this and
+#: the app's size give the same bucket is measured in ``bench/README.md``.
+TONE_WORK_SIDE = 64
 
 
 class SkinBuilderConfig(datasets.BuilderConfig):
@@ -48,17 +71,28 @@ class SkinImageBuilder(datasets.GeneratorBasedBuilder):
     LICENSE = ""
     HOMEPAGE = ""
     CITATION = ""
+    #: Whether the images are close-ups centred on a lesion (the lesion centre and the darkest pixels
+    #: are left out of the estimated tone, as the app does for a photo without a face) or faces and
+    #: face regions (``False``: the whole image is used).
+    LESION_PHOTOS = True
+    #: Part of the cache key, beside the data folder's fingerprint: ``datasets`` keys its cache on
+    #: the config, the version and this hash, never on the code, so bump this whenever what the base
+    #: class adds to every example changes, or caches prepared by older code would be served.
+    PREPARED_REVISION = "tone1"
+
+    def __init__(self, *args, hash: str | None = None, **kwargs):
+        super().__init__(*args, hash=f"{hash}-{self.PREPARED_REVISION}" if hash else self.PREPARED_REVISION, **kwargs)
 
     # -- for subclasses -----------------------------------------------------
     def dataset_info(self, features: dict) -> datasets.DatasetInfo:
         """The ``DatasetInfo`` of ``_info``: the builder module's docstring, the class's licence,
-        homepage and citation, and ``features``."""
+        homepage and citation, and ``features`` plus :data:`ESTIMATED_TONE_FEATURES`."""
         return datasets.DatasetInfo(
             description=sys.modules[type(self).__module__].__doc__,
             license=self.LICENSE,
             homepage=self.HOMEPAGE,
             citation=self.CITATION,
-            features=datasets.Features(features),
+            features=datasets.Features({**features, **ESTIMATED_TONE_FEATURES}),
         )
 
     def scan(self) -> tuple[list[dict], list[dict]]:
@@ -128,6 +162,22 @@ class SkinImageBuilder(datasets.GeneratorBasedBuilder):
             if recs
         ]
 
+    def estimated_tone(self, image) -> dict:
+        """The :data:`ESTIMATED_TONE_FEATURES` of one image: a path, or the ``{"bytes", "path"}``
+        dict a :meth:`make_example` may write (a crop)."""
+        source = image
+        if isinstance(image, dict):
+            source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image["path"]
+        try:
+            with Image.open(source) as im:
+                im.draft("RGB", (TONE_WORK_SIDE, TONE_WORK_SIDE))  # JPEG: decode at 1/2 to 1/8 scale
+                tone = estimate_tone(im, lesion_photo=self.LESION_PHOTOS, work_side=TONE_WORK_SIDE)
+        except OSError as e:  # the header passed the file check, the pixels do not decode
+            where = image.get("path") if isinstance(image, dict) else image
+            raise ValueError(f"{self.name}: cannot decode {where!r} ({type(e).__name__}: {e})") from e
+        return {"ita_estimated": tone["ita"], "tone_bucket_estimated": tone["bucket"]}
+
     def _generate_examples(self, records):
         for i, rec in enumerate(records):
-            yield i, self.make_example(rec)
+            example = self.make_example(rec)
+            yield i, {**example, **self.estimated_tone(example["image"])}

@@ -44,7 +44,9 @@ One row per label JSON that carries the grade chosen by ``task``:
   ``l_cheek_pore`` …) instead, so these tasks work only on releases whose
   labels carry them; otherwise preparation fails with a message saying so.
 
-No skin-tone labels (all subjects are Korean), so no tone columns.
+No skin-tone labels (all subjects are Korean), so no tone-label columns; the
+tone estimated from the pixels of the (cropped) face region is there, over the
+whole crop (``LESION_PHOTOS = False``).
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ class AIHubSkin(SkinImageBuilder):
         "(AI-Hub dataSetSn=71645; pass the folder that holds img/ and label/)"
     )
     TITLE = "AI-Hub skin condition measurement data (71645)"
+    LESION_PHOTOS = False  # face regions: the estimated tone is over the whole crop
     LICENSE = "AI-Hub terms of use (registration; no redistribution)"
     HOMEPAGE = "https://www.aihub.or.kr/aihubdata/data/view.do?dataSetSn=71645"
 

@@ -20,7 +20,8 @@ Deliberate choices:
 * Files that are not images by extension (``Thumbs.db``, ``.txt``) are skipped
   with a reason; hidden files (``.DS_Store``) are passed over silently.
 
-No skin-tone labels exist for this dataset, so it has no tone columns.
+No skin-tone labels exist for this dataset, so it has no tone-label columns
+(the tone estimated from the pixels, ``tone_bucket_estimated``, is there).
 """
 
 from __future__ import annotations

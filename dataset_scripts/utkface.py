@@ -16,9 +16,11 @@ Deliberate choices:
   has names with a field missing (``39_1_20170116174525125.jpg.chip.jpg``) —
   which field is gone cannot be known — and any value out of range (gender not
   0/1, race not 0-4, age above ``MAX_AGE``) or not a number is skipped too.
-* **No skin tone.** ``race`` is a self-/annotator-reported category, not a
+* **No skin-tone labels.** ``race`` is a self-/annotator-reported category, not a
   measurement of skin colour; mapping it to Fitzpatrick or tone buckets would
-  invent labels, so the tone columns are absent.
+  invent labels, so the tone-label columns are absent. The tone estimated from
+  the pixels (``ita_estimated``, ``tone_bucket_estimated``) is there, over the
+  whole face chip (``LESION_PHOTOS = False``).
 * **Groups.** UTKFace publishes no subject ids, so a subject photographed twice
   can land in two splits; the group id is the file stem up to and including
   the datetime (``age_gender_race_datetime``), i.e. one group per file. The one
@@ -100,6 +102,7 @@ class UTKFace(SkinImageBuilder):
     VERSION = datasets.Version("1.0.0")
     LAYOUT = f"a folder UTKFace/ of [age]_[gender]_[race]_[datetime]{SUFFIX} files (or that folder itself)"
     TITLE = "UTKFace"
+    LESION_PHOTOS = False  # face chips: the estimated tone is over the whole image
     LICENSE = "UTKFace terms: non-commercial research only"
     HOMEPAGE = "https://susanqq.github.io/UTKFace/"
     CITATION = """\
