@@ -33,12 +33,17 @@ otherwise pull the angle anywhere. Deliberate choices:
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 from skimage.color import rgb2lab
 
 from skin.images import as_rgb_array
+from skin.reports import MetricCI, to_jsonable
 
 TONE_BUCKETS = ("light", "medium", "dark")
 
@@ -245,7 +250,7 @@ def _ita_from_lab(lab: np.ndarray, mask: np.ndarray) -> float | None:
     return math.degrees(math.atan((L - 50.0) / b))
 
 
-def estimate_tone(image, *, lesion_photo: bool = False) -> dict:
+def estimate_tone(image, *, lesion_photo: bool = False, work_side: int = WORK_SIDE) -> dict:
     """ITA, Chardon category and tone bucket of the skin in a photo.
 
     Returns ``{"ita", "chardon", "bucket", "skin_fraction", "message"}``. When
@@ -254,8 +259,12 @@ def estimate_tone(image, *, lesion_photo: bool = False) -> dict:
     exception: a photo without skin is a normal input for the app).
     ``lesion_photo=True`` excludes the central lesion and the darkest pixels
     (see :func:`skin_mask`); use it for close-ups centred on a lesion.
+    ``work_side`` is the long side of the downscaled copy the work is done on
+    (the dataset builders use a smaller one than the app: thousands of images).
     """
-    rgb = _downscale(as_rgb_array(image))
+    if isinstance(work_side, bool) or not isinstance(work_side, int) or work_side < 8:
+        raise ValueError(f"work_side is the long side in pixels of the work copy (>= 8), got {work_side!r}")
+    rgb = _downscale(as_rgb_array(image), work_side)
     lab = rgb2lab(rgb)
     mask = skin_mask(
         rgb,
@@ -280,3 +289,75 @@ def estimate_tone(image, *, lesion_photo: bool = False) -> dict:
         "skin_fraction": fraction,
         "message": "ok",
     }
+
+
+# --- how far the estimate agrees with dermatologists' labels -----------------------
+#: Written by ``bench/pad_ita_correlation.py``; read by the model card and the app's fairness card.
+TONE_AGREEMENT_PATH = Path(__file__).with_name("tone_agreement.json")
+TONE_AGREEMENT_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class ToneAgreement:
+    """How often the estimated (ITA) bucket equals the Fitzpatrick bucket, on images that have both.
+
+    The estimate is what every builder writes as ``tone_bucket_estimated``
+    (``dataset_scripts/_base.py``); the labels are the dataset's own Fitzpatrick
+    types, bucketed by :func:`bucket_from_fitzpatrick`. ``agreement`` is the share
+    of the ``n`` images whose two buckets are equal, with a percentile bootstrap
+    interval (``n_boot`` resamples); ``cohen_kappa`` is that agreement beyond
+    chance (scikit-learn, unweighted); ``spearman_rho`` ranks ITA against the
+    Fitzpatrick type (negative when the two agree: a darker type, a lower angle).
+    """
+
+    dataset: str
+    #: images with a Fitzpatrick label and an estimate
+    n: int
+    #: images with a Fitzpatrick label (``n_labelled - n`` had too little skin for an estimate)
+    n_labelled: int
+    agreement: MetricCI
+    cohen_kappa: float | None
+    spearman_rho: float | None
+    spearman_p: float | None
+    #: Fitzpatrick bucket → estimated bucket → images
+    confusion: dict[str, dict[str, int]]
+    n_boot: int
+
+    def sentence(self) -> str:
+        """One line for a card: the figure, its interval and its n."""
+        a = self.agreement
+        ci = f" (95% CI {a.ci_low:.0%}–{a.ci_high:.0%})" if a.has_ci else ""
+        kappa = f", Cohen's κ {self.cohen_kappa:.2f}" if self.cohen_kappa is not None else ""
+        value = "n/a" if a.value is None else f"{a.value:.0%}"
+        return (
+            f"The estimated skin-tone bucket (ITA from the photo's skin pixels) matched the dermatologist's "
+            f"Fitzpatrick bucket for {value}{ci} of {self.n} {self.dataset} photos{kappa}: "
+            "a rough guide to tone, not a measurement."
+        )
+
+    def to_dict(self) -> dict:
+        return {"schema_version": TONE_AGREEMENT_SCHEMA, **to_jsonable({f.name: getattr(self, f.name)
+                                                                         for f in fields(self)})}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ToneAgreement:
+        if d.get("schema_version") != TONE_AGREEMENT_SCHEMA:
+            raise ValueError(f"tone agreement schema {d.get('schema_version')!r}, expected {TONE_AGREEMENT_SCHEMA}")
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"tone agreement lacks {', '.join(missing)}")
+        values = {f.name: d[f.name] for f in fields(cls)}
+        values["agreement"] = MetricCI.from_dict(d["agreement"])
+        return cls(**values)
+
+
+@functools.lru_cache(maxsize=4)
+def load_tone_agreement(path=TONE_AGREEMENT_PATH) -> ToneAgreement:
+    """The measured ITA-vs-Fitzpatrick agreement (:class:`ToneAgreement`) from its JSON file
+    (read once per path: every fairness card states it)."""
+    with open(path) as f:
+        data = json.load(f)
+    try:
+        return ToneAgreement.from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; regenerate it with bench/pad_ita_correlation.py") from e

@@ -269,3 +269,43 @@ def test_ita_is_unchanged_from_the_hand_written_lab_conversion():
         mask = skin_mask(img, lab=lab)
         before = math.degrees(math.atan((np.median(lab[..., 0][mask]) - 50) / np.median(lab[..., 2][mask])))
         assert estimate_tone(img)["ita"] == pytest.approx(before, abs=1e-9)
+
+
+def test_work_side_sets_the_size_of_the_work_copy():
+    pixel = _rgb_of_lab(65, 12, 18)
+    big = _uniform(pixel, size=(300, 400))
+    assert estimate_tone(big, work_side=64)["ita"] == pytest.approx(estimate_tone(big)["ita"], abs=1e-9)
+    for bad in (0, 4, 64.0, True):
+        with pytest.raises(ValueError, match="work_side"):
+            estimate_tone(big, work_side=bad)
+
+
+def test_tone_agreement_file_has_the_schema_the_cards_read(tmp_path):
+    import json
+
+    from skin.tone import TONE_AGREEMENT_PATH, TONE_AGREEMENT_SCHEMA, ToneAgreement, load_tone_agreement
+
+    a = load_tone_agreement()
+    assert isinstance(a, ToneAgreement) and a.dataset and a.n_boot > 0
+    assert 0 < a.n <= a.n_labelled
+    assert 0 <= a.agreement.ci_low <= a.agreement.value <= a.agreement.ci_high <= 1
+    assert -1 <= a.cohen_kappa <= 1 and -1 <= a.spearman_rho <= 1 and 0 <= a.spearman_p <= 1
+    assert list(a.confusion) == list(TONE_BUCKETS)
+    assert all(list(row) == list(TONE_BUCKETS) for row in a.confusion.values())
+    assert sum(sum(row.values()) for row in a.confusion.values()) == a.n
+    agree = sum(a.confusion[b][b] for b in TONE_BUCKETS) / a.n
+    assert a.agreement.value == pytest.approx(agree)
+    line = a.sentence()
+    assert f"of {a.n} {a.dataset} photos" in line and f"{a.agreement.value:.0%}" in line and "rough" in line
+    raw = json.loads(TONE_AGREEMENT_PATH.read_text())
+    assert raw["schema_version"] == TONE_AGREEMENT_SCHEMA and ToneAgreement.from_dict(raw) == a
+    assert ToneAgreement.from_dict(a.to_dict()) == a
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**raw, "schema_version": TONE_AGREEMENT_SCHEMA + 1}))
+    with pytest.raises(ValueError, match="schema"):
+        load_tone_agreement(wrong)
+    lacking = tmp_path / "lacking.json"
+    lacking.write_text(json.dumps({k: v for k, v in raw.items() if k != "cohen_kappa"}))
+    with pytest.raises(ValueError, match="cohen_kappa"):
+        load_tone_agreement(lacking)
