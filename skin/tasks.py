@@ -106,8 +106,9 @@ class Task:
     dataset: str
     kind: TaskKind
     description: str
-    #: columns of the dataset used as fairness groups, when present
-    sensitive: tuple[str, ...] = ("tone_bucket",)
+    #: columns of the dataset used as fairness groups, when present (every builder has
+    #: ``tone_bucket_estimated``, the tone estimated from the pixels: dataset_scripts/_base.py)
+    sensitive: tuple[str, ...] = ("tone_bucket", "tone_bucket_estimated")
     #: label names of the malignant classes (fairness FNR / FPR, DDI audit)
     malignant: tuple[str, ...] = ()
     #: builder kwargs (e.g. the AI-Hub grade) passed to skin.data.load
@@ -165,17 +166,17 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in [
         Task("condition_ham10000", "ham10000", _CLS, f"{_CONDITION}: 7 HAM10000 dermoscopy classes",
-             sensitive=("sex", "age_group", "site"), malignant=("akiec", "bcc", "mel")),
+             sensitive=("sex", "age_group", "site", "tone_bucket_estimated"), malignant=("akiec", "bcc", "mel")),
         Task("condition_pad_ufes20", "pad_ufes20", _CLS, f"{_CONDITION}: 6 PAD-UFES-20 diagnoses",
-             sensitive=("tone_bucket", "sex"), malignant=("BCC", "MEL", "SCC")),
+             sensitive=("tone_bucket", "tone_bucket_estimated", "sex"), malignant=("BCC", "MEL", "SCC")),
         Task("condition_scin", "scin", _CLS, f"{_CONDITION}: SCIN top dermatologist label",
-             sensitive=("tone_bucket", "sex", "age_group")),
+             sensitive=("tone_bucket", "tone_bucket_estimated", "sex", "age_group")),
         Task("condition_kaggle", "kaggle", _CLS, f"{_CONDITION}: the Kaggle 10-class set",
-             sensitive=(), malignant=("Melanoma", "Basal Cell Carcinoma (BCC)")),
+             sensitive=("tone_bucket_estimated",), malignant=("Melanoma", "Basal Cell Carcinoma (BCC)")),
         Task("malignancy_ddi", "ddi", _CLS, "benign vs malignant on DDI (audit set)",
-             sensitive=("tone_bucket",), malignant=("malignant",)),
+             sensitive=("tone_bucket", "tone_bucket_estimated"), malignant=("malignant",)),
         Task("age_utkface", "utkface", _AGE, "age in years (DEX expectation) and the five age groups",
-             sensitive=("gender", "race", "label"), fixed_labels=tuple(AGE_LABELS)),
+             sensitive=("gender", "race", "label", "tone_bucket_estimated"), fixed_labels=tuple(AGE_LABELS)),
     ]
 }
 for _grade in ("forehead_wrinkle", "forehead_pigmentation", "glabellus_wrinkle", "l_perocular_wrinkle",
@@ -183,7 +184,7 @@ for _grade in ("forehead_wrinkle", "forehead_pigmentation", "glabellus_wrinkle",
                "oil", "hydration", "wrinkle", "pigmentation", "sensitivity"):
     TASKS[f"aihub_{_grade}"] = Task(
         f"aihub_{_grade}", "aihub", TaskKind.ORDINAL, f"AI-Hub dermatologist grade: {_grade}",
-        sensitive=("gender", "age_group"), data_config={"task": _grade},
+        sensitive=("gender", "age_group", "tone_bucket_estimated"), data_config={"task": _grade},
     )
 
 #: Every label name some task calls malignant: how a model trained on any of
