@@ -84,6 +84,8 @@ def fairness_markdown(card: dict) -> str:
                      "10° ≥ dark; a rough estimate from a photo, not a measurement).")
     else:
         lines.append("Your skin tone could not be estimated from this photo (no skin found, or a greyscale photo).")
+    if card.get("tone_agreement"):
+        lines.append(f"<sub>{card['tone_agreement']}</sub>")
     for w in card.get("warnings", []):
         lines.append(f"\n> ⚠️ **{w}**")
     if card.get("measured"):

@@ -87,6 +87,7 @@ def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_c
     from skin.data import dataset_info
     from skin.reports import RunReport
     from skin.tasks import HEADLINE_METRICS
+    from skin.tone import load_tone_agreement
 
     if not isinstance(report, RunReport):
         report = RunReport.from_dict(report)
@@ -123,6 +124,7 @@ def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_c
         fairness_metric=headline.label,
         fairness_table="\n".join(fairness_rows(report.fairness, headline.name))
         or "| (no group labels in this dataset) | | | | | |",
+        tone_agreement=load_tone_agreement().sentence(),
         temperature=_fmt(calib.get("temperature")),
         ece_before=_fmt(calib.get("ece_before")),
         ece_after=_fmt(calib.get("ece_after")),

@@ -53,6 +53,8 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
     ``problem``: why the model or its report cannot be used, if so; ``bucket``:
     the visitor's tone bucket (see :func:`parse_bucket`).
     """
+    from skin.tone import load_tone_agreement
+
     metric = task.metric
     ds_name, licence, ds_url = dataset_source(task.dataset)
     card: dict[str, Any] = {
@@ -60,7 +62,7 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
         "dataset_licence": licence, "dataset_url": ds_url, "model_card": spec.card_url or model_card_url,
         "metric": metric.name, "metric_label": metric.label, "higher_is_better": metric.greater_is_better,
         "user_bucket": bucket, "measured": False, "rows": [], "warnings": [], "other_groups": {},
-        "overall": None, "tta": False,
+        "overall": None, "tta": False, "tone_agreement": load_tone_agreement().sentence(),
     }
     if report is None:
         card["warnings"].append(problem or "this model has no evaluation report, so its performance per skin "
