@@ -11,6 +11,7 @@ Command line::
 
     python -m skin.data info ham10000 --data-dir ../shared/data/ham10000
     python -m skin.data info aihub --data-dir DIR --task forehead_wrinkle
+    python -m skin.data info dermnet --data-dir ../shared/data/dermnet --config config_name=fine
     python -m skin.data export ham10000 --data-dir DIR --out DIR [--push-to-hub REPO]
 """
 
@@ -32,6 +33,7 @@ BUILDERS = {
     "ham10000": "dataset_scripts.ham10000:Ham10000",
     "pad_ufes20": "dataset_scripts.pad_ufes20:PadUfes20",
     "ddi": "dataset_scripts.ddi:DDI",
+    "dermnet": "dataset_scripts.dermnet:DermNet",
 }
 
 
@@ -139,6 +141,9 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
         for ds in dsd.values():
             tones.update(b or "unknown" for b in ds["tone_bucket"])
         out["tone_buckets"] = dict(sorted(tones.items()))
+    clusters = getattr(builder, "near_duplicates", None)  # builders that cluster near-duplicate images
+    if clusters is not None:
+        out["near_duplicates"] = clusters.to_dict()
     return out
 
 

@@ -1,4 +1,4 @@
-"""Tiny on-disk copies of the publishers' layouts for HAM10000, UTKFace, PAD-UFES-20 and DDI.
+"""Tiny on-disk copies of the publishers' layouts for HAM10000, UTKFace, PAD-UFES-20, DDI and DermNet.
 
 Each ``make_*(tmp_path)`` writes a few-kilobyte dataset under ``tmp_path`` whose
 folder names, file names and CSV columns are exactly those of the real release
@@ -284,3 +284,110 @@ def make_ddi(tmp_path: str | os.PathLike, index_column: bool = False) -> Layout:
         n_groups=len(kept),
         extra={"rows": rows, "kept": kept},
     )
+
+
+# -- DermNet ------------------------------------------------------------------------
+def write_skin_photo(path: str | os.PathLike, seed: int, size: tuple[int, int] = (64, 48)) -> Path:
+    """A small photo-like JPEG: skin tone, uneven light, a few reddish / brown spots, a corner logo.
+
+    Smooth content (not noise) so a perceptual hash sees structure, as in a
+    real photo; the white mark in the lower-left corner stands in for DermNet's
+    watermark, the same in every image.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    tone = rng.uniform([90, 55, 40], [235, 190, 160])  # dark to light skin
+    angle = rng.uniform(0, 2 * np.pi)
+    light = 0.75 + 0.25 * np.cos(angle) * (xx / w - 0.5) * 2 + 0.25 * np.sin(angle) * (yy / h - 0.5) * 2
+    arr = tone[None, None, :] * light[..., None]
+    for _ in range(int(rng.integers(3, 7))):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h * 0.7)
+        rx, ry = rng.uniform(3, w / 4), rng.uniform(3, h / 4)
+        spot = np.exp(-(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2))
+        arr = arr * (1 - 0.6 * spot[..., None]) + rng.uniform([60, 10, 10], [200, 80, 60]) * 0.6 * spot[..., None]
+    arr = np.clip(arr + rng.normal(0, 3, arr.shape), 0, 255).astype(np.uint8)
+    _draw_logo(arr)
+    Image.fromarray(arr).save(path, format="JPEG", quality=90)
+    return path
+
+
+def _draw_logo(arr: np.ndarray) -> None:
+    h, w = arr.shape[:2]
+    arr[int(h * 0.72) : int(h * 0.9), int(w * 0.05) : int(w * 0.2)] = 240
+
+
+def write_near_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """``src`` cropped by ~5 % at one corner, resized back, recoloured, the logo drawn again."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(src) as im:
+        w, h = im.size
+        crop = im.convert("RGB").crop((round(w * 0.05), round(h * 0.03), w, h)).resize((w, h), Image.BILINEAR)
+    arr = np.asarray(crop, dtype=np.float64) / 255
+    arr = 255 * (arr**0.8) * np.array([1.06, 0.95, 1.0])  # brighter, warmer
+    arr = np.clip(arr, 0, 255).astype(np.uint8)
+    _draw_logo(arr)
+    Image.fromarray(arr).save(dest, format="JPEG", quality=85)
+    return dest
+
+
+#: (folder, file name, seed): 23 distinct photos in 12 condition folders, as DermNet names them.
+DERMNET_PHOTOS = [
+    ("Acne vulgaris", "acne-face-1-27.jpg", 1), ("Acne vulgaris", "141.jpg", 2), ("Acne vulgaris", "142.jpg", 3),
+    ("Atopic dermatitis", "atopic-dermatitis-0001.jpg", 4), ("Atopic dermatitis", "atopic18.jpg", 5),
+    ("Psoriasis", "ppps06.jpg", 6), ("Psoriasis", "2766.jpg", 7),
+    ("Tinea corporis", "can-web.jpg", 8), ("Tinea corporis", "tinea-corporis-009.jpg", 9),
+    ("Impetigo", "impetigo6.jpg", 10), ("Impetigo", "impetigo9.jpg", 11),
+    ("Basal cell carcinoma", "0824.jpg", 12), ("Basal cell carcinoma", "bcc1.jpg", 13),
+    ("Actinic keratosis", "311.jpg", 14), ("Actinic keratosis", "500.jpg", 15),
+    ("Melanoma", "mel3.jpg", 16), ("Melanoma", "big-melanoma.jpg", 17),
+    ("Melanocytic naevus", "3164.jpg", 18), ("Melanocytic naevus", "585.jpg", 19),
+    ("Dermatofibroma", "dermfib3.jpg", 20), ("Vitiligo", "vitiligo-02.jpg", 21), ("Vitiligo", "vitiligo-12.jpg", 22),
+    ("Urticaria", "urticaria7.jpg", 23),
+]  # fmt: skip
+
+
+def make_dermnet(tmp_path: str | os.PathLike) -> Layout:
+    """``images/<Condition name>/<name>.jpg``: 23 photos, their copies, neighbours and bad files.
+
+    Besides the photos in :data:`DERMNET_PHOTOS`: a cropped and recoloured copy
+    of ``Psoriasis/2766.jpg`` under another name in another folder (as the real
+    folders hold), a byte-identical copy of ``Acne vulgaris/141.jpg`` in
+    ``Atopic dermatitis``, the consecutive ``Acne vulgaris/143.jpg`` (a
+    neighbour of 142, itself a neighbour of 141) and ``Impetigo/impetigo7.jpg``
+    (neighbour of nothing: impetigo6 and impetigo9 are not consecutive to each
+    other, but 7 is to 6), one truncated JPEG and a ``notes.txt``. ``Urticaria``
+    is outside the ``clinical`` grouping.
+    """
+    root = Path(tmp_path) / "dermnet"
+    images = root / "images"
+    for folder, name, seed in DERMNET_PHOTOS:
+        write_skin_photo(images / folder / name, seed)
+    write_skin_photo(images / "Acne vulgaris" / "143.jpg", 24)
+    write_skin_photo(images / "Impetigo" / "impetigo7.jpg", 25)
+    near = ("Psoriasis/2766.jpg", "Lichen planus/lp-crop-2.jpg")
+    write_near_copy(images / near[0], images / near[1])
+    exact = ("Acne vulgaris/141.jpg", "Atopic dermatitis/acne-copy.jpg")
+    (images / exact[1]).write_bytes((images / exact[0]).read_bytes())
+    write_truncated(images / "Melanoma" / "mel4.jpg")
+    (images / "Rosacea").mkdir(parents=True)
+    (images / "Rosacea" / "notes.txt").write_text("captions\n")
+    n_images = len(DERMNET_PHOTOS) + 4  # two neighbours, the near copy, the byte copy
+    return Layout(
+        data_dir=root,
+        n_good=n_images - 1,  # Urticaria is not in the clinical grouping
+        skipped={"mel4.jpg": "truncated JPEG", "notes.txt": "not an image file", "Urticaria": "not in the clinical"},
+        # clusters: 141-142-143 + the byte copy; 2766 + its near copy; impetigo6-7
+        n_groups=n_images - 1 - 3 - 1 - 1,
+        extra={
+            "near_copy": near,
+            "byte_copy": exact,
+            "neighbours": [("Acne vulgaris/141.jpg", "Acne vulgaris/142.jpg"),
+                           ("Acne vulgaris/142.jpg", "Acne vulgaris/143.jpg"),
+                           ("Impetigo/impetigo6.jpg", "Impetigo/impetigo7.jpg")],
+            "n_images": n_images,
+        },
+    )  # fmt: skip
