@@ -1,4 +1,4 @@
-"""Preparation throughput: our HAM10000 builder against ``datasets``' own ``imagefolder``.
+"""Preparation throughput: our HAM10000 (or DermNet) builder against ``datasets``' own ``imagefolder``.
 
 Both prepare the same real HAM10000 images (``../shared/data/ham10000``, 8,473
 JPEGs) into a fresh cache directory, storing image *paths* (neither embeds
@@ -22,9 +22,18 @@ each (imports, OS file cache), ``--repeats`` times (default 3); the median is
 reported. A one-off breakdown of our builder's phases (scan / file check /
 split) says where its time goes. Writes ``bench/results/builders.json``.
 
+``--dataset dermnet`` times the DermNet builder (``../shared/data/dermnet``,
+3,146 JPEGs, default config ``clinical``) the same way: its folder
+``images/<Condition>/`` already is an imagefolder, so imagefolder reads it
+directly. Ours there also hashes every image and clusters near-duplicates
+(``skin.near_duplicates``); its breakdown is listing / decoding + hashing /
+pairs + clusters / split / the tone estimate the base class adds to every
+example of every builder. Writes ``bench/results/builders_dermnet.json``.
+
 Usage::
 
     python bench/bench_builders.py [--data-dir ../shared/data/ham10000] [--repeats 3] [--profile]
+    python bench/bench_builders.py --dataset dermnet [--data-dir ../shared/data/dermnet]
 """
 
 from __future__ import annotations
@@ -70,10 +79,10 @@ def make_imagefolder(ham_dir: Path, dest: Path) -> int:
     return n
 
 
-def run_ours(ham_dir: Path, cache: Path) -> int:
+def run_ours(ham_dir: Path, cache: Path, name: str = "ham10000") -> int:
     from skin.data import get_builder
 
-    builder = get_builder("ham10000", str(ham_dir), cache_dir=str(cache))
+    builder = get_builder(name, str(ham_dir), cache_dir=str(cache))
     builder.download_and_prepare()
     return sum(s.num_examples for s in builder.info.splits.values())
 
@@ -120,6 +129,33 @@ def breakdown(ham_dir: Path, cache: Path) -> dict:
     return {"scan_csv_s": t1 - t0, "file_check_s": t2 - t1, "grouped_split_s": t3 - t2}
 
 
+def breakdown_dermnet(data_dir: Path, cache: Path) -> dict:
+    """Seconds per phase of the DermNet builder's scan + split, measured once outside the timed runs."""
+    from dataset_scripts.dermnet import folder_classes
+    from skin import near_duplicates
+    from skin.data import get_builder
+    from skin.splits import grouped_split
+
+    builder = get_builder("dermnet", str(data_dir), cache_dir=str(cache))
+    t0 = time.perf_counter()
+    files, _ = builder._files()
+    t1 = time.perf_counter()
+    hashes = near_duplicates.hash_files([data_dir / "images" / folder / name for folder, name in files])
+    t2 = time.perf_counter()
+    pairs = near_duplicates.hash_pairs(hashes), near_duplicates.neighbour_pairs(*zip(*files))
+    labels = near_duplicates.cluster_labels(len(files), *pairs)
+    t3 = time.perf_counter()
+    to_class = folder_classes(builder.config.name)
+    kept = [i for i, (folder, _) in enumerate(files) if folder in to_class]
+    grouped_split([to_class[files[i][0]] for i in kept], [str(labels[i]) for i in kept])
+    t4 = time.perf_counter()
+    for i in kept:  # what the base class adds to every example of every builder
+        builder.estimated_tone(str(data_dir / "images" / files[i][0] / files[i][1]))
+    t5 = time.perf_counter()
+    return {"list_files_s": t1 - t0, "decode_and_hash_s": t2 - t1, "pairs_and_clusters_s": t3 - t2,
+            "grouped_split_s": t4 - t3, "base_estimated_tone_s": t5 - t4}  # fmt: skip
+
+
 def timed(fn, *args) -> tuple[float, int]:
     t0 = time.perf_counter()
     n = fn(*args)
@@ -128,13 +164,19 @@ def timed(fn, *args) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=str(REPO_ROOT.parent / "shared" / "data" / "ham10000"))
+    parser.add_argument("--dataset", choices=("ham10000", "dermnet"), default="ham10000")
+    parser.add_argument("--data-dir", default=None, help="default: ../shared/data/<dataset>")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=str(REPO_ROOT / "bench" / "results" / "builders.json"))
+    parser.add_argument("--out", default=None, help="default: bench/results/builders[_dermnet].json")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of one run of ours")
     args = parser.parse_args(argv)
-    ham_dir = Path(args.data_dir).resolve()
-    if not (ham_dir / "HAM10000_metadata.csv").is_file() or not (ham_dir / "images").is_dir():
+    dermnet = args.dataset == "dermnet"
+    ham_dir = Path(args.data_dir or REPO_ROOT.parent / "shared" / "data" / args.dataset).resolve()
+    args.out = args.out or str(REPO_ROOT / "bench" / "results" / f"builders{'_dermnet' if dermnet else ''}.json")
+    if dermnet and not (ham_dir / "images").is_dir():
+        print(f"error: {ham_dir} is not DermNet (images/<Condition name>/*.jpg)", file=sys.stderr)
+        return 2
+    if not dermnet and (not (ham_dir / "HAM10000_metadata.csv").is_file() or not (ham_dir / "images").is_dir()):
         print(f"error: {ham_dir} is not HAM10000 (HAM10000_metadata.csv and images/ISIC_*.jpg)", file=sys.stderr)
         return 2
     if args.repeats < 1:
@@ -145,15 +187,19 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="skin_bench_builders_"))
     try:
-        folder = work / "imagefolder"
-        n_files = make_imagefolder(ham_dir, folder)
+        if dermnet:  # images/<Condition>/*.jpg is an imagefolder as it is
+            folder = ham_dir / "images"
+            n_files = sum(1 for p in folder.glob("*/*") if p.is_file())
+        else:
+            folder = work / "imagefolder"
+            n_files = make_imagefolder(ham_dir, folder)
         caches = iter(range(10**6))
 
         def fresh() -> Path:
             return work / f"cache{next(caches)}"
 
         contenders = (
-            ("ours", run_ours, ham_dir),
+            ("ours", lambda src, cache: run_ours(src, cache, args.dataset), ham_dir),
             ("imagefolder", run_imagefolder, folder),
             ("imagefolder_one_glob", run_imagefolder_one_glob, folder),
         )
@@ -169,13 +215,13 @@ def main(argv: list[str] | None = None) -> int:
                 seconds, rows[name] = timed(fn, src, cache)
                 times[name].append(seconds)
                 shutil.rmtree(cache, ignore_errors=True)
-        phases = breakdown(ham_dir, fresh())
+        phases = (breakdown_dermnet if dermnet else breakdown)(ham_dir, fresh())
         if args.profile:
             import cProfile
             import pstats
 
             prof = cProfile.Profile()
-            prof.runcall(run_ours, ham_dir, fresh())
+            prof.runcall(run_ours, ham_dir, fresh(), args.dataset)
             pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -184,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = med["ours"] / med["imagefolder"]
     ratio_one_glob = med["ours"] / med["imagefolder_one_glob"]
     result = {
-        "benchmark": "prepare HAM10000 (download_and_prepare into a fresh cache)",
+        "benchmark": f"prepare {'DermNet' if dermnet else 'HAM10000'} (download_and_prepare into a fresh cache)",
         "data_dir": str(ham_dir),
         "n_files": n_files,
         "rows": rows,
