@@ -7,7 +7,7 @@ holds 64 of its folders, long side 256 px).
 
 Deliberate choices:
 
-* **Groupings are builder configs**, each one table below (class id → human
+* **Groupings are builder configs**, each one table in :mod:`dataset_scripts.dermnet_groupings` (class id → human
   name, ``malignant`` flag, folders): ``clinical`` (the default; the grouping
   the shipped clinical model uses, 11 classes), ``fine`` (the 64 folders as
   classes; a folder is malignant when its ``clinical`` class is) and
@@ -46,99 +46,16 @@ Deliberate choices:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import datasets
 import numpy as np
 
 from dataset_scripts._base import TONE_FEATURES, SkinBuilderConfig, SkinImageBuilder
+from dataset_scripts.dermnet_groupings import DEFAULT_GROUPING, GROUPINGS, folder_classes
 from skin import near_duplicates
 from skin.images import image_file_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-@dataclass(frozen=True)
-class ConditionClass:
-    """One class of a grouping: its human-readable name, whether it is malignant, its folders."""
-
-    name: str
-    malignant: bool
-    folders: tuple[str, ...]
-
-
-MELANOMA_FOLDERS = ("Acral lentiginous melanoma", "Amelanotic melanoma", "Melanoma", "Melanoma in situ",
-                    "Metastatic melanoma", "Nodular melanoma")  # fmt: skip
-NAEVUS_FOLDERS = ("Atypical melanocytic naevus", "Blue nevus", "Congenital melanocytic naevus", "Halo naevus",
-                  "Melanocytic naevus")  # fmt: skip
-PSORIASIS_LP_FOLDERS = ("Erosive lichen planus", "Erythrodermic psoriasis", "Facial psoriasis",
-                        "Flexural psoriasis", "Generalised pustular psoriasis", "Lichen planus",
-                        "Palmoplantar pustulosis", "Psoriasis")  # fmt: skip
-FUNGAL_FOLDERS = ("Non-albicans candida infections", "Onychomycosis", "Oral candidiasis", "Tinea barbae",
-                  "Tinea capitis", "Tinea corporis", "Tinea cruris", "Tinea faciei", "Tinea incognita",
-                  "Tinea manuum", "Tinea pedis")  # fmt: skip
-ECZEMA_FOLDERS = ("Airborne contact dermatitis", "Asteatotic eczema", "Discoid eczema",
-                  "Dyshidrotic eczema (pompholyx)", "Eyelid contact dermatitis", "Hand dermatitis", "Nipple eczema",
-                  "Nummular eczematous dermatitis", "Venous eczema")  # fmt: skip
-BENIGN_GROWTH_FOLDERS = ("Cherry angioma", "Dermatofibroma", "Keloid scar", "Pyogenic granuloma",
-                         "Sebaceous hyperplasia")  # fmt: skip
-
-#: The grouping the shipped clinical model uses (the default config). Not covered: Alopecia areata,
-#: Keratosis pilaris, Urticaria.
-CLINICAL = {
-    "acne_rosacea": ConditionClass("Acne & rosacea", False, ("Acne vulgaris", "Hidradenitis suppurativa",
-                                                             "Periorificial dermatitis", "Rosacea")),
-    "eczema_dermatitis": ConditionClass("Eczema & dermatitis", False,
-                                        ECZEMA_FOLDERS + ("Atopic dermatitis", "Lichen simplex", "Prurigo")),
-    "psoriasis_lichen_planus": ConditionClass("Psoriasis & lichen planus", False, PSORIASIS_LP_FOLDERS),
-    "fungal_infection": ConditionClass("Fungal infection (tinea, candida)", False, FUNGAL_FOLDERS),
-    "other_infection": ConditionClass("Viral, bacterial or parasitic infection", False,
-                                      ("Herpes simplex", "Herpes zoster", "Impetigo", "Molluscum contagiosum",
-                                       "Scabies")),
-    "bcc_scc": ConditionClass("Basal / squamous cell carcinoma", True,
-                              ("Basal cell carcinoma", "Squamous cell carcinoma")),
-    "actinic_keratosis": ConditionClass("Actinic keratosis", False, ("Actinic keratosis",)),
-    "melanoma": ConditionClass("Melanoma", True, MELANOMA_FOLDERS),
-    "naevus": ConditionClass("Melanocytic naevus (mole)", False, NAEVUS_FOLDERS),
-    "benign_growth": ConditionClass("Benign growth", False, BENIGN_GROWTH_FOLDERS),
-    "pigment_disorder": ConditionClass("Pigment disorder (vitiligo, melasma)", False, ("Melasma", "Vitiligo")),
-}  # fmt: skip
-
-#: The Kaggle "Skin Diseases Image Dataset" classes (keys exactly as its builder's CLASSES, same order).
-#: Left out: acne / rosacea, actinic keratosis, SCC, impetigo, scabies, lichen simplex, prurigo,
-#: vitiligo, melasma and the three folders the clinical grouping leaves out too.
-KAGGLE10 = {
-    "Eczema": ConditionClass("Eczema", False, ECZEMA_FOLDERS),
-    "Melanoma": ConditionClass("Melanoma", True, MELANOMA_FOLDERS),
-    "Atopic Dermatitis": ConditionClass("Atopic Dermatitis", False, ("Atopic dermatitis",)),
-    "Basal Cell Carcinoma (BCC)": ConditionClass("Basal Cell Carcinoma (BCC)", True, ("Basal cell carcinoma",)),
-    "Melanocytic Nevi (NV)": ConditionClass("Melanocytic Nevi (NV)", False, NAEVUS_FOLDERS),
-    "Benign Keratosis-like Lesions (BKL)": ConditionClass("Benign Keratosis-like Lesions (BKL)", False, ()),
-    "Psoriasis pictures Lichen Planus and related diseases": ConditionClass(
-        "Psoriasis pictures Lichen Planus and related diseases", False, PSORIASIS_LP_FOLDERS),
-    "Seborrheic Keratoses and other Benign Tumors": ConditionClass(
-        "Seborrheic Keratoses and other Benign Tumors", False, BENIGN_GROWTH_FOLDERS),
-    "Tinea Ringworm Candidiasis and other Fungal Infections": ConditionClass(
-        "Tinea Ringworm Candidiasis and other Fungal Infections", False, FUNGAL_FOLDERS),
-    "Warts Molluscum and other Viral Infections": ConditionClass(
-        "Warts Molluscum and other Viral Infections", False,
-        ("Herpes simplex", "Herpes zoster", "Molluscum contagiosum")),
-}  # fmt: skip
-
-#: Every DermNet folder this builder knows (the 64 in ``../shared/data/dermnet``).
-FOLDERS = tuple(sorted({f for c in CLINICAL.values() for f in c.folders}
-                       | {"Alopecia areata", "Keratosis pilaris", "Urticaria"}))  # fmt: skip
-_CLINICAL_MALIGNANT = {f for c in CLINICAL.values() if c.malignant for f in c.folders}
-#: One class per folder; malignant when its clinical class is.
-FINE = {f: ConditionClass(f, f in _CLINICAL_MALIGNANT, (f,)) for f in FOLDERS}
-
-GROUPINGS = {"clinical": CLINICAL, "fine": FINE, "kaggle10": KAGGLE10}
-DEFAULT_GROUPING = "clinical"
-
-
-def folder_classes(grouping: str) -> dict[str, str]:
-    """Folder → class id for one grouping (folders it leaves out are absent)."""
-    return {folder: cls for cls, spec in GROUPINGS[grouping].items() for folder in spec.folders}
 
 
 class DermNetConfig(SkinBuilderConfig):

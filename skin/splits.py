@@ -6,6 +6,12 @@ stratified by label with scikit-learn's ``StratifiedGroupKFold`` where the data
 allows it (every class needs as many groups as folds); otherwise it falls back
 to ``GroupShuffleSplit``-style assignment by a stable hash of the group id, so
 the result never depends on row order, Python's hash seed or the platform.
+
+A group that holds more than :data:`OVERSIZED_GROUP_SHARE` of all rows (and
+more than :data:`OVERSIZED_GROUP_MIN_ROWS`) goes to train whole: one such group (a chain of DermNet near-duplicates and
+consecutive photos of one page) would by itself fill a large part of a 15 %
+validation or test split and skew its classes. Held-out splits stay leak-free
+either way; they are just carved from the remaining groups.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import numpy as np
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+#: Groups larger than this share of the rows (and than ``OVERSIZED_GROUP_MIN_ROWS``) are always assigned to train.
+OVERSIZED_GROUP_SHARE = 0.02
+OVERSIZED_GROUP_MIN_ROWS = 20
 
 
 def _stable_unit(value: Hashable, seed: int) -> float:
@@ -88,11 +97,19 @@ def grouped_split(
     if len(set(groups)) < 10:
         return _hash_split(groups, fractions, seed)
     out = np.array(["train"] * n, dtype=object)
-    test = _carve(labels, groups, fractions[2], seed) if fractions[2] > 0 else np.zeros(n, bool)
+    sizes = Counter(groups)
+    limit = max(OVERSIZED_GROUP_SHARE * n, OVERSIZED_GROUP_MIN_ROWS)
+    pool = np.array([i for i, g in enumerate(groups) if sizes[g] <= limit], dtype=int)
+    # held-out shares are of all rows: carve proportionally more from a pool without the oversized groups
+    scale = n / max(len(pool), 1)
+    test = np.zeros(n, bool)
+    if fractions[2] > 0 and len(pool):
+        share = min(1.0, fractions[2] * scale)
+        test[pool[_carve([labels[i] for i in pool], [groups[i] for i in pool], share, seed)]] = True
     out[test] = "test"
-    rest = np.flatnonzero(~test)
+    rest = pool[~test[pool]] if len(pool) else pool
     if fractions[1] > 0 and len(rest):
-        val_frac = fractions[1] / (fractions[0] + fractions[1])
+        val_frac = min(1.0, fractions[1] * scale / (fractions[0] + fractions[1]))
         val = _carve([labels[i] for i in rest], [groups[i] for i in rest], val_frac, seed + 1)
         out[rest[val]] = "validation"
     return out.tolist()

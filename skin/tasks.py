@@ -27,6 +27,8 @@ from enum import Enum
 
 import numpy as np
 
+from dataset_scripts.dermnet_groupings import CLINICAL as DERMNET_CLINICAL
+
 
 class TaskKind(str, Enum):
     """What a task predicts; a ``str`` so that reports keep writing ``"age"``."""
@@ -173,6 +175,9 @@ TASKS: dict[str, Task] = {
              sensitive=("tone_bucket", "tone_bucket_estimated", "sex", "age_group")),
         Task("condition_kaggle", "kaggle", _CLS, f"{_CONDITION}: the Kaggle 10-class set",
              sensitive=("tone_bucket_estimated",), malignant=("Melanoma", "Basal Cell Carcinoma (BCC)")),
+        Task("condition_dermnet", "dermnet", _CLS, f"{_CONDITION}: {len(DERMNET_CLINICAL)} groups of DermNet "
+             "clinical photos", sensitive=("tone_bucket_estimated",),
+             malignant=tuple(c for c, spec in DERMNET_CLINICAL.items() if spec.malignant)),
         Task("malignancy_ddi", "ddi", _CLS, "benign vs malignant on DDI (audit set)",
              sensitive=("tone_bucket", "tone_bucket_estimated"), malignant=("malignant",)),
         Task("age_utkface", "utkface", _AGE, "age in years (DEX expectation) and the five age groups",

@@ -21,6 +21,7 @@ from PIL import Image
 
 import layouts
 from dataset_scripts import dermnet
+from dataset_scripts import dermnet_groupings as groupings
 from dataset_scripts.kaggle_skin_diseases import CLASSES as KAGGLE_CLASSES
 from skin import data
 from skin import near_duplicates as nd
@@ -30,38 +31,38 @@ pytestmark = pytest.mark.filterwarnings("ignore:The least populated class:UserWa
 
 # -- the grouping tables ---------------------------------------------------------------
 def test_fine_has_the_64_folders_and_clinical_covers_all_but_three():
-    assert len(dermnet.FOLDERS) == 64 == len(dermnet.FINE)
-    covered = set(dermnet.folder_classes("clinical"))
-    assert set(dermnet.FOLDERS) - covered == {"Alopecia areata", "Keratosis pilaris", "Urticaria"}
+    assert len(groupings.FOLDERS) == 64 == len(groupings.FINE)
+    covered = set(groupings.folder_classes("clinical"))
+    assert set(groupings.FOLDERS) - covered == {"Alopecia areata", "Keratosis pilaris", "Urticaria"}
 
 
-@pytest.mark.parametrize("grouping", sorted(dermnet.GROUPINGS))
+@pytest.mark.parametrize("grouping", sorted(groupings.GROUPINGS))
 def test_every_grouping_is_one_consistent_table(grouping):
-    table = dermnet.GROUPINGS[grouping]
+    table = groupings.GROUPINGS[grouping]
     seen = []
     for cls, spec in table.items():
         assert isinstance(spec.malignant, bool) and spec.name, cls
-        assert set(spec.folders) <= set(dermnet.FOLDERS), cls
+        assert set(spec.folders) <= set(groupings.FOLDERS), cls
         seen += spec.folders
     assert len(seen) == len(set(seen)), "a folder is in two classes"
     # a folder's malignancy never changes with the grouping
-    clinical = dermnet.folder_classes("clinical")
+    clinical = groupings.folder_classes("clinical")
     for cls, spec in table.items():
         for folder in spec.folders:
             if folder in clinical:
-                assert spec.malignant == dermnet.CLINICAL[clinical[folder]].malignant, (grouping, folder)
+                assert spec.malignant == groupings.CLINICAL[clinical[folder]].malignant, (grouping, folder)
 
 
 def test_clinical_classes_are_snake_case_and_flag_the_cancers():
-    assert len(dermnet.CLINICAL) >= 10
-    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", c) for c in dermnet.CLINICAL)
-    assert {c for c, spec in dermnet.CLINICAL.items() if spec.malignant} == {"bcc_scc", "melanoma"}
-    assert dermnet.DEFAULT_GROUPING == "clinical" == dermnet.DermNet.DEFAULT_CONFIG_NAME
+    assert len(groupings.CLINICAL) >= 10
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", c) for c in groupings.CLINICAL)
+    assert {c for c, spec in groupings.CLINICAL.items() if spec.malignant} == {"bcc_scc", "melanoma"}
+    assert groupings.DEFAULT_GROUPING == "clinical" == dermnet.DermNet.DEFAULT_CONFIG_NAME
 
 
 def test_kaggle10_names_are_the_kaggle_builders():
-    assert list(dermnet.KAGGLE10) == KAGGLE_CLASSES
-    assert all(spec.name == cls for cls, spec in dermnet.KAGGLE10.items())
+    assert list(groupings.KAGGLE10) == KAGGLE_CLASSES
+    assert all(spec.name == cls for cls, spec in groupings.KAGGLE10.items())
 
 
 # -- hashing ---------------------------------------------------------------------------
@@ -124,7 +125,7 @@ def test_fixture_rows_columns_and_skips(fixture_layout, prepared):
     assert len(rows) == fixture_layout.n_good
     assert len({r["group_id"] for r in rows.values()}) == fixture_layout.n_groups
     features = next(iter(dsd.values())).features
-    assert features["label"].names == list(dermnet.CLINICAL)
+    assert features["label"].names == list(groupings.CLINICAL)
     row = rows["Basal cell carcinoma/bcc1.jpg"]
     assert features["label"].int2str(row["label"]) == "bcc_scc" and row["malignant"] is True
     assert row["condition"] == "Basal cell carcinoma"
@@ -168,10 +169,10 @@ def test_fixture_other_groupings(fixture_layout, tmp_path):
         names = next(iter(dsd.values())).features["label"].names
         assert len(names) == n_classes
         rows = _rows_by_path(dsd, fixture_layout.data_dir)
-        to_class = dermnet.folder_classes(grouping)
+        to_class = groupings.folder_classes(grouping)
         for path, row in rows.items():
             assert names[row["label"]] == to_class[row["condition"]]
-            assert row["malignant"] == dermnet.GROUPINGS[grouping][to_class[row["condition"]]].malignant
+            assert row["malignant"] == groupings.GROUPINGS[grouping][to_class[row["condition"]]].malignant
     # kaggle10 leaves out acne, impetigo, actinic keratosis, vitiligo, urticaria (and BKL has no folder)
     assert "Acne vulgaris/141.jpg" not in rows and "Atopic dermatitis/acne-copy.jpg" in rows
 
@@ -221,7 +222,7 @@ def test_real_dermnet_no_near_duplicate_pair_straddles_splits(shared_data, tmp_p
         "Alopecia areata", "Keratosis pilaris", "Urticaria"]  # fmt: skip
     # every class in every split
     for split, ds in dsd.items():
-        assert set(ds["label"]) == set(range(len(dermnet.CLINICAL))), split
+        assert set(ds["label"]) == set(range(len(groupings.CLINICAL))), split
     # the rule, recomputed here from the files: hash pairs and neighbouring numbers
     paths = sorted(rows)
     hashes = nd.hash_files([folder / "images" / p for p in paths])

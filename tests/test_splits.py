@@ -93,3 +93,21 @@ def test_bad_fractions_raise(fractions):
 def test_lengths_must_match():
     with pytest.raises(ValueError, match="differ in length"):
         grouped_split(["a", "b"], ["g"])
+
+
+def test_an_oversized_group_goes_to_train_and_held_out_splits_keep_their_size():
+    # 30 classes of small groups plus one group holding 10 % of the rows (a chain of near-duplicates)
+    labels, groups = [], []
+    for i in range(600):
+        labels.append(i % 6)
+        groups.append(f"g{i // 2}")
+    labels += [0] * 66
+    groups += ["chain"] * 66
+    out = grouped_split(labels, groups)
+    chain = {s for s, g in zip(out, groups) if g == "chain"}
+    assert chain == {"train"}
+    n = len(out)
+    for split in ("validation", "test"):
+        share = out.count(split) / n
+        assert 0.12 < share < 0.18, (split, share)
+        assert {labels[i] for i, s in enumerate(out) if s == split} == set(range(6))
