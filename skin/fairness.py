@@ -265,6 +265,48 @@ def _table(attr: str, mf, counts, metrics, n: int, n_boot: int, min_group_size: 
     )
 
 
+def _checked_arguments(kind, sensitive, n_boot, min_group_size) -> tuple[TaskKind, int]:
+    """Validate fairness_report's options, returning (kind, n_boot) normalised, so bad calls fail before any work."""
+    try:
+        kind = TaskKind(kind)
+    except ValueError:
+        raise ValueError(f"kind must be one of {[k.value for k in TaskKind]}, got {kind!r}") from None
+    if not isinstance(sensitive, Mapping) or not sensitive:
+        raise ValueError("sensitive must be a non-empty dict {attribute name: values per sample}")
+    if n_boot is None:
+        n_boot = 0
+    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
+        raise ValueError(f"n_boot must be an integer ≥ 0 (0 = no confidence intervals), got {n_boot!r}")
+    if min_group_size < 0:
+        raise ValueError(f"min_group_size must be ≥ 0, got {min_group_size}")
+    return kind, n_boot
+
+
+def _bootstrap_options(n_boot: int, random_state: int) -> dict:
+    """MetricFrame's bootstrap keyword arguments ({} when n_boot is 0, so no intervals are computed)."""
+    return (
+        {"n_boot": int(n_boot), "ci_quantiles": list(CI_QUANTILES), "random_state": int(random_state)}
+        if n_boot
+        else {}
+    )
+
+
+def _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot: int, min_group_size: int) -> FairnessTable:
+    """Group the samples by one attribute and bootstrap the metrics with MetricFrame into that attribute's table."""
+    import pandas as pd
+    from fairlearn.metrics import MetricFrame
+
+    if not isinstance(attr, str) or not attr:
+        raise ValueError(f"sensitive attribute names must be non-empty strings, got {attr!r}")
+    groups = _group_values(values, len(y), attr)
+    with warnings.catch_warnings():
+        # All-NaN bootstrap slices (a group absent from a resample, a miss
+        # rate without malignant cases) are expected and ignored.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups}, **bootstrap)
+        return _table(attr, mf, pd.Series(groups).value_counts(), metrics, len(y), n_boot, min_group_size)
+
+
 # --------------------------------------------------------------------------- #
 # Public API
 # --------------------------------------------------------------------------- #
@@ -313,39 +355,13 @@ def fairness_report(
         fpr, malignant_auc); ordinal → accuracy, balanced_accuracy, mae
         (+ ece with probabilities); age → mae, group_accuracy.
     """
-    import pandas as pd
-    from fairlearn.metrics import MetricFrame
-
-    try:
-        kind = TaskKind(kind)
-    except ValueError:
-        raise ValueError(f"kind must be one of {[k.value for k in TaskKind]}, got {kind!r}") from None
-    if not isinstance(sensitive, Mapping) or not sensitive:
-        raise ValueError("sensitive must be a non-empty dict {attribute name: values per sample}")
-    if n_boot is None:
-        n_boot = 0
-    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 0:
-        raise ValueError(f"n_boot must be an integer ≥ 0 (0 = no confidence intervals), got {n_boot!r}")
-    if min_group_size < 0:
-        raise ValueError(f"min_group_size must be ≥ 0, got {min_group_size}")
+    kind, n_boot = _checked_arguments(kind, sensitive, n_boot, min_group_size)
     y, y_pred = _prepare(kind, y_true, probs, labels, malignant_classes, ages)
     if len(y) == 0:
         raise ValueError("fairness_report needs at least one sample")
     metrics = _metric_functions(kind, y_pred, malignant_classes, age_bins)
-    bootstrap = (
-        {"n_boot": int(n_boot), "ci_quantiles": list(CI_QUANTILES), "random_state": int(random_state)}
-        if n_boot
-        else {}
-    )
+    bootstrap = _bootstrap_options(n_boot, random_state)
     tables = {}
     for attr, values in sensitive.items():
-        if not isinstance(attr, str) or not attr:
-            raise ValueError(f"sensitive attribute names must be non-empty strings, got {attr!r}")
-        groups = _group_values(values, len(y), attr)
-        with warnings.catch_warnings():
-            # All-NaN bootstrap slices (a group absent from a resample, a miss
-            # rate without malignant cases) are expected and ignored.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups}, **bootstrap)
-            tables[attr] = _table(attr, mf, pd.Series(groups).value_counts(), metrics, len(y), n_boot, min_group_size)
+        tables[attr] = _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot, min_group_size)
     return FairnessReport(tables)
