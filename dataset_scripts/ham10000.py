@@ -13,10 +13,12 @@ import os
 import datasets
 
 from dataset_scripts._base import SkinImageBuilder
+from skin.tasks import get_task
 
 # DermaMNIST / ISIC order (alphabetical by code).
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
-MALIGNANT = {"akiec", "bcc", "mel"}
+#: the ``malignant`` column: the classes the task registry calls malignant (written there once)
+MALIGNANT = frozenset(get_task("condition_ham10000").malignant)
 
 
 def _float_or_none(text: str) -> float | None:

@@ -33,10 +33,12 @@ import os
 import datasets
 
 from dataset_scripts._base import TONE_FEATURES, SkinImageBuilder
+from skin.tasks import get_task
 from skin.tone import bucket_from_fitzpatrick
 
 CLASSES = ["ACK", "BCC", "MEL", "NEV", "SCC", "SEK"]
-MALIGNANT = {"BCC", "MEL", "SCC"}
+#: the ``malignant`` column: the classes the task registry calls malignant (written there once)
+MALIGNANT = frozenset(get_task("condition_pad_ufes20").malignant)
 
 
 def parse_fitzpatrick(text: str | None) -> int | None:
