@@ -153,6 +153,24 @@ def load_image(
     ``data`` is the raw bytes or a path to them. Raises :class:`UploadError`
     (a ``ValueError``) naming the problem and the fix.
     """
+    data = _checked_bytes(data, max_bytes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        im = _open_header(data, max_pixels)
+        w, h = im.size
+        _check_dimensions(w, h, max_pixels, min_side)
+        fmt, mode = im.format, im.mode
+        if _truncated(fmt, data):
+            raise UploadError("truncated", "the image file is truncated (only part of it arrived): "
+                                           "upload it again, or re-save it on your device first")
+        notes: list[str] = []
+        _decode_first_frame(im, fmt, mode, (w, h), work_side, max_pixels, notes)
+    rgb = _upright_rgb(im, (w, h), work_side, notes)
+    return LoadedImage(image=rgb, format=fmt, original_size=(w, h), original_mode=mode, notes=notes)
+
+
+def _checked_bytes(data, max_bytes: int) -> bytes:
+    """The upload's bytes (read from a path if given), refusing non-bytes, empty, over-size and non-photo files."""
     if isinstance(data, (str, os.PathLike)):
         data = read_upload(data, max_bytes=max_bytes)
     if not isinstance(data, (bytes, bytearray)):
@@ -167,53 +185,62 @@ def load_image(
     if sniffed:
         what, fix = sniffed
         raise UploadError("not_image", f"this file is {what}: {fix}")
+    return data
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise _bomb(_pixels_in(str(e)), max_pixels) from e
-        except UnidentifiedImageError as e:
-            raise UploadError("not_image", "this file is not an image Pillow can read (not a JPEG, PNG, WebP, "
-                                           "GIF, BMP or TIFF photo): upload the photo itself as JPEG or PNG") from e
-        except (OSError, SyntaxError, ValueError) as e:
-            raise UploadError("corrupt", f"the image header is damaged ({e}): re-save the photo as JPEG "
-                                         "or PNG and upload it again") from e
-        w, h = im.size
-        if w * h > max_pixels:
-            raise _bomb((w, h), max_pixels)
-        if min(w, h) < min_side:
-            raise UploadError("too_small", f"the image is too small: {w}×{h} pixels; at least {min_side} px "
-                                           "on the short side is needed: upload the original photo, not a "
-                                           "thumbnail")
-        if max(w, h) / min(w, h) > MAX_ASPECT:
-            raise UploadError("aspect", f"the image is {w}×{h} pixels, too elongated (more than "
-                                        f"{MAX_ASPECT:.0f}:1) to be a photo of skin or a face: crop it "
-                                        "to the area of interest")
-        fmt, mode = im.format, im.mode
-        if _truncated(fmt, data):
+
+def _open_header(data: bytes, max_pixels: int) -> Image.Image:
+    """Pillow's lazy open of the bytes (header only, no pixels decoded), its errors turned into UploadErrors."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _bomb(_pixels_in(str(e)), max_pixels) from e
+    except UnidentifiedImageError as e:
+        raise UploadError("not_image", "this file is not an image Pillow can read (not a JPEG, PNG, WebP, "
+                                       "GIF, BMP or TIFF photo): upload the photo itself as JPEG or PNG") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UploadError("corrupt", f"the image header is damaged ({e}): re-save the photo as JPEG "
+                                     "or PNG and upload it again") from e
+
+
+def _check_dimensions(w: int, h: int, max_pixels: int, min_side: int) -> None:
+    """Refuse, from the header's size alone, images too large to decode, too small or too elongated to use."""
+    if w * h > max_pixels:
+        raise _bomb((w, h), max_pixels)
+    if min(w, h) < min_side:
+        raise UploadError("too_small", f"the image is too small: {w}×{h} pixels; at least {min_side} px "
+                                       "on the short side is needed: upload the original photo, not a "
+                                       "thumbnail")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise UploadError("aspect", f"the image is {w}×{h} pixels, too elongated (more than "
+                                    f"{MAX_ASPECT:.0f}:1) to be a photo of skin or a face: crop it "
+                                    "to the area of interest")
+
+
+def _decode_first_frame(im: Image.Image, fmt, mode, size, work_side: int, max_pixels: int, notes: list[str]) -> None:
+    """Decode the first frame's pixels (big JPEGs at a reduced DCT scale), decode errors turned into UploadErrors."""
+    w, h = size
+    n_frames = int(getattr(im, "n_frames", 1) or 1)
+    if n_frames > 1:
+        im.seek(0)
+        notes.append(f"animated image ({n_frames} frames): only the first frame was used")
+    try:
+        if fmt == "JPEG" and max(w, h) > 2 * work_side:
+            im.draft("RGB" if mode != "CMYK" else "CMYK", (work_side, work_side))
+        im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _bomb((w, h), max_pixels) from e
+    except (OSError, SyntaxError, ValueError) as e:
+        msg = str(e)
+        if "truncated" in msg.lower():
             raise UploadError("truncated", "the image file is truncated (only part of it arrived): "
-                                           "upload it again, or re-save it on your device first")
-        notes: list[str] = []
-        n_frames = int(getattr(im, "n_frames", 1) or 1)
-        if n_frames > 1:
-            im.seek(0)
-            notes.append(f"animated image ({n_frames} frames): only the first frame was used")
-        try:
-            if fmt == "JPEG" and max(w, h) > 2 * work_side:
-                im.draft("RGB" if mode != "CMYK" else "CMYK", (work_side, work_side))
-            im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise _bomb((w, h), max_pixels) from e
-        except (OSError, SyntaxError, ValueError) as e:
-            msg = str(e)
-            if "truncated" in msg.lower():
-                raise UploadError("truncated", "the image file is truncated (only part of it arrived): "
-                                               "upload it again, or re-save it on your device first") from e
-            raise UploadError("corrupt", f"the image data is damaged ({msg}): re-save the photo as JPEG or PNG "
-                                         "and upload it again") from e
+                                           "upload it again, or re-save it on your device first") from e
+        raise UploadError("corrupt", f"the image data is damaged ({msg}): re-save the photo as JPEG or PNG "
+                                     "and upload it again") from e
 
+
+def _upright_rgb(im: Image.Image, size, work_side: int, notes: list[str]) -> Image.Image:
+    """The decoded image rotated upright by its EXIF tag, in RGB and at most work_side px, so models see it as shot."""
+    w, h = size
     orientation = im.getexif().get(0x0112, 1)
     if orientation not in (1, None):
         im = ImageOps.exif_transpose(im)
@@ -222,7 +249,7 @@ def load_image(
     if max(rgb.size) > work_side:
         rgb.thumbnail((work_side, work_side), Image.Resampling.LANCZOS)
         notes.append(f"downscaled from {w}×{h} to {rgb.width}×{rgb.height} for analysis")
-    return LoadedImage(image=rgb, format=fmt, original_size=(w, h), original_mode=mode, notes=notes)
+    return rgb
 
 
 def _truncated(fmt: str | None, data: bytes) -> bool:
