@@ -11,7 +11,8 @@ folder or a Hub id) or an embedded default (``default:condition``,
 DDI, where a condition model is audited for malignancy: ROC-AUC of the summed
 probability of the model's malignant classes, overall and per Fitzpatrick
 group, each with a bootstrap interval (the audit of Daneshjou et al. 2022;
-:func:`ddi_audit`).
+:func:`malignancy_audit`; also on any other dataset with a ``malignant``
+column whose classes differ from the model's, e.g. PAD-UFES-20).
 """
 
 from __future__ import annotations
@@ -108,14 +109,24 @@ def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: l
     return SplitReport(metrics, fairness)
 
 
-def ddi_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int = 200,
-              random_state: int = 0) -> MalignancyAudit:
+def fst_groups(ds) -> np.ndarray:
+    """Each row's Fitzpatrick pair: DDI's ``fst_group``, else from ``fitzpatrick`` (``"unknown"`` when absent)."""
+    from skin.tone import fst_pair
+
+    if "fst_group" in ds.column_names:
+        return np.asarray(ds["fst_group"])
+    return np.asarray([fst_pair(f) or "unknown" for f in ds["fitzpatrick"]])
+
+
+def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int = 200,
+                     random_state: int = 0) -> MalignancyAudit:
     """Malignancy ROC-AUC overall and per Fitzpatrick group, each with a bootstrap interval.
 
-    The DDI audit of Daneshjou et al. (2022): the score is the summed
+    The DDI audit of Daneshjou et al. (2022), on any dataset with a
+    ``malignant`` column (DDI, PAD-UFES-20, ...): the score is the summed
     probability of the model's malignant classes (any label a task in
-    :mod:`skin.tasks` calls malignant); groups are DDI's ``skin_tone`` pairs
-    12 / 34 / 56 (the builder's ``fst_group`` I-II / III-IV / V-VI). Each
+    :mod:`skin.tasks` calls malignant); groups are Fitzpatrick pairs I-II /
+    III-IV / V-VI (DDI's ``skin_tone`` 12 / 34 / 56, :func:`fst_groups`). Each
     interval is a percentile bootstrap over that set's own images
     (:func:`skin.metrics.malignancy_auc`, ``n_boot`` resamples).
     """
@@ -123,10 +134,10 @@ def ddi_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int = 200,
 
     idx = malignant_indices(model_labels)
     if not idx:
-        raise ValueError(f"the model's labels {model_labels} contain no malignant class, so DDI cannot audit it")
+        raise ValueError(f"the model's labels {model_labels} contain no malignant class: no malignancy audit")
     score = probs[:, idx].sum(1)
     truth = np.asarray(ds["malignant"], dtype=bool)
-    fst = np.asarray(ds["fst_group"])
+    fst = fst_groups(ds)
 
     def row(mask) -> AUCRow:
         auc = malignancy_auc(truth[mask], score[mask], n_boot=n_boot, random_state=random_state)
@@ -200,12 +211,13 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
     probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size, tta=tta,
                                                          vflip=not task.upright)), 1).numpy()
     head = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds), "tta": tta}
-    if dataset == "ddi" and model_labels != ["benign", "malignant"]:
-        return EvalReport(**head, malignancy=ddi_audit(probs, model_labels, ds, n_boot=n_boot))
     labels = task.labels(ds.features)
+    if labels != model_labels and "malignant" in ds.column_names:
+        return EvalReport(**head, malignancy=malignancy_audit(probs, model_labels, ds, n_boot=n_boot))
     if labels != model_labels:
         raise ValueError(f"the model's classes {model_labels[:8]}… differ from {dataset}'s {labels[:8]}…: "
-                         "evaluate a model trained for this dataset (or DDI for a malignancy audit)")
+                         "evaluate a model trained for this dataset, or audit malignancy on a dataset with a "
+                         "'malignant' column (ddi, pad_ufes20, ham10000, dermnet)")
     return EvalReport(**head, result=evaluate_split(task, probs, task.targets(ds), labels, ds, n_boot=n_boot))
 
 

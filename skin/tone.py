@@ -91,6 +91,16 @@ def bucket_from_fitzpatrick(fst: int | None) -> str | None:
     return TONE_BUCKETS[(fst - 1) // 2]
 
 
+#: Fitzpatrick types in pairs, as DDI reports them; pair i is tone bucket ``TONE_BUCKETS[i]``.
+FST_PAIRS = ("I-II", "III-IV", "V-VI")
+
+
+def fst_pair(fst: int | None) -> str | None:
+    """FST 1-6 → ``"I-II"``, ``"III-IV"`` or ``"V-VI"``; ``None`` (unknown) → ``None``."""
+    bucket = bucket_from_fitzpatrick(fst)
+    return None if bucket is None else FST_PAIRS[TONE_BUCKETS.index(bucket)]
+
+
 def bucket_from_monk(mst: int | None) -> str | None:
     """Monk 1-10 → bucket; ``None`` (unknown) → ``None``."""
     if mst is None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.layouts import make_ddi, make_ham10000
+from tests.layouts import make_ddi, make_ham10000, make_pad_ufes20
 
 HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -19,7 +19,7 @@ def condition_dir(tmp_path_factory):
     return export_merged(model, processor, str(tmp_path_factory.mktemp("cond") / "merged"))
 
 
-def test_ddi_audit_reports_malignancy_auc_overall_and_per_fst(condition_dir, tmp_path, capsys):
+def test_malignancy_audit_reports_malignancy_auc_overall_and_per_fst(condition_dir, tmp_path, capsys):
     from skin.evaluate import main
 
     ddi = make_ddi(tmp_path).data_dir
@@ -56,7 +56,7 @@ def _ddi_probs(ds):
     return probs
 
 
-def test_ddi_audit_known_answer(tmp_path, capsys, monkeypatch):
+def test_malignancy_audit_known_answer(tmp_path, capsys, monkeypatch):
     """Through the CLI with a stand-in model whose malignant probabilities are fixed per image."""
     from types import SimpleNamespace
 
@@ -164,3 +164,38 @@ def test_face_tasks_are_upright():
 
     assert get_task("age_utkface").upright and get_task("aihub_oil").upright
     assert not get_task("condition_ham10000").upright
+
+
+def test_malignancy_audit_on_pad_ufes20_groups_by_fitzpatrick_pairs(tmp_path, capsys, monkeypatch):
+    """A model whose classes differ from PAD-UFES-20's is audited for malignancy, grouped by FST pairs."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import skin.evaluate
+    import skin.hub
+    import skin.inference
+    from skin.tone import fst_pair
+
+    model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(HAM_LABELS)), num_labels=7))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
+
+    def logits(model, processor, ds, **kwargs):
+        # a perfect malignancy score: "mel" for malignant lesions, "nv" otherwise
+        probs = np.full((len(ds), 7), 1e-6)
+        probs[np.arange(len(ds)), [4 if m else 5 for m in ds["malignant"]]] = 1.0
+        return np.log(probs)
+
+    monkeypatch.setattr(skin.evaluate, "predict_logits", logits)
+    pad = make_pad_ufes20(tmp_path).data_dir
+    rc = skin.evaluate.main(["--model", "stand-in", "--dataset", "pad_ufes20", "--data-dir", str(pad), "--split",
+                             "all", "--json", "--n-boot", "20", "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["malignancy_auc"]["value"] == 1.0
+    by_fst = report["malignancy_by_fst"]
+    assert set(by_fst) <= {"I-II", "III-IV", "V-VI", "unknown"} and "I-II" in by_fst
+    assert sum(row["n"] for row in by_fst.values()) == report["n"]
+    assert [fst_pair(f) for f in (1, 2, 3, 4, 5, 6, None)] == ["I-II", "I-II", "III-IV", "III-IV", "V-VI", "V-VI",
+                                                               None]
