@@ -284,7 +284,7 @@ class AIHubSkin(SkinImageBuilder):
         return index[folder].get(filename)
 
     def scan(self):
-        task, mapping = self.config.task, self.config.mapping
+        task = self.config.task
         names = set(self._grade_names())
         records, skipped, index = [], [], {}
         seen_task = False
@@ -294,74 +294,91 @@ class AIHubSkin(SkinImageBuilder):
             if problem:
                 skipped.append({"path": path, "reason": problem})
                 continue
-            info = label.get("info") or {}
-            images = label.get("images") or {}
-            annotations = label.get("annotations") or {}
-            equipment = label.get("equipment") or {}
-            grade = as_grade(annotations.get(task))
+            grade = as_grade((label.get("annotations") or {}).get(task))
             if grade is None:
                 skipped.append({"path": path, "reason": f"no {task} grade"})
                 continue
             seen_task = True
-            if mapping is not None:
-                if grade not in mapping:
-                    skipped.append({"path": path, "reason": f"{task} grade {grade} not in grade_mapping"})
-                    continue
-                target = str(mapping[grade])
-            else:
-                target = str(grade)
-            if target not in names:
-                skipped.append({"path": path, "reason": f"{task} grade {grade} outside 0..{len(names) - 1}"})
-                continue
-            filename = info.get("filename")
-            if not isinstance(filename, str) or not filename.strip():
-                skipped.append({"path": path, "reason": "label JSON has no info.filename"})
-                continue
-            image = self._find_image(equ, subject, os.path.basename(filename.strip()), index)
-            if image is None:
-                skipped.append(
-                    {"path": path, "reason": f"image not found: img/{equ}/{subject}/{os.path.basename(filename)}"}
-                )
-                continue
-            raw_bbox = images.get("bbox")
-            bbox = valid_bbox(raw_bbox)
-            if raw_bbox is not None and bbox is None:
-                skipped.append({"path": path, "reason": f"invalid bbox {raw_bbox!r}"})
+            target, problem = self._target_label(grade, names)
+            if problem is None:
+                image, bbox, problem = self._image_and_bbox(equ, subject, label, index)
+            if problem is not None:
+                skipped.append({"path": path, "reason": problem})
                 continue
             self.bbox_missing_count += bbox is None
-            other = {k: as_reading(v) for k, v in equipment.items() if k not in EQUIPMENT_KEYS}
-            records.append(
-                {
-                    "image": image,
-                    "label": target,
-                    "group_id": subject,
-                    "grade": grade,
-                    "bbox": bbox,
-                    "bbox_missing": bbox is None,
-                    "facepart": as_grade(images.get("facepart")),
-                    "equipment_code": equ,
-                    "device": as_grade(images.get("device")),
-                    "angle": as_grade(images.get("angle")),
-                    "label_file": os.path.relpath(path, self.root),
-                    "age": as_grade(info.get("age")),
-                    "gender": info.get("gender") or None,
-                    "skin_type": as_grade(info.get("skin_type")),
-                    "sensitive": as_grade(info.get("sensitive")),
-                    **{key: as_grade(annotations.get(key)) for key in GRADE_LEVELS},
-                    **{f"eq_{key}": as_reading(equipment.get(key)) for key in EQUIPMENT_KEYS},
-                    "equipment_other": json.dumps(other, sort_keys=True),
-                }
-            )
+            records.append(self._record(equ, subject, path, label, grade, target, image, bbox))
         if not seen_task:
-            regions = ", ".join(k for k in GRADE_LEVELS if k not in ATTRIBUTE_TASKS)
-            hint = (
-                f" The public 71645 labels carry region grades ({regions}); "
-                f"{task!r} exists only in releases whose annotations carry it."
-                if task in ATTRIBUTE_TASKS
-                else ""
-            )
-            raise ValueError(f"{self.name}: no label JSON under {self.root!r} has a {task!r} grade.{hint}")
+            raise self._no_task_error()
         return records, skipped
+
+    def _target_label(self, grade: int, names: set[str]) -> tuple[str | None, str | None]:
+        """``(class name, None)`` for a task grade after ``grade_mapping``, or ``(None, why it is skipped)``."""
+        task, mapping = self.config.task, self.config.mapping
+        if mapping is not None:
+            if grade not in mapping:
+                return None, f"{task} grade {grade} not in grade_mapping"
+            target = str(mapping[grade])
+        else:
+            target = str(grade)
+        if target not in names:
+            return None, f"{task} grade {grade} outside 0..{len(names) - 1}"
+        return target, None
+
+    def _image_and_bbox(self, equ: str, subject: str, label: dict, index: dict):
+        """``(image path, bbox, None)`` for a label's photo and face box, or ``(None, None, why it is skipped)``."""
+        info = label.get("info") or {}
+        images = label.get("images") or {}
+        filename = info.get("filename")
+        if not isinstance(filename, str) or not filename.strip():
+            return None, None, "label JSON has no info.filename"
+        image = self._find_image(equ, subject, os.path.basename(filename.strip()), index)
+        if image is None:
+            return None, None, f"image not found: img/{equ}/{subject}/{os.path.basename(filename)}"
+        raw_bbox = images.get("bbox")
+        bbox = valid_bbox(raw_bbox)
+        if raw_bbox is not None and bbox is None:
+            return None, None, f"invalid bbox {raw_bbox!r}"
+        return image, bbox, None
+
+    def _record(self, equ: str, subject: str, path: str, label: dict, grade: int, target: str, image, bbox) -> dict:
+        """One scanned row: the label file's metadata, grades and equipment readings in the features' columns."""
+        info = label.get("info") or {}
+        images = label.get("images") or {}
+        annotations = label.get("annotations") or {}
+        equipment = label.get("equipment") or {}
+        other = {k: as_reading(v) for k, v in equipment.items() if k not in EQUIPMENT_KEYS}
+        return {
+            "image": image,
+            "label": target,
+            "group_id": subject,
+            "grade": grade,
+            "bbox": bbox,
+            "bbox_missing": bbox is None,
+            "facepart": as_grade(images.get("facepart")),
+            "equipment_code": equ,
+            "device": as_grade(images.get("device")),
+            "angle": as_grade(images.get("angle")),
+            "label_file": os.path.relpath(path, self.root),
+            "age": as_grade(info.get("age")),
+            "gender": info.get("gender") or None,
+            "skin_type": as_grade(info.get("skin_type")),
+            "sensitive": as_grade(info.get("sensitive")),
+            **{key: as_grade(annotations.get(key)) for key in GRADE_LEVELS},
+            **{f"eq_{key}": as_reading(equipment.get(key)) for key in EQUIPMENT_KEYS},
+            "equipment_other": json.dumps(other, sort_keys=True),
+        }
+
+    def _no_task_error(self) -> ValueError:
+        """The error when no label has the configured task's grade, naming the releases that do carry it."""
+        task = self.config.task
+        regions = ", ".join(k for k in GRADE_LEVELS if k not in ATTRIBUTE_TASKS)
+        hint = (
+            f" The public 71645 labels carry region grades ({regions}); "
+            f"{task!r} exists only in releases whose annotations carry it."
+            if task in ATTRIBUTE_TASKS
+            else ""
+        )
+        return ValueError(f"{self.name}: no label JSON under {self.root!r} has a {task!r} grade.{hint}")
 
     def make_example(self, record: dict) -> dict:
         example = super().make_example(record)
