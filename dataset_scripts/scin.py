@@ -146,6 +146,71 @@ def _checked(row: dict, prefix: str) -> list[str]:
     return [k[len(prefix) :] for k, v in row.items() if k.startswith(prefix) and (v or "").strip().upper() == "YES"]
 
 
+def _case_weights(case_id: str, label_row: dict | None) -> tuple[dict[str, float] | None, str | None]:
+    """``(condition weights, None)`` for a case's dermatologist label, or ``(None, why the case is skipped)``."""
+    if label_row is None:
+        return None, f"case {case_id} has no row in {LABELS_CSV}"
+    weights = parse_weighted_label(label_row.get("weighted_skin_condition_label"))
+    if weights is None:
+        return None, f"case {case_id}: unparseable weighted_skin_condition_label"
+    if not weights:
+        return None, f"case {case_id} has no dermatologist label"
+    return weights, None
+
+
+def _tone_fields(case: dict, label_row: dict) -> dict:
+    """A case's Fitzpatrick / Monk columns and its tone bucket, from the best source present (dermatologist first)."""
+    fst_self = parse_fitzpatrick(case.get("fitzpatrick_skin_type"))
+    fst_derm = dermatologist_fitzpatrick(label_row)
+    monk_us = parse_monk(label_row.get("monk_skin_tone_label_us"))
+    monk_india = parse_monk(label_row.get("monk_skin_tone_label_india"))
+    if not _gradable(label_row.get("gradable_for_monk_skin_tone_us")):
+        monk_us = None
+    if not _gradable(label_row.get("gradable_for_monk_skin_tone_india")):
+        monk_india = None
+    monk = monk_us if monk_us is not None else monk_india
+    fst = fst_derm if fst_derm is not None else fst_self
+    if fst_derm is not None:
+        bucket, tone_source = bucket_from_fitzpatrick(fst_derm), "dermatologist_fitzpatrick"
+    elif monk is not None:
+        bucket, tone_source = bucket_from_monk(monk), "monk_us" if monk_us is not None else "monk_india"
+    elif fst_self is not None:
+        bucket, tone_source = bucket_from_fitzpatrick(fst_self), "self_fitzpatrick"
+    else:
+        bucket, tone_source = None, None
+    return {
+        "fitzpatrick": fst,
+        "monk": monk,
+        "tone_bucket": bucket,
+        "fitzpatrick_source": "dermatologist" if fst_derm is not None else "self" if fst_self else None,
+        "fitzpatrick_self": fst_self,
+        "fitzpatrick_dermatologist": fst_derm,
+        "monk_us": monk_us,
+        "monk_india": monk_india,
+        "tone_source": tone_source,
+    }
+
+
+def _case_fields(case: dict, case_id: str, label_row: dict, weights: dict[str, float], class_of: dict) -> dict:
+    """The columns shared by every image of a case: its top condition, tone and demographics."""
+    top = top_condition(weights)
+    return {
+        "label": class_of[top],
+        "group_id": case_id,
+        "case_id": case_id,
+        "condition": top,
+        "condition_weight": weights[top],
+        "condition_weights": json.dumps(weights),
+        **_tone_fields(case, label_row),
+        "age_group": case.get("age_group") or None,
+        "sex": case.get("sex_at_birth") or None,
+        "race_ethnicity": _checked(case, "race_ethnicity_"),
+        "body_parts": _checked(case, "body_parts_"),
+        "related_category": case.get("related_category") or None,
+        "condition_duration": case.get("condition_duration") or None,
+    }
+
+
 class Scin(SkinImageBuilder):
     BUILDER_CONFIG_CLASS = ScinConfig
     LAYOUT = (
@@ -264,60 +329,11 @@ class Scin(SkinImageBuilder):
             paths = [(i, (case.get(f"image_{i}_path") or "").strip()) for i in IMAGE_SLOTS]
             paths = [(i, self._resolve_image(p)) for i, p in paths if p]
             label_row = labels.get(case_id)
-            reason = None
-            if label_row is None:
-                reason = f"case {case_id} has no row in {LABELS_CSV}"
-            else:
-                weights = parse_weighted_label(label_row.get("weighted_skin_condition_label"))
-                if weights is None:
-                    reason = f"case {case_id}: unparseable weighted_skin_condition_label"
-                elif not weights:
-                    reason = f"case {case_id} has no dermatologist label"
+            weights, reason = _case_weights(case_id, label_row)
             if reason:
                 skipped.extend({"path": p, "reason": reason} for _, p in paths)
                 continue
-            top = top_condition(weights)
-            fst_self = parse_fitzpatrick(case.get("fitzpatrick_skin_type"))
-            fst_derm = dermatologist_fitzpatrick(label_row)
-            monk_us = parse_monk(label_row.get("monk_skin_tone_label_us"))
-            monk_india = parse_monk(label_row.get("monk_skin_tone_label_india"))
-            if not _gradable(label_row.get("gradable_for_monk_skin_tone_us")):
-                monk_us = None
-            if not _gradable(label_row.get("gradable_for_monk_skin_tone_india")):
-                monk_india = None
-            monk = monk_us if monk_us is not None else monk_india
-            fst = fst_derm if fst_derm is not None else fst_self
-            if fst_derm is not None:
-                bucket, tone_source = bucket_from_fitzpatrick(fst_derm), "dermatologist_fitzpatrick"
-            elif monk is not None:
-                bucket, tone_source = bucket_from_monk(monk), "monk_us" if monk_us is not None else "monk_india"
-            elif fst_self is not None:
-                bucket, tone_source = bucket_from_fitzpatrick(fst_self), "self_fitzpatrick"
-            else:
-                bucket, tone_source = None, None
-            shared = {
-                "label": class_of[top],
-                "group_id": case_id,
-                "case_id": case_id,
-                "condition": top,
-                "condition_weight": weights[top],
-                "condition_weights": json.dumps(weights),
-                "fitzpatrick": fst,
-                "monk": monk,
-                "tone_bucket": bucket,
-                "fitzpatrick_source": "dermatologist" if fst_derm is not None else "self" if fst_self else None,
-                "fitzpatrick_self": fst_self,
-                "fitzpatrick_dermatologist": fst_derm,
-                "monk_us": monk_us,
-                "monk_india": monk_india,
-                "tone_source": tone_source,
-                "age_group": case.get("age_group") or None,
-                "sex": case.get("sex_at_birth") or None,
-                "race_ethnicity": _checked(case, "race_ethnicity_"),
-                "body_parts": _checked(case, "body_parts_"),
-                "related_category": case.get("related_category") or None,
-                "condition_duration": case.get("condition_duration") or None,
-            }
+            shared = _case_fields(case, case_id, label_row, weights, class_of)
             for slot, path in paths:
                 if path in seen:
                     skipped.append({"path": path, "reason": f"same image already listed by case {seen[path]}"})
