@@ -22,44 +22,15 @@ def write_history(log_history: list[dict], path: str) -> None:
 def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, data_args, training_args,
               finetune_state, extra: dict) -> RunReport:
     """Evaluate the trained model, calibrate, draw the figures, export, and write ``report.json`` and the card."""
-    from skin import plots
-    from skin.calibration import calibration_summary, reliability_curve, softmax
-    from skin.evaluate import evaluate_split, predict_logits
-
     model = trainer.model
-    os.makedirs(os.path.join(run_dir, "figures"), exist_ok=True)
-    write_history(trainer.state.log_history, os.path.join(run_dir, "metrics.csv"))
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump({"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
-                  f, indent=2, default=str)
-
-    bs = training_args.per_device_eval_batch_size
-    flips = {"tta": data_args.tta, "vflip": not task.upright}
-    val_logits = predict_logits(model, processor, dsd["validation"], batch_size=bs, **flips)
-    test_logits = predict_logits(model, processor, dsd["test"], batch_size=bs, **flips)
-    val_y, test_y = task.targets(dsd["validation"]), task.targets(dsd["test"])
-    calib = calibration_summary(val_logits, val_y, test_logits, test_y)
-    T = calib["temperature"]
-    test_probs = softmax(test_logits, T)
-    test = evaluate_split(task, test_probs, test_y, labels, dsd["test"], n_boot=data_args.n_boot)
-    val = evaluate_split(task, softmax(val_logits, T), val_y, labels, dsd["validation"], n_boot=0)
-
-    figures = {}
-    if "confusion_matrix" in test.metrics and len(labels) <= 30:
-        figures["confusion_matrix"] = plots.plot_confusion_matrix(
-            test.metrics["confusion_matrix"], labels, os.path.join(run_dir, "figures", "confusion_matrix.png"))
-    figures["reliability"] = plots.plot_reliability(
-        reliability_curve(softmax(test_logits, 1.0), test_y), reliability_curve(test_probs, test_y),
-        os.path.join(run_dir, "figures", "reliability.png"))
-    for attr, table in test.fairness.items():
-        figures[f"fairness_{attr}"] = plots.plot_fairness(
-            table, task.metric.name, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))
-    figures["training_curves"] = plots.plot_training_curves(
-        trainer.state.log_history, os.path.join(run_dir, "figures", "training_curves.png"))
+    _write_log_and_args(run_dir, trainer, model_args, data_args, training_args)
+    calib, val, test, test_logits, test_probs, test_y = _evaluate_calibrated(
+        model, task, dsd, processor, labels, data_args, training_args)
+    figures = _draw_figures(run_dir, trainer, task, labels, test, test_logits, test_probs, test_y)
 
     from skin.modeling import export_calibrated
 
-    exported = export_calibrated(model, processor, run_dir, state=finetune_state, temperature=T)
+    exported = export_calibrated(model, processor, run_dir, state=finetune_state, temperature=calib["temperature"])
     report = RunReport(
         task=task.name,
         kind=task.kind,
@@ -87,3 +58,50 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
 
     write_model_card(report, os.path.join(run_dir, "merged"))
     return report
+
+
+def _write_log_and_args(run_dir, trainer, model_args, data_args, training_args) -> None:
+    """Create ``figures/`` and write ``metrics.csv`` and ``args.json``, the run's record before any evaluation."""
+    os.makedirs(os.path.join(run_dir, "figures"), exist_ok=True)
+    write_history(trainer.state.log_history, os.path.join(run_dir, "metrics.csv"))
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump({"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
+                  f, indent=2, default=str)
+
+
+def _evaluate_calibrated(model, task, dsd, processor, labels, data_args, training_args):
+    """Fit the temperature on validation and evaluate both splits with it: (calib, val, test, test logits, probs, y)."""
+    from skin.calibration import calibration_summary, softmax
+    from skin.evaluate import evaluate_split, predict_logits
+
+    bs = training_args.per_device_eval_batch_size
+    flips = {"tta": data_args.tta, "vflip": not task.upright}
+    val_logits = predict_logits(model, processor, dsd["validation"], batch_size=bs, **flips)
+    test_logits = predict_logits(model, processor, dsd["test"], batch_size=bs, **flips)
+    val_y, test_y = task.targets(dsd["validation"]), task.targets(dsd["test"])
+    calib = calibration_summary(val_logits, val_y, test_logits, test_y)
+    T = calib["temperature"]
+    test_probs = softmax(test_logits, T)
+    test = evaluate_split(task, test_probs, test_y, labels, dsd["test"], n_boot=data_args.n_boot)
+    val = evaluate_split(task, softmax(val_logits, T), val_y, labels, dsd["validation"], n_boot=0)
+    return calib, val, test, test_logits, test_probs, test_y
+
+
+def _draw_figures(run_dir, trainer, task, labels, test, test_logits, test_probs, test_y) -> dict[str, str]:
+    """Draw the run's PNG figures under ``figures/`` ({name: path}): confusion, reliability, fairness, curves."""
+    from skin import plots
+    from skin.calibration import reliability_curve, softmax
+
+    figures = {}
+    if "confusion_matrix" in test.metrics and len(labels) <= 30:
+        figures["confusion_matrix"] = plots.plot_confusion_matrix(
+            test.metrics["confusion_matrix"], labels, os.path.join(run_dir, "figures", "confusion_matrix.png"))
+    figures["reliability"] = plots.plot_reliability(
+        reliability_curve(softmax(test_logits, 1.0), test_y), reliability_curve(test_probs, test_y),
+        os.path.join(run_dir, "figures", "reliability.png"))
+    for attr, table in test.fairness.items():
+        figures[f"fairness_{attr}"] = plots.plot_fairness(
+            table, task.metric.name, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))
+    figures["training_curves"] = plots.plot_training_curves(
+        trainer.state.log_history, os.path.join(run_dir, "figures", "training_curves.png"))
+    return figures
