@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("SKINLENS_MODELS_DIR", REPO_ROOT / "models"))
-DEFAULTS = {"default:condition": "condition", "default:age": "age"}
+DEFAULTS = {"default:condition": "condition", "default:age": "age", "default:clinical": "clinical"}
 
 
 def default_dir(ref: str) -> Path:
@@ -201,6 +201,26 @@ def embed_run(run_dir: str, name: str) -> Path:
     return dest
 
 
+def refresh_fairness(ref: str, data_dir: str, *, cache_dir: str | None = None, n_boot: int = 200) -> Path:
+    """Re-measure an embedded model's test-split fairness tables and store them in its ``report.json``.
+
+    For reports written before a task gained a fairness column (the estimated
+    tone bucket): the model is evaluated on its own test split as the report
+    was (same task, same ``tta``), and only the report's ``fairness`` is
+    replaced; its other figures stay those of the training run.
+    """
+    from skin.evaluate import evaluate_model
+    from skin.reports import RunReport, dump_json
+
+    path = default_dir(ref) / "report.json"
+    report = RunReport.read(path)
+    result = evaluate_model(ref, report.dataset, data_dir, task_name=report.task, split="test",
+                            cache_dir=cache_dir, n_boot=n_boot, tta=report.tta).result
+    report.fairness = result.fairness
+    dump_json(report, path)
+    return path
+
+
 def _store_half(path: Path) -> None:
     """Store a partial-unfreezing adapter's float32 tensors as float16 (half the size in the
     repository; loading casts them back). The change in the logits is measured by
@@ -225,9 +245,16 @@ def main(argv=None) -> int:
     p = sub.add_parser("embed", help="make a finished run an embedded default model (models/<name>)")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--name", required=True, choices=sorted(DEFAULTS.values()))
+    p = sub.add_parser("refresh-fairness", help="re-measure an embedded model's fairness tables (test split)")
+    p.add_argument("--model", required=True, choices=sorted(DEFAULTS))
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--n-boot", type=int, default=200)
     args = parser.parse_args(argv)
     try:
-        if args.command == "embed":
+        if args.command == "refresh-fairness":
+            print(refresh_fairness(args.model, args.data_dir, cache_dir=args.cache_dir, n_boot=args.n_boot))
+        elif args.command == "embed":
             print(embed_run(args.run_dir, args.name))
         elif args.command == "export":
             print(json.dumps(export(args.model, args.out), indent=2))
