@@ -46,7 +46,7 @@ ESTIMATED_TONE_FEATURES = {
 #: ``skin.tone.WORK_SIDE``: a dataset has thousands of images, a median of L* and b* needs only a few
 #: thousand pixels, and JPEGs can then be decoded at a fraction of their size. How often this and
 #: the app's size give the same bucket is measured in ``bench/README.md``.
-TONE_WORK_SIDE = 64
+TONE_WORK_SIDE = 48
 
 
 class SkinBuilderConfig(datasets.BuilderConfig):
@@ -78,7 +78,7 @@ class SkinImageBuilder(datasets.GeneratorBasedBuilder):
     #: Part of the cache key, beside the data folder's fingerprint: ``datasets`` keys its cache on
     #: the config, the version and this hash, never on the code, so bump this whenever what the base
     #: class adds to every example changes, or caches prepared by older code would be served.
-    PREPARED_REVISION = "tone1"
+    PREPARED_REVISION = "tone2"
 
     def __init__(self, *args, hash: str | None = None, **kwargs):
         super().__init__(*args, hash=f"{hash}-{self.PREPARED_REVISION}" if hash else self.PREPARED_REVISION, **kwargs)
