@@ -337,11 +337,11 @@ class ToneAgreement:
         """One line for a card: the figure, its interval and its n."""
         a = self.agreement
         ci = f" (95% CI {a.ci_low:.0%}–{a.ci_high:.0%})" if a.has_ci else ""
-        kappa = f", Cohen's κ {self.cohen_kappa:.2f}" if self.cohen_kappa is not None else ""
+        kappa = f", Cohen's κ {self.cohen_kappa:.2f} (0 = chance)" if self.cohen_kappa is not None else ""
         value = "n/a" if a.value is None else f"{a.value:.0%}"
         return (
-            f"The estimated skin-tone bucket (ITA from the photo's skin pixels) matched the dermatologist's "
-            f"Fitzpatrick bucket for {value}{ci} of {self.n} {self.dataset} photos{kappa}: "
+            f"The estimated skin-tone bucket (ITA from the photo's skin pixels) matched the Fitzpatrick "
+            f"bucket the dataset records for {value}{ci} of {self.n} {self.dataset} photos{kappa}: "
             "a rough guide to tone, not a measurement."
         )
 
