@@ -128,6 +128,7 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
         "classes": list(label.names) if hasattr(label, "names") else None,
         "class_counts": None,
         "tone_buckets": None,
+        "tone_buckets_estimated": None,
         "skipped": skipped,
         "skipped_by_reason": dict(Counter(_reason_kind(s["reason"]) for s in skipped).most_common()),
     }
@@ -136,11 +137,12 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
         for ds in dsd.values():
             counts.update(ds["label"])
         out["class_counts"] = {n: counts.get(i, 0) for i, n in enumerate(label.names)}
-    if "tone_bucket" in features:
-        tones = Counter()
-        for ds in dsd.values():
-            tones.update(b or "unknown" for b in ds["tone_bucket"])
-        out["tone_buckets"] = dict(sorted(tones.items()))
+    for column, key in (("tone_bucket", "tone_buckets"), ("tone_bucket_estimated", "tone_buckets_estimated")):
+        if column in features:
+            tones = Counter()
+            for ds in dsd.values():
+                tones.update(b or "unknown" for b in ds[column])
+            out[key] = dict(sorted(tones.items()))
     clusters = getattr(builder, "near_duplicates", None)  # builders that cluster near-duplicate images
     if clusters is not None:
         out["near_duplicates"] = clusters.to_dict()

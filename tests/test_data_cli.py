@@ -60,6 +60,9 @@ def test_info_without_tone_labels(tmp_path, capsys):
     summary = json.loads(out)
     assert summary["tone_buckets"] is None
     assert [os.path.basename(s["path"]) for s in summary["skipped"]] == list(layout.skipped)
+    # the estimated tone exists for every builder (noise images: mostly no skin, "unknown")
+    assert set(summary["tone_buckets_estimated"]) <= {"light", "medium", "dark", "unknown"}
+    assert sum(summary["tone_buckets_estimated"].values()) == layout.n_good
 
 
 def test_info_config_option(tmp_path, capsys):
