@@ -106,16 +106,25 @@ def test_parse_bucket_refuses_anything_else():
 @pytest.mark.parametrize("name, task, dataset", [("condition", "condition_ham10000", "HAM10000"),
                                                  ("age", "age_utkface", "UTKFace")])
 def test_card_from_the_committed_report(name, task, dataset):
-    """The embedded models' real reports: no tone labels (said so), every other group with numbers and CIs."""
+    """The embedded models' real reports: no tone labels, so rows by estimated tone with the caveat first;
+    every other group with numbers and CIs."""
     path = MODELS / name / "report.json"
     report = RunReport.read(path)
     spec = ModelSpec(key=name, task=task, model=f"default:{name}", title=name)
     card = fairness_card(spec, get_task(task), report, bucket="medium", problem=None, model_card_url="m.md")
     metric = get_task(task).metric
     assert card["dataset"] == dataset and card["metric"] == metric.name
-    assert card["measured"] is False and card["warnings"] == [NO_TONE_LABELS[get_task(task).dataset]]
+    assert card["measured"] is True and card["tone_source"] == "estimated"
+    assert card["warnings"][0].startswith("measured by skin tone estimated from each test photo's skin pixels")
+    assert card["tone_agreement"] in card["warnings"][0]
+    estimated = report.fairness["tone_bucket_estimated"]
+    assert [r["bucket"] for r in card["rows"]] == ["light", "medium", "dark"]
+    for row in card["rows"]:
+        assert row["n"] == estimated.groups[row["bucket"]].n
+        assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    assert next(r for r in card["rows"] if r["is_user"])["bucket"] == "medium"
     assert card["overall"]["value"] == pytest.approx(report.test[metric.name])
-    assert set(card["other_groups"]) == set(report.fairness)
+    assert set(card["other_groups"]) == set(report.fairness) - {"tone_bucket_estimated"}
     for attr, rows in card["other_groups"].items():
         for row in rows:
             expected = report.fairness[attr].groups[row["group"]]

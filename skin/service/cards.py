@@ -16,7 +16,12 @@ from typing import Any
 from skin.reports import FairnessTable, GroupMetrics, MetricCI, RunReport
 
 TONE_ATTRIBUTE = "tone_bucket"
-#: What the card says when a dataset has no skin-tone labels.
+#: The tone estimated from each test photo's skin pixels, which every report has: the card's rows when the
+#: test set has no tone labels, with a caveat saying how rough the estimate is.
+ESTIMATED_TONE_ATTRIBUTE = "tone_bucket_estimated"
+ESTIMATED_TONE_NOTE = ("measured by skin tone estimated from each test photo's skin pixels (ITA), not by labels: "
+                       "{agreement} Treat the rows as a rough guide.")
+#: What the card says when a dataset has neither skin-tone labels nor estimates.
 NO_TONE_LABELS = {
     "ham10000": "not measured for any skin tone: the training data (HAM10000) is almost all light skin and has "
                 "no skin-tone labels. Expect the model to be less reliable on medium and dark skin.",
@@ -68,21 +73,33 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
         card["warnings"].append(problem or "this model has no evaluation report, so its performance per skin "
                                            "tone is unknown")
         return card
+    source, tone = _tone_table(report)
     for attr, table in report.fairness.items():
-        if attr != TONE_ATTRIBUTE:
+        if attr != source:
             card["other_groups"][attr] = [{"group": g, **_cell(row, metric.name)} for g, row in table.groups.items()]
     card["tta"] = bool(report.tta)
     if isinstance(report.test.get(metric.name), (int, float)):
         card["overall"] = {"value": float(report.test[metric.name]), "n": report.test.get("n")}
-    tone = report.fairness.get(TONE_ATTRIBUTE)
-    if tone is None or not tone.groups:
+    card["tone_source"] = {TONE_ATTRIBUTE: "labels", ESTIMATED_TONE_ATTRIBUTE: "estimated"}.get(source)
+    if tone is None:
         card["warnings"].append(NO_TONE_LABELS.get(task.dataset, f"not measured for any skin tone: the "
                                                                  f"{ds_name} test set has no skin-tone labels"))
         return card
+    if source == ESTIMATED_TONE_ATTRIBUTE:
+        card["warnings"].append(ESTIMATED_TONE_NOTE.format(agreement=card["tone_agreement"]))
     card["measured"] = True
     card["rows"] = _tone_rows(tone, metric.name, bucket)
     card["warnings"] += _tone_warnings(card["rows"], tone, metric, bucket)
     return card
+
+
+def _tone_table(report: RunReport) -> tuple[str | None, FairnessTable | None]:
+    """The report's table by labelled skin tone, else by estimated tone: ``(attribute, table)``, or ``(None, None)``."""
+    for attr in (TONE_ATTRIBUTE, ESTIMATED_TONE_ATTRIBUTE):
+        table = report.fairness.get(attr)
+        if table is not None and any(g in table.groups for g in ("light", "medium", "dark")):
+            return attr, table
+    return None, None
 
 
 def _tone_rows(tone: FairnessTable, metric: str, bucket: str | None) -> list[dict]:
