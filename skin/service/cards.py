@@ -19,8 +19,8 @@ TONE_ATTRIBUTE = "tone_bucket"
 #: The tone estimated from each test photo's skin pixels, which every report has: the card's rows when the
 #: test set has no tone labels, with a caveat saying how rough the estimate is.
 ESTIMATED_TONE_ATTRIBUTE = "tone_bucket_estimated"
-ESTIMATED_TONE_NOTE = ("measured by skin tone estimated from each test photo's skin pixels (ITA), not by labels: "
-                       "{agreement} Treat the rows as a rough guide.")
+ESTIMATED_TONE_NOTE = ("measured by skin tone estimated from each test photo's skin pixels (ITA), not by labels "
+                       "(the test set has none): treat the rows as a rough guide; how rough is stated on the card")
 #: What the card says when a dataset has neither skin-tone labels nor estimates.
 NO_TONE_LABELS = {
     "ham10000": "not measured for any skin tone: the training data (HAM10000) is almost all light skin and has "
@@ -86,7 +86,7 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
                                                                  f"{ds_name} test set has no skin-tone labels"))
         return card
     if source == ESTIMATED_TONE_ATTRIBUTE:
-        card["warnings"].append(ESTIMATED_TONE_NOTE.format(agreement=card["tone_agreement"]))
+        card["warnings"].append(ESTIMATED_TONE_NOTE)
     card["measured"] = True
     card["rows"] = _tone_rows(tone, metric.name, bucket)
     card["warnings"] += _tone_warnings(card["rows"], tone, metric, bucket)
@@ -129,10 +129,15 @@ def _tone_warnings(rows: list[dict], tone: FairnessTable, metric, bucket: str | 
         elif mine["small"]:
             warnings.append(f"thin data for {bucket} skin: only {mine['n']} test images (fewer than "
                             f"{tone.min_group_size}), so the number below is very uncertain")
-    gap = tone.gaps.get(metric.name)
-    if gap is not None and gap.value > metric.large_gap:
-        warnings.append(f"large gap between skin tones: {metric.label} differs by {gap.value:.2f} "
-                        f"(worst for {gap.worst(metric.greater_is_better)} skin; threshold {metric.large_gap})")
+    # the gap between the buckets the card shows (measured, not thin), not the report's gap over every group,
+    # which also counts images whose tone is unknown
+    shown = [r for r in rows if r["value"] is not None and not r["small"]]
+    if len(shown) >= 2:
+        low, high = min(shown, key=lambda r: r["value"]), max(shown, key=lambda r: r["value"])
+        gap, worst = high["value"] - low["value"], low if metric.greater_is_better else high
+        if gap > metric.large_gap:
+            warnings.append(f"large gap between skin tones: {metric.label} differs by {gap:.2f} "
+                            f"(worst for {worst['bucket']} skin; threshold {metric.large_gap})")
     absent = [r["bucket"] for r in rows if r["n"] == 0]
     if absent and bucket not in absent:
         warnings.append(f"not measured for {', '.join(absent)} skin (no test images)")
