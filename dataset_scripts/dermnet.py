@@ -73,6 +73,8 @@ class DermNetConfig(SkinBuilderConfig):
 class DermNet(SkinImageBuilder):
     VERSION = datasets.Version("1.0.0")
     BUILDER_CONFIG_CLASS = DermNetConfig
+    #: config name -> classes; ``skin.evaluate`` picks the grouping whose classes are a model's
+    GROUPINGS = GROUPINGS
     BUILDER_CONFIGS = [DermNetConfig(name=g, description=f"DermNet folders grouped as {g!r}") for g in GROUPINGS]
     DEFAULT_CONFIG_NAME = DEFAULT_GROUPING
     LAYOUT = "images/<Condition name>/<name>.jpg (one folder per condition, as DermNet NZ's are named)"
@@ -182,6 +184,7 @@ class DermNet(SkinImageBuilder):
                 {
                     "path": os.path.join(self.root, "images", folder, ""),
                     "reason": f"condition not in the {self.config.name} grouping ({n} images)",
+                    "images": n,
                 }
             )
         return records, skipped

@@ -114,11 +114,7 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
     builder = get_builder(name, data_dir, cache_dir=cache_dir, **config)
     builder.download_and_prepare()
     dsd = builder.as_dataset()
-    # Preparing records the skip list on the builder; on a cache hit nothing was
-    # scanned, so scan now (cheap: CSV + file headers) to report it anyway.
-    skipped = getattr(builder, "skipped", None)
-    if skipped is None:
-        _, skipped = builder.split_records()
+    skipped = skip_list(builder)
     features = next(iter(dsd.values())).features
     label = features.get("label")
     out = {
@@ -147,6 +143,27 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
     if clusters is not None:
         out["near_duplicates"] = clusters.to_dict()
     return out
+
+
+def skip_list(builder) -> list[dict]:
+    """Why files under the builder's folder were left out (``path``, ``reason``, and ``images`` for an
+    entry that stands for a whole folder).
+
+    Preparing records the list on the builder; on a cache hit nothing was
+    scanned, so the folder is scanned again (no rows are built) to report it anyway.
+    """
+    skipped = getattr(builder, "skipped", None)
+    if skipped is None:
+        _, skipped = builder.split_records()
+    return skipped
+
+
+def skipped_images(skipped: list[dict]) -> dict[str, int]:
+    """Images left out per kind of reason; a folder entry counts every image in it."""
+    counts = Counter()
+    for entry in skipped:
+        counts[_reason_kind(entry["reason"])] += int(entry.get("images", 1))
+    return dict(counts.most_common())
 
 
 def _reason_kind(reason: str) -> str:

@@ -13,6 +13,13 @@ probability of the model's malignant classes, overall and per Fitzpatrick
 group, each with a bootstrap interval (the audit of Daneshjou et al. 2022;
 :func:`malignancy_audit`; also on any other dataset with a ``malignant``
 column whose classes differ from the model's, e.g. PAD-UFES-20).
+
+A dataset with several groupings (DermNet) is prepared in the grouping whose
+classes are the model's, so any folder in DermNet's layout is scored in the
+model's own classes; the report counts the images left out (folders the
+grouping lacks, files that do not decode) under ``skipped``::
+
+    python -m skin.evaluate --model default:clinical --dataset dermnet --data-dir DIR --split all --json
 """
 
 from __future__ import annotations
@@ -150,8 +157,9 @@ def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skin.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="checkpoint folder, Hub id, or default:condition / default:age")
-    parser.add_argument("--dataset", required=True, help="scin, kaggle, utkface, aihub, ham10000, pad_ufes20, ddi")
+    parser.add_argument("--model", required=True,
+                        help="checkpoint folder, Hub id, or default:condition / default:age / default:clinical")
+    parser.add_argument("--dataset", required=True, help="scin, kaggle, utkface, aihub, ham10000, pad_ufes20, ddi, dermnet")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--task", default=None, help="task name (default: inferred from the dataset)")
     parser.add_argument("--split", default="test", choices=["train", "validation", "test", "all"])
@@ -181,13 +189,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def grouping_config(dataset: str, model_labels: list[str]) -> dict:
+    """``{"config_name": ...}`` of the dataset's grouping whose classes are the model's, so that a
+    model is scored in its own grouping (DermNet's ``clinical`` / ``fine`` / ``kaggle10``); ``{}`` when
+    the dataset has one grouping or none matches (the task's default config is used)."""
+    from skin.data import builder_class
+
+    groupings = getattr(builder_class(dataset), "GROUPINGS", None) or {}
+    return next(({"config_name": name} for name, classes in groupings.items() if list(classes) == model_labels), {})
+
+
 def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: str | None = None,
                    split: str = "test", cache_dir: str | None = None, batch_size: int = 64,
                    n_boot: int = 200, tta: bool = False) -> EvalReport:
     """Predict ``dataset``'s ``split`` with ``model_ref`` and score it (the DDI audit for a condition model on DDI)."""
     from datasets import concatenate_datasets
 
-    from skin.data import load
+    from skin.data import get_builder, skip_list, skipped_images
     from skin.hub import load_classifier
     from skin.inference import prepare_for_inference
 
@@ -198,19 +216,23 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
         if not matches:
             raise ValueError(f"no task uses dataset {dataset!r}; pass --task")
         task = matches[0]
-    dsd = load(dataset, data_dir, cache_dir=cache_dir, **task.data_config)
+    model, processor = load_classifier(model_ref)
+    model = prepare_for_inference(model)  # the same function, about 2x faster on CPU
+    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    builder = get_builder(dataset, data_dir, cache_dir=cache_dir,
+                          **{**task.data_config, **grouping_config(dataset, model_labels)})
+    builder.download_and_prepare()
+    dsd = builder.as_dataset()
     if split == "all":
         ds = concatenate_datasets([dsd[s] for s in dsd])
     elif split not in dsd:
         raise ValueError(f"{dataset} has no {split!r} split (it has {list(dsd)})")
     else:
         ds = dsd[split]
-    model, processor = load_classifier(model_ref)
-    model = prepare_for_inference(model)  # the same function, about 2x faster on CPU
-    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size, tta=tta,
                                                          vflip=not task.upright)), 1).numpy()
-    head = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds), "tta": tta}
+    head = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds), "tta": tta,
+            "skipped": skipped_images(skip_list(builder))}
     labels = task.labels(ds.features)
     if labels != model_labels and "malignant" in ds.column_names:
         return EvalReport(**head, malignancy=malignancy_audit(probs, model_labels, ds, n_boot=n_boot))

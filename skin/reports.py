@@ -323,9 +323,12 @@ class EvalReport:
     tta: bool = False
     result: SplitReport | None = None
     malignancy: MalignancyAudit | None = None
+    #: images under the folder left out, per kind of reason (e.g. a condition the model's grouping lacks)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = {"model": self.model, "dataset": self.dataset, "split": self.split, "n": int(self.n), "tta": self.tta}
+        out = {"model": self.model, "dataset": self.dataset, "split": self.split, "n": int(self.n), "tta": self.tta,
+               "n_skipped": sum(self.skipped.values()), "skipped": dict(self.skipped)}
         if self.result is not None:
             out.update(self.result.to_dict())
         if self.malignancy is not None:
@@ -335,9 +338,10 @@ class EvalReport:
     @classmethod
     def from_dict(cls, d: Mapping) -> EvalReport:
         audit = MalignancyAudit.from_dict(d) if "malignancy_by_fst" in d else None
-        rest = {k: v for k, v in d.items() if k not in ("model", "dataset", "split", "tta")}
+        rest = {k: v for k, v in d.items() if k not in ("model", "dataset", "split", "tta", "n_skipped", "skipped")}
         return cls(str(d["model"]), str(d["dataset"]), str(d["split"]), int(d["n"]), bool(d.get("tta")),
-                   None if audit else SplitReport.from_dict(rest), audit)
+                   None if audit else SplitReport.from_dict(rest), audit,
+                   {str(k): int(v) for k, v in d.get("skipped", {}).items()})
 
 
 @dataclass

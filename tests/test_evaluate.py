@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.layouts import make_ddi, make_ham10000, make_pad_ufes20
+from tests.layouts import make_ddi, make_dermnet, make_ham10000, make_pad_ufes20
 
 HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -199,3 +199,42 @@ def test_malignancy_audit_on_pad_ufes20_groups_by_fitzpatrick_pairs(tmp_path, ca
     assert sum(row["n"] for row in by_fst.values()) == report["n"]
     assert [fst_pair(f) for f in (1, 2, 3, 4, 5, 6, None)] == ["I-II", "I-II", "III-IV", "III-IV", "V-VI", "V-VI",
                                                                None]
+
+
+@pytest.mark.parametrize("grouping", ["clinical", "fine"])
+def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_counted(grouping, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """``--dataset dermnet --split all`` on any folder in DermNet's layout: the grouping is the model's
+    (its class names pick the builder config); folders the grouping lacks and bad files are counted."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import skin.evaluate
+    import skin.hub
+    import skin.inference
+    from dataset_scripts.dermnet_groupings import GROUPINGS
+
+    labels = list(GROUPINGS[grouping])
+    model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(labels)), num_labels=len(labels)))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
+
+    def logits(model, processor, ds, **kwargs):  # right on every photo
+        out = np.full((len(ds), len(labels)), -10.0)
+        out[np.arange(len(ds)), ds["label"]] = 10.0
+        return out
+
+    monkeypatch.setattr(skin.evaluate, "predict_logits", logits)
+    layout = make_dermnet(tmp_path)
+    rc = skin.evaluate.main(["--model", "stand-in", "--dataset", "dermnet", "--data-dir", str(layout.data_dir),
+                             "--split", "all", "--json", "--n-boot", "10", "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"] == 1.0
+    left_out = "condition not in the clinical grouping"
+    if grouping == "clinical":
+        assert report["n"] == layout.n_good  # Urticaria is not in the clinical grouping
+        assert report["skipped"][left_out] == 1 and report["n_skipped"] == 3  # + a truncated JPEG, a text file
+    else:
+        assert report["n"] == layout.n_good + 1 and report["n_skipped"] == 2 and left_out not in report["skipped"]

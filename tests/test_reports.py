@@ -58,9 +58,11 @@ def test_group_row_reads_the_flat_layout_too():
 
 def test_eval_report_layouts():
     split = SplitReport({"n": 3, "accuracy": 1.0})
-    out = EvalReport("m", "ham10000", "test", 3, True, result=split).to_dict()
-    assert out == {"model": "m", "dataset": "ham10000", "split": "test", "n": 3, "tta": True, "accuracy": 1.0}
-    assert EvalReport.from_dict(out).result == split
+    out = EvalReport("m", "ham10000", "test", 3, True, result=split, skipped={"truncated JPEG": 2}).to_dict()
+    assert out == {"model": "m", "dataset": "ham10000", "split": "test", "n": 3, "tta": True, "accuracy": 1.0,
+                   "n_skipped": 2, "skipped": {"truncated JPEG": 2}}
+    back = EvalReport.from_dict(out)
+    assert back.result == split and back.skipped == {"truncated JPEG": 2}
     audit = MalignancyAudit(AUCRow(4, 2, MetricCI(0.75, 0.5, 1.0)), {"I-II": AUCRow(4, 2, MetricCI(0.75, 0.5, 1.0))},
                             n_boot=10)
     out = EvalReport("m", "ddi", "all", 4, malignancy=audit).to_dict()
