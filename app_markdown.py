@@ -39,7 +39,7 @@ def predictions_markdown(result: dict) -> str:
             lines.append(f"**Estimated age: {t['estimate']:.0f} years** — age group **{t['group']}** "
                          f"(probability {_pct(t['group_probability'])})")
         lines.append("\n| | probability |\n|---|---|")
-        lines += [f"| {r['label']} | {_pct(r['probability'])} |" for r in t.get("top_k", [])]
+        lines += [f"| {r.get('name', r['label'])} | {_pct(r['probability'])} |" for r in t.get("top_k", [])]
         lines.append("\n<sub>Probabilities are calibrated: of all answers given with 80 %, about 80 % were right "
                      "on the test set.</sub>")
         parts.append("\n".join(lines))

@@ -22,6 +22,7 @@ Kinds (:class:`TaskKind`):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -117,6 +118,8 @@ class Task:
     data_config: dict = field(default_factory=dict)
     #: labels fixed by the task (age); otherwise read from the dataset
     fixed_labels: tuple[str, ...] = ()
+    #: human-readable name of each class id, where the ids are not readable themselves (shown by the app)
+    label_names: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "kind", TaskKind(self.kind))
@@ -177,7 +180,8 @@ TASKS: dict[str, Task] = {
              sensitive=("tone_bucket_estimated",), malignant=("Melanoma", "Basal Cell Carcinoma (BCC)")),
         Task("condition_dermnet", "dermnet", _CLS, f"{_CONDITION}: {len(DERMNET_CLINICAL)} groups of DermNet "
              "clinical photos", sensitive=("tone_bucket_estimated",),
-             malignant=tuple(c for c, spec in DERMNET_CLINICAL.items() if spec.malignant)),
+             malignant=tuple(c for c, spec in DERMNET_CLINICAL.items() if spec.malignant),
+             label_names={c: spec.name for c, spec in DERMNET_CLINICAL.items()}),
         Task("malignancy_ddi", "ddi", _CLS, "benign vs malignant on DDI (audit set)",
              sensitive=("tone_bucket", "tone_bucket_estimated"), malignant=("malignant",)),
         Task("age_utkface", "utkface", _AGE, "age in years (DEX expectation) and the five age groups",

@@ -37,6 +37,13 @@ def test_predictions_answers():
     assert "Probabilities are calibrated" in md
 
 
+def test_predictions_show_a_class_name_where_the_task_has_one():
+    result = {"tasks": {"clinical": {"title": "Clinical", "top_k": [
+        {"label": "acne_rosacea", "name": "Acne & rosacea", "probability": 0.7}]}}}
+    md = predictions_markdown(result)
+    assert "| Acne & rosacea | 70% |" in md and "acne_rosacea" not in md
+
+
 def test_predictions_abstained_unavailable_and_no_answer():
     tasks = {
         "a": {"title": "A", "abstained": True, "reason": "not confident: …", "top_k": [{"label": "x",

@@ -18,6 +18,19 @@ def test_top_k_in_order_and_confidence():
     assert out["confidence"] == pytest.approx(0.6) and "abstained" not in out
 
 
+def test_answers_carry_the_tasks_readable_class_names():
+    from skin.tasks import get_task
+
+    names = get_task("condition_dermnet").label_names
+    labels = list(names)
+    probs = np.eye(len(labels))[labels.index("acne_rosacea")] * 0.9 + 0.1 / len(labels)
+    out = read_out(probs, labels, age=False, top_k=2, abstain_below=0.5, names=names)
+    assert out["top_k"][0] == {"label": "acne_rosacea", "name": "Acne & rosacea", "probability": pytest.approx(
+        0.9 + 0.1 / len(labels))}
+    assert all(r["name"] == names[r["label"]] for r in out["top_k"])
+    assert "name" not in read_out(probs, labels, age=False, top_k=2, abstain_below=0.5)["top_k"][0]
+
+
 def test_low_confidence_abstains_but_lists_the_guesses():
     probs = np.full(7, 1 / 7)
     out = read_out(probs, HAM_LABELS, age=False, top_k=3, abstain_below=0.5)

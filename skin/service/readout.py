@@ -19,16 +19,21 @@ the group that was compared instead of calling it the most likely.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 
-def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abstain_below: float) -> dict:
+def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abstain_below: float,
+             names: Mapping[str, str] | None = None) -> dict:
     """``{"top_k", "confidence", ("estimate", "group", "group_probability"), ("abstained", "reason")}``.
 
     ``probs``: the softmax over ``labels``; ``age``: whether the labels are
-    ages (``"0"`` … ``"100+"``), read out as an estimate and its age group.
+    ages (``"0"`` … ``"100+"``), read out as an estimate and its age group;
+    ``names``: the task's human-readable class names, added to each answer as
+    ``name`` (its ``label`` stays the model's class id).
     """
-    out = _age_read_out(probs, labels, top_k) if age else _class_read_out(probs, labels, top_k)
+    out = _age_read_out(probs, labels, top_k) if age else _class_read_out(probs, labels, top_k, names or {})
     if out["confidence"] < abstain_below:
         out["abstained"] = True
         if age:
@@ -41,9 +46,13 @@ def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abs
     return out
 
 
-def _class_read_out(probs: np.ndarray, labels: list[str], k: int) -> dict:
+def _class_read_out(probs: np.ndarray, labels: list[str], k: int, names: Mapping[str, str]) -> dict:
     order = np.argsort(-probs)[:k]
-    return {"top_k": [{"label": labels[i], "probability": float(probs[i])} for i in order],
+    rows = [{"label": labels[i], "probability": float(probs[i])} for i in order]
+    for row in rows:
+        if row["label"] in names:
+            row["name"] = names[row["label"]]
+    return {"top_k": rows,
             "confidence": float(probs[order[0]])}
 
 

@@ -33,7 +33,7 @@ from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out
 from skin.service.views import model_input_image, model_view, needs_face
-from skin.tasks import TaskKind
+from skin.tasks import TaskKind, get_task
 from skin.uploads import LoadedImage, load_image
 
 DISCLAIMER = ("**Not medical advice.** SkinLens is a research demo: it can be wrong, it has not been "
@@ -265,7 +265,7 @@ class SkinLensService:
     def _read_out(self, lm: LoadedModel, probs: np.ndarray) -> dict:
         """:func:`~skin.service.readout.read_out` with model ``lm``'s labels and threshold."""
         return read_out(probs, lm.labels, age=lm.kind is TaskKind.AGE, top_k=self.config.top_k,
-                        abstain_below=lm.spec.abstain_below)
+                        abstain_below=lm.spec.abstain_below, names=get_task(lm.spec.task).label_names)
 
     @staticmethod
     def _tone(img, face) -> dict:
@@ -363,7 +363,6 @@ class SkinLensService:
         """The fairness card of model ``key`` (:mod:`skin.service.cards`), highlighting ``tone_bucket``."""
         from skin.hub import load_report
         from skin.reports import RunReport
-        from skin.tasks import get_task
 
         spec = self._spec(key)
         bucket = parse_bucket(tone_bucket)
