@@ -171,9 +171,16 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in [
         Task("condition_ham10000", "ham10000", _CLS, f"{_CONDITION}: 7 HAM10000 dermoscopy classes",
-             sensitive=("sex", "age_group", "site", "tone_bucket_estimated"), malignant=("akiec", "bcc", "mel")),
+             sensitive=("sex", "age_group", "site", "tone_bucket_estimated"), malignant=("akiec", "bcc", "mel"),
+             label_names={"akiec": "Actinic keratosis / Bowen's disease", "bcc": "Basal cell carcinoma",
+                          "bkl": "Benign keratosis (seborrhoeic keratosis, sun spot)", "df": "Dermatofibroma",
+                          "mel": "Melanoma", "nv": "Melanocytic naevus (mole)",
+                          "vasc": "Vascular lesion (angioma, haemorrhage)"}),
         Task("condition_pad_ufes20", "pad_ufes20", _CLS, f"{_CONDITION}: 6 PAD-UFES-20 diagnoses",
-             sensitive=("tone_bucket", "tone_bucket_estimated", "sex"), malignant=("BCC", "MEL", "SCC")),
+             sensitive=("tone_bucket", "tone_bucket_estimated", "sex"), malignant=("BCC", "MEL", "SCC"),
+             label_names={"ACK": "Actinic keratosis", "BCC": "Basal cell carcinoma", "MEL": "Melanoma",
+                          "NEV": "Melanocytic naevus (mole)", "SCC": "Squamous cell carcinoma",
+                          "SEK": "Seborrhoeic keratosis"}),
         Task("condition_scin", "scin", _CLS, f"{_CONDITION}: SCIN top dermatologist label",
              sensitive=("tone_bucket", "tone_bucket_estimated", "sex", "age_group")),
         Task("condition_kaggle", "kaggle", _CLS, f"{_CONDITION}: the Kaggle 10-class set",

@@ -65,6 +65,18 @@ def test_malignant_classes_live_in_the_task():
     assert malignant_indices(["ACK", "BCC", "MEL", "NEV", "SCC", "SEK"]) == [1, 2, 4]
 
 
+@pytest.mark.parametrize("task_name,builder", [("condition_ham10000", "ham10000"),
+                                               ("condition_pad_ufes20", "pad_ufes20")])
+def test_readable_names_cover_exactly_the_builders_classes(task_name, builder):
+    """A class id the app shows by name has a name, and no name is written for a class the builder lacks."""
+    import importlib
+
+    task = get_task(task_name)
+    classes = importlib.import_module(f"dataset_scripts.{builder}").CLASSES
+    assert set(task.label_names) == set(classes)
+    assert all(name and name != cls for cls, name in task.label_names.items())
+
+
 def test_targets():
     from datasets import Dataset
 
