@@ -216,15 +216,21 @@ def _read_config(path: str, known: set[str]) -> dict:
     return cfg
 
 
+def name_the_run(model_args, training_args, task):
+    """Default ``--run_name`` to task-model-mode and, when no ``--output_dir`` was given, put the run
+    folder at ``experiments/<run_name>``; an ``--output_dir`` the user gave is always kept."""
+    if training_args.run_name is None:
+        training_args.run_name = f"{task.name}-{model_args.model_name_or_path.replace('/', '_')}-" \
+                                 f"{model_args.finetune_mode}"
+    if training_args.output_dir == os.path.join("experiments", "run"):  # no --output_dir given
+        training_args.output_dir = os.path.join("experiments", training_args.run_name)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     model_args, data_args, training_args = parse_args(argv)
     task = get_task(data_args.task)
-    if training_args.run_name is None or training_args.output_dir == os.path.join("experiments", "run"):
-        name = training_args.run_name or f"{task.name}-{model_args.model_name_or_path.replace('/', '_')}-" \
-                                         f"{model_args.finetune_mode}"
-        training_args.run_name = name
-        training_args.output_dir = os.path.join("experiments", name)
+    name_the_run(model_args, training_args, task)
     headline = f"eval_{task.metric.name}"
     if training_args.metric_for_best_model == "eval_balanced_accuracy" and headline != "eval_balanced_accuracy":
         # the default selects on the task's headline metric (MAE, lower is better, for age)

@@ -175,6 +175,21 @@ def test_yaml_config_is_accepted(ham, tmp_path):
     assert model_args.finetune_mode == "head" and training_args.max_steps == 1 and data_args.data_dir == str(ham)
 
 
+def test_an_output_dir_given_without_a_run_name_is_kept(ham, tmp_path):
+    """--output_dir DIR with no --run_name writes the run folder to DIR (it used to be replaced by
+    experiments/<task-model-mode>); with neither, the run goes to experiments/<task-model-mode>."""
+    import train
+    from skin.tasks import get_task
+
+    base = ["--task", "condition_ham10000", "--data_dir", str(ham), "--use_cpu", "true"]
+    for extra, expected in [(["--output_dir", str(tmp_path / "mine")], str(tmp_path / "mine")),
+                            ([], os.path.join("experiments", "condition_ham10000-efficientnet_lite0-partial"))]:
+        model_args, data_args, training_args = train.parse_args(base + ["--finetune_mode", "partial"] + extra)
+        train.name_the_run(model_args, training_args, get_task(data_args.task))
+        assert training_args.output_dir == expected
+        assert training_args.run_name == "condition_ham10000-efficientnet_lite0-partial"
+
+
 def test_config_file_then_command_line_overrides(ham, tmp_path):
     """``train.py config.yaml --opt v``: the file's values, overridden by the options after it."""
     import train
@@ -216,11 +231,12 @@ def test_gpu_recipes_train_on_a_tiny_convnext(config, ham, tmp_path):
     from transformers import ConvNextConfig, ConvNextForImageClassification, ConvNextImageProcessor
 
     import train
-    from tests.layouts import make_utkface
+    from tests.layouts import make_dermnet, make_utkface
 
     recipe = yaml.safe_load(config.read_text())
     assert recipe["model_name_or_path"].startswith("facebook/convnext") and recipe["finetune_mode"] == "lora"
-    data = ham if recipe["task"] == "condition_ham10000" else make_utkface(tmp_path / "data").data_dir
+    data = {"condition_ham10000": lambda: ham, "age_utkface": lambda: make_utkface(tmp_path / "data").data_dir,
+            "condition_dermnet": lambda: make_dermnet(tmp_path / "data").data_dir}[recipe["task"]]()
     tiny = tmp_path / "convnext"
     ConvNextForImageClassification(ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1],
                                                   image_size=32)).save_pretrained(tiny)
