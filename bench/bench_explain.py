@@ -15,7 +15,8 @@ With ``--model`` (the app's own models), it also writes the model's
 faithfulness file, ``<model folder>/faithfulness.json``
 (``skin.explain.faithfulness``): deletion, insertion and their difference per
 method as the app runs it, which the app shows beside the method picker.
-``--data utkface`` explains face photos (UTKFace, for the age model) instead
+``--data utkface`` explains face photos (UTKFace, for the age model) and
+``--data dermnet`` clinical photos (DermNet, for the clinical model) instead
 of HAM10000 lesions.
 
 The model is the project's own EfficientNet-Lite0 (``skin.modeling.create_model``)
@@ -24,7 +25,7 @@ are those of a trained network (a fresh skin-label head would be random).
 Either model is prepared as the app runs it (``skin.inference``: BatchNorm
 folded, channels-last), so the timings are the app's.
 
-Usage: ``python bench/bench_explain.py [--images 5] [--threads 2] [--quick] [--model REF] [--data utkface]``.
+Usage: ``python bench/bench_explain.py [--images 5] [--threads 2] [--quick] [--model REF] [--data utkface|dermnet]``.
 Writes ``bench/results/explain.json`` (``--out``), the faithfulness file with ``--model``, and prints a table.
 """
 
@@ -50,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 DATA = SHARED / "ham10000"
 FACES = SHARED / "utkface" / "UTKFace"
+CLINICAL = SHARED / "dermnet" / "images"
 
 
 def load_model(ref: str | None = None):
@@ -93,6 +95,21 @@ def pick_faces(n: int) -> list[Path]:
     """``n`` UTKFace photos evenly spaced in file-name order (names start with the age)."""
     faces = sorted(FACES.glob("*.jpg"))
     return [faces[int(i)] for i in np.linspace(0, len(faces) - 1, n)]
+
+
+def pick_clinical(n: int) -> list[Path]:
+    """The lowest-numbered DermNet photo of each condition folder in name order (then the next ones)."""
+    by_folder = {d.name: sorted(d.glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
+                 for d in sorted(CLINICAL.iterdir()) if d.is_dir()}
+    chosen: list[Path] = []
+    depth = 0
+    while len(chosen) < n and any(len(v) > depth for v in by_folder.values()):
+        chosen += [v[depth] for v in by_folder.values() if depth < len(v)][: n - len(chosen)]
+        depth += 1
+    return chosen
+
+
+PICKERS = {"ham10000": (DATA, pick_images), "utkface": (FACES, pick_faces), "dermnet": (CLINICAL, pick_clinical)}
 
 
 def model_dir(ref: str) -> Path | None:
@@ -187,11 +204,12 @@ def main() -> None:
                     help="only the single-thread timing table, merged into an existing --out file")
     ap.add_argument("--model", help="explain this model instead (e.g. default:condition: the app's own model, "
                                      "whose faithfulness the app shows next to the method picker)")
-    ap.add_argument("--data", choices=("ham10000", "utkface"), default="ham10000",
-                    help="the photos to explain: HAM10000 lesions, or UTKFace faces (for the age model)")
+    ap.add_argument("--data", choices=tuple(PICKERS), default="ham10000",
+                    help="the photos to explain: HAM10000 lesions, UTKFace faces (for the age model) or DermNet "
+                         "clinical photos (for the clinical model)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "explain.json"))
     args = ap.parse_args()
-    folder = DATA if args.data == "ham10000" else FACES
+    folder, pick = PICKERS[args.data]
     if not folder.is_dir():
         raise SystemExit(f"{args.data} not found at {folder}; see ../shared/data/README.md")
     torch.set_num_threads(args.threads)
@@ -199,7 +217,7 @@ def main() -> None:
 
     model, processor = load_model(args.model)
     size = int(processor(Image.new("RGB", (64, 48)), return_tensors="pt")["pixel_values"].shape[-1])
-    paths = pick_images(n_images) if args.data == "ham10000" else pick_faces(n_images)
+    paths = pick(n_images)
     out = Path(args.out)
     if args.timing_only:
         result = json.loads(out.read_text()) if out.is_file() else {}
