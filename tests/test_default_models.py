@@ -21,7 +21,7 @@ def _need(name):
         pytest.skip(f"embedded model models/{name} not built yet (see models/README.md)")
 
 
-@pytest.mark.parametrize("name", ["condition", "age"])
+@pytest.mark.parametrize("name", ["condition", "clinical", "age"])
 def test_default_model_rebuilds_offline_and_exports_for_pipeline(name, tmp_path):
     _need(name)
     import torch
@@ -83,3 +83,15 @@ def test_evaluate_cli_reproduces_age_report(shared_data, tmp_path):
     got, report = _evaluate_default("age", "utkface", shared_data / "utkface", tmp_path)
     assert abs(got["mae"] - report["test"]["mae"]) < 0.05
     assert abs(got["group_accuracy"] - report["test"]["group_accuracy"]) < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.needs_shared_data
+def test_evaluate_cli_reproduces_clinical_report(shared_data, tmp_path):
+    """The embedded clinical model (its trained stages stored as float16) reproduces its report's test
+    figures on the leak-free DermNet split, and the folders its grouping lacks are counted."""
+    got, report = _evaluate_default("clinical", "dermnet", shared_data / "dermnet", tmp_path)
+    assert abs(got["accuracy"] - report["test"]["accuracy"]) < 0.01
+    assert abs(got["balanced_accuracy"] - report["test"]["balanced_accuracy"]) < 0.01
+    assert got["skipped"]["condition not in the clinical grouping"] > 0
+    assert set(got["fairness"]["tone_bucket_estimated"]["groups"]) >= {"light", "medium", "dark"}

@@ -21,7 +21,7 @@ def _fairness_rows(card_text: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in rows[2:]]  # past header and rule
 
 
-@pytest.mark.parametrize("name", ["condition", "age"])
+@pytest.mark.parametrize("name", ["condition", "clinical", "age"])
 def test_card_fairness_table_from_the_real_report(name):
     report = json.loads((MODELS / name / "report.json").read_text())
     text = str(render_model_card(report))

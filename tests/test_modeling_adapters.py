@@ -34,7 +34,7 @@ def test_finetune_state_round_trips_through_save_and_load(tmp_path):
         FinetuneState("adapter", "x", ("a",))
 
 
-@pytest.mark.parametrize("name", ["condition", "age"])
+@pytest.mark.parametrize("name", ["condition", "clinical", "age"])
 def test_embedded_adapter_json_reads_as_a_state(name):
     """The adapters in models/ were written before FinetuneState; their JSON reads as the same state and
     writes back the same keys and values (an adapter without ``finetune_mode`` is LoRA)."""

@@ -41,7 +41,8 @@ def test_missing_default_file_gives_the_built_in_models(monkeypatch, tmp_path):
     monkeypatch.setattr(config_module, "DEFAULT_CONFIG_PATH", tmp_path / "skinlens.yaml")
     config = load_config()
     assert config.source == "built-in defaults"
-    assert {k: s.model for k, s in config.models.items()} == {"condition": "default:condition", "age": "default:age"}
+    assert {k: s.model for k, s in config.models.items()} == {
+        "condition": "default:condition", "clinical": "default:clinical", "age": "default:age"}
 
 
 @pytest.mark.parametrize("text, message", [

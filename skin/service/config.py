@@ -5,6 +5,7 @@ variable ``SKINLENS_CONFIG``::
 
     models:
       condition: {task: condition_ham10000, model: "default:condition", input: closeup}
+      clinical:  {task: condition_dermnet,   model: "default:clinical",  input: closeup}
       age:       {task: age_utkface,        model: "default:age",       input: face}
     top_k: 3
     abstain_below: 0.5
@@ -50,6 +51,8 @@ CLOSEUP_ONLY_DATASETS = ("ham10000", "pad_ufes20")
 DEFAULT_MODELS = {
     "condition": {"task": "condition_ham10000", "model": "default:condition", "input": "closeup",
                   "title": "Skin condition (7 HAM10000 lesion classes)"},
+    "clinical": {"task": "condition_dermnet", "model": "default:clinical", "input": "closeup",
+                 "title": "Skin condition, ordinary photo (11 DermNet groups)"},
     "age": {"task": "age_utkface", "model": "default:age", "input": "face", "title": "Apparent age"},
 }
 

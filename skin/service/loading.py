@@ -60,7 +60,8 @@ def reference_problem(spec: ModelSpec, *, hub_offline: bool) -> str | None:
                 return (f"model '{key}': Hub model {ref} is not in the local cache and the app does not "
                         "download: download it once (huggingface-cli download) or set HF_HUB_OFFLINE=0")
         return None
-    return f"model '{key}': {ref} is neither a folder, a Hub id (owner/name) nor default:condition/default:age"
+    return (f"model '{key}': {ref} is neither a folder, a Hub id (owner/name) nor an embedded default "
+            "(default:condition, default:clinical, default:age)")
 
 
 def load_model(spec: ModelSpec, *, hub_offline: bool) -> LoadedModel:
