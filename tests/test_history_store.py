@@ -167,3 +167,19 @@ def test_acknowledged_saves_survive_kill_9(db_url):
         stored = {e.id for e in reopened.list("ann")}
     assert len(acknowledged) >= 40 and set(acknowledged) <= stored
     assert len(stored) <= len(acknowledged) + 1  # at most the save in flight when killed
+
+
+def test_history_tab_has_the_table_and_a_trend_per_score(store):
+    from skin.history.trends import history_tab
+    from skin.history.verdict import K
+
+    ids = [store.save("ann", entry(v, note=f"n{v}")).id for v in (0.1, 0.2)]
+    store.save("ann", entry(0.3, scores={"age:age": 40.0}, noise={"age:age": 0.0}))
+    tab = history_tab(store.list("ann"))
+    assert [r["id"] for r in tab.rows[1:]] == ids[::-1] and "scores" not in tab.rows[0]
+    mel = tab.trends["condition:mel"]
+    assert mel.values == pytest.approx([0.1, 0.2]) and mel.errors == pytest.approx([K * 0.01] * 2)
+    assert mel.better is None and tab.trends["condition:malignant"].better == "lower"
+    age = tab.trends["age:age"]
+    assert age.values == pytest.approx([30.1, 30.2, 40.0]) and age.errors[-1] == pytest.approx(K * 0.5)
+    assert age.times == sorted(age.times)
