@@ -7,6 +7,7 @@ score would move were the same skin photographed again.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,23 +35,23 @@ class HistoryTab:
     trends: dict[str, TrendSeries]
 
 
-#: The table's columns (scores are in the trends, not the table).
-TABLE_COLUMNS = ("id", "saved_at", "note", "photo_type", "tone_bucket", "quality_flags", "has_photo")
-
-
 def history_tab(entries: Sequence[Entry]) -> HistoryTab:
     """The table and trends of ``entries`` as :meth:`skin.history.store.HistoryStore.list` returns them."""
-    rows = [{c: v for c, v in e.to_dict().items() if c in TABLE_COLUMNS} for e in entries]
-    trends: dict[str, TrendSeries] = {}
-    specs = {}
-    for e in reversed(entries):
-        when = e.saved_at.isoformat()
+    times = [e.saved_at.isoformat() for e in entries]
+    rows = [{"id": e.id, "saved_at": when, "note": e.note, "photo_type": e.photo_type,
+             "tone_bucket": e.tone_bucket, "quality_flags": list(e.quality_flags), "has_photo": e.has_photo}
+            for e, when in zip(entries, times, strict=True)]
+    points: dict[str, tuple[list, list, list]] = {}
+    for e, when in zip(reversed(entries), reversed(times), strict=True):
         for name, value in e.scores.items():
-            if name not in trends:
-                specs[name] = score_definition(name)
-                trends[name] = TrendSeries(name, specs[name].better, [], [], [])
-            series = trends[name]
-            series.times.append(when)
-            series.values.append(value)
-            series.errors.append(K * measurement_sd(e.noise.get(name), specs[name]))
-    return HistoryTab(rows, dict(sorted(trends.items())))
+            series = points.setdefault(name, ([], [], []))
+            series[0].append(when)
+            series[1].append(value)
+            series[2].append(e.noise.get(name, math.nan))
+    trends = {}
+    for name in sorted(points):
+        spec = score_definition(name)
+        when, values, sd = points[name]
+        errors = K * measurement_sd(sd, spec)
+        trends[name] = TrendSeries(name, spec.better, when, values, errors.tolist())
+    return HistoryTab(rows, trends)

@@ -170,7 +170,7 @@ def _score_verdict(series: Sequence[Scored], spec: ScoreDef, not_comparable: str
         return ScoreVerdict(spec.name, NOT_COMPARABLE, math.nan, math.nan,
                             f"not scored in {missing} of {len(series)} entries (the model abstained)")
     y = np.array([e.scores[spec.name] for e in series], dtype=np.float64)
-    sd = np.array([measurement_sd(e.noise.get(spec.name), spec) for e in series])
+    sd = measurement_sd([e.noise.get(spec.name, math.nan) for e in series], spec)
     change, change_sd = trend_change(_times(series), y, sd)
     noise = K * change_sd
     if not_comparable:
@@ -183,11 +183,10 @@ def _score_verdict(series: Sequence[Scored], spec: ScoreDef, not_comparable: str
     return ScoreVerdict(spec.name, IMPROVED if better else DETERIORATED, change, noise)
 
 
-def measurement_sd(value, spec: ScoreDef) -> float:
-    """A stored σ, never below the score's floor (a missing or NaN σ counts as the floor)."""
-    if value is None or not math.isfinite(value):
-        return spec.noise_floor
-    return max(float(value), spec.noise_floor)
+def measurement_sd(values: Sequence[float], spec: ScoreDef) -> np.ndarray:
+    """Stored σs of one score, none below the score's floor (a missing σ, NaN, counts as the floor)."""
+    sd = np.array(values, dtype=np.float64)
+    return np.maximum(np.nan_to_num(sd, nan=spec.noise_floor), spec.noise_floor)
 
 
 def trend_change(t: np.ndarray, y: np.ndarray, sd: np.ndarray) -> tuple[float, float]:
