@@ -131,16 +131,17 @@ def retest_noise(scorer: Callable[[object], Mapping[str, float]], image,
 
 # ---------------- comparing ----------------
 def comparability(a: Scored, b: Scored) -> str:
-    """Why ``a`` and ``b`` cannot be compared ("" when they can)."""
+    """Why ``a`` and ``b`` cannot be compared ("" when they can); a quality flag is named before the tone
+    bucket, since a badly exposed photo also moves its tone estimate."""
     if a.photo_type != b.photo_type:
         return f"different photo type ({a.photo_type} vs {b.photo_type})"
-    if a.tone_bucket != b.tone_bucket:
-        return (f"different skin-tone estimate ({a.tone_bucket or 'none'} vs {b.tone_bucket or 'none'}): "
-                "the light or the camera differs, which changes every score")
     one_sided = sorted(set(a.quality_flags) ^ set(b.quality_flags))
     if one_sided:
         return (f"photo-quality flag on one side only ({', '.join(one_sided)}): a photo difference, "
                 "not a skin change; retake the photo in the same light")
+    if a.tone_bucket != b.tone_bucket:
+        return (f"different skin-tone estimate ({a.tone_bucket or 'none'} vs {b.tone_bucket or 'none'}): "
+                "the light or the camera differs, which changes every score")
     return ""
 
 
