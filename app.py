@@ -8,10 +8,11 @@ the Markdown it shows is drawn by :mod:`app_markdown`.
 
 Named API endpoints (``gradio_client``): ``/predict`` (image file → JSON),
 ``/explain`` (image, task, method, target → heatmap + JSON) and ``/fairness``
-(task, tone bucket → card markdown + JSON). See README.md, section "API".
+(task, tone bucket → card markdown + JSON); with sign-in (``SKINLENS_USERS``), the
+history endpoints of :mod:`app_history`. See README.md, section "API".
 
 Privacy: no analytics (``analytics_enabled=False``), no share link, no run
-history, no downloads (models are read from local files unless
+history (a signed-in user's own history only on request, :mod:`app_history`), no downloads (models are read from local files unless
 ``HF_HUB_OFFLINE=0``, see :mod:`skin.service.config`); the uploaded file is
 handed to the service undecoded (it validates the raw bytes) and Gradio's
 temporary copies of uploads and heatmaps are deleted within two minutes
@@ -21,14 +22,15 @@ Explain button, in the browser session's state (expires after 10 minutes).
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 
 import gradio as gr
 
+from app_history import add_history_endpoints, auth_from_env, user_errors
 from app_markdown import examples_markdown, fairness_markdown, predictions_markdown, quality_markdown
 from skin.service import DISCLAIMER, SkinLensService
+from skin.service.history import HistoryService
 
 #: Gradio's upload cap: far above the service's own limit (``max_upload_mb``),
 #: so that files between the two get the service's clear message.
@@ -76,17 +78,8 @@ class PhotoInput(gr.Image):
         return payload.path
 
 
-def _user_errors(fn):
-    """ValueErrors (bad upload, missing model, bad argument) → ``gr.Error`` with the message."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as e:
-            raise gr.Error(str(e), title="SkinLens") from e
-
-    return wrapper
+#: ValueErrors (bad upload, missing model, bad argument) → ``gr.Error`` with the message.
+_user_errors = user_errors("SkinLens")
 
 
 class Handlers:
@@ -149,8 +142,9 @@ class Handlers:
         return gr.Dropdown(choices=[PREDICTED, *labels], value=PREDICTED)
 
 
-def build_demo(service: SkinLensService) -> gr.Blocks:
-    """The page (photo and answers, explanation, fairness card) and the hidden components of the API."""
+def build_demo(service: SkinLensService, history: HistoryService | None = None) -> gr.Blocks:
+    """The page (photo and answers, explanation, fairness card) and the hidden components of the API
+    (the history endpoints answer "sign in" when ``history`` is ``None``, see :mod:`app_history`)."""
     on = Handlers(service)
     keys = on.keys
     config = service.config
@@ -227,6 +221,7 @@ def build_demo(service: SkinLensService) -> gr.Blocks:
                               concurrency_id="model")
         api_fairness_btn.click(on.api_fairness, [api_task, api_bucket], [api_markdown, api_json], api_name="fairness",
                                api_description="task[, tone bucket] → fairness card (markdown, JSON)")
+        add_history_endpoints(history, api_image)
     return demo
 
 
@@ -254,8 +249,10 @@ def warm_up(service: SkinLensService) -> None:
 
 
 service = SkinLensService()
-demo = build_demo(service)
+#: Sign-in from ``SKINLENS_USERS`` (``None``: no sign-in, no history).
+AUTH = auth_from_env()
+demo = build_demo(service, HistoryService(service) if AUTH else None)
 
 if __name__ == "__main__":
     threading.Thread(target=warm_up, args=(service,), name="warm-up", daemon=True).start()
-    demo.queue(default_concurrency_limit=CONCURRENCY).launch(**launch_kwargs(service))
+    demo.queue(default_concurrency_limit=CONCURRENCY).launch(**launch_kwargs(service), auth=AUTH)

@@ -99,8 +99,10 @@ class RunningApp:
     output) and ``pid`` are set once the server answers.
     """
 
-    def __init__(self, config: Path, workdir: Path, timeout: float = 180.0, **env):
+    def __init__(self, config: Path, workdir: Path, timeout: float = 180.0, auth: tuple[str, str] | None = None,
+                 **env):
         self.config, self.workdir, self.timeout, self.extra_env = Path(config), Path(workdir), timeout, env
+        self.auth = auth
         self.proc = None
         self.client = None
 
@@ -123,7 +125,7 @@ class RunningApp:
                                              stderr=subprocess.STDOUT, env=env)
             self.pid = self.proc.pid
             try:
-                self.client = wait_for_app(self.url, self.timeout, self.proc, self.log)
+                self.client = wait_for_app(self.url, self.timeout, self.proc, self.log, auth=self.auth)
                 return self
             except RuntimeError:
                 # the port was taken between free_port() and the app's bind: try another one
@@ -150,8 +152,10 @@ class RunningApp:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_for_app(url: str, timeout: float = 180.0, proc=None, log: Path | None = None):
-    """A ``gradio_client.Client`` once ``url`` answers (raises with the server log if it dies)."""
+def wait_for_app(url: str, timeout: float = 180.0, proc=None, log: Path | None = None,
+                 auth: tuple[str, str] | None = None):
+    """A ``gradio_client.Client`` once ``url`` answers (raises with the server log if it dies);
+    ``auth``: (name, password) of an app that requires sign-in."""
     import time
 
     from gradio_client import Client
@@ -162,7 +166,7 @@ def wait_for_app(url: str, timeout: float = 180.0, proc=None, log: Path | None =
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text() if log else ''}")
         try:
-            return Client(url, verbose=False, download_files=False)
+            return Client(url, verbose=False, download_files=False, auth=auth)
         except Exception as e:  # noqa: BLE001 - connection refused while the server starts
             last = e
             time.sleep(1.0)

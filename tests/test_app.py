@@ -50,8 +50,9 @@ def test_named_endpoints_are_documented(app_server):
     named = api["named_endpoints"]
     assert {"/predict", "/explain", "/fairness"} <= set(named)
     assert [p["parameter_name"] for p in named["/explain"]["parameters"]] == ["image", "task", "method", "target"]
-    # UI-only events are private: the public API is exactly the three named endpoints
-    assert set(named) == {"/predict", "/explain", "/fairness"}
+    # UI-only events are private: the public API is exactly the named endpoints (history: app_history)
+    assert set(named) == {"/predict", "/explain", "/fairness", "/history_save", "/history", "/history_delete",
+                          "/history_export", "/compare"}
 
 
 def test_predict_endpoint(app_server, good_photo):

@@ -262,6 +262,24 @@ class SkinLensService:
         entry["status"] = "abstain" if entry["abstained"] else "ok"
         return entry
 
+    def scores(self, image) -> dict[str, float]:
+        """The history's scores of a photo (:mod:`skin.history.scores`): every class probability, the
+        malignant sum and the age estimate of each model that can read it (none for a model that is
+        unavailable or refuses the photo). No quality check: the history records the flags beside them."""
+        from skin.history.scores import model_scores
+
+        img = self._as_loaded(image).image
+        face_cache: dict = {}
+        out: dict[str, float] = {}
+        for key, spec in self.config.models.items():
+            view, _ = self._model_view(spec, img, face_cache)
+            if view is None or self.model_problem(key) is not None:
+                continue
+            lm = self.model(key)
+            out.update(model_scores(key, lm.labels, self._forward(lm, view).probs, age=lm.kind is TaskKind.AGE,
+                                    malignant=get_task(spec.task).malignant))
+        return out
+
     def _read_out(self, lm: LoadedModel, probs: np.ndarray) -> dict:
         """:func:`~skin.service.readout.read_out` with model ``lm``'s labels and threshold."""
         return read_out(probs, lm.labels, age=lm.kind is TaskKind.AGE, top_k=self.config.top_k,
