@@ -166,3 +166,37 @@ def test_real_photos_mostly_pass_and_their_degraded_copies_are_flagged():
                 missed.append((path.name, code))
     assert passed >= 0.9 * len(paths), f"only {passed}/{len(paths)} real photos passed"
     assert not missed, missed
+
+
+def test_skin_on_a_black_background_is_not_too_dark_but_its_darkened_copy_is():
+    """A well-exposed subject on a black cloth (DermNet's clinical photos: over half the frame
+    crushed to black) is no exposure problem; the same photo at a quarter of the light is."""
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[:, 200:] = np.asarray(_textured((120, 240)))  # skin fills 3/8 of the frame, the rest is black
+    assert "too_dark" not in check_quality(frame).codes
+    assert "too_dark" in check_quality(_darken(Image.fromarray(frame))).codes
+
+
+@pytest.mark.needs_shared_data
+def test_tips_fire_no_more_often_on_dark_than_on_light_skin():
+    """The per-tone audit (bench/bench_quality_tone.py) on a fixed sample of clean photos: 'too dark'
+    never fires, and any tip fires on the dark estimated-tone bucket at most 1.5x as often as on light.
+    The portrait of very dark skin (mean luminance 37, bright end 74) that a mean rule called too dark
+    passes."""
+    import random
+
+    from bench.bench_quality_tone import DATASETS, audit, rates
+
+    rows = []
+    for name in ("dermnet", "utkface"):
+        pattern, lesion_photo = DATASETS[name]
+        paths = sorted(SHARED.glob(pattern))
+        if not paths:
+            pytest.skip(f"{SHARED / pattern} not found (needs ../shared/data)")
+        rows += audit(random.Random(0).sample(paths, 150), lesion_photo)
+    result = rates(rows)
+    portrait = SHARED / "utkface" / "UTKFace" / "40_0_1_20170116201948808.jpg.chip.jpg"
+    with Image.open(portrait) as im:
+        assert check_quality(im.convert("RGB")).ok
+    assert not any("too_dark" in r["codes"] for r in rows)
+    assert result["dark_over_light"]["any"] <= 1.5, result["buckets"]
