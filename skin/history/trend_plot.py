@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from skin.history.trends import TrendSeries
+from skin.history.verdict import K
 
 #: Panels per row of the figure.
 COLUMNS = 3
@@ -22,6 +23,7 @@ PANEL_SIZE = (4.0, 2.6)
 
 def trend_figure(trends: Mapping[str, TrendSeries]):
     """A ``matplotlib.figure.Figure`` with one panel per score of ``trends`` (a single note when empty)."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
     names = list(trends)
@@ -40,10 +42,11 @@ def trend_figure(trends: Mapping[str, TrendSeries]):
         ax.errorbar(times, series.values, yerr=series.errors, fmt="o-", capsize=3, markersize=4, linewidth=1)
         better = f" ({series.better} is better)" if series.better else ""
         ax.set_title(f"{name}{better}", fontsize=9)
+        locator = AutoDateLocator(maxticks=4)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         ax.tick_params(labelsize=7)
+        ax.xaxis.get_offset_text().set_fontsize(7)
         ax.grid(alpha=0.3)
-        for label in ax.get_xticklabels():
-            label.set_rotation(30)
-            label.set_horizontalalignment("right")
-    fig.suptitle("Scores over time (bars: ± the score's own test-retest noise)", fontsize=10)
+    fig.suptitle(f"Scores over time (bars: ± {K} × the score's own test-retest noise)", fontsize=10)
     return fig
