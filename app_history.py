@@ -263,8 +263,10 @@ def add_history_panel(demo: gr.Blocks, history: HistoryService | None, state, *,
                 export_files = gr.File(label="Your data", file_count="multiple", interactive=False)
         verdicts = gr.Markdown(elem_id="history-verdicts")
         with gr.Row():
-            heat_a = gr.Image(label="Older entry: heatmap", type="pil", interactive=False)
-            heat_b = gr.Image(label="Newer entry: heatmap", type="pil", interactive=False)
+            heat_a = gr.Image(label="Older entry: heatmap", type="pil", interactive=False,
+                              elem_id="history-heatmap-older")
+            heat_b = gr.Image(label="Newer entry: heatmap", type="pil", interactive=False,
+                              elem_id="history-heatmap-newer")
     view = [status, table, plot, pick_delete, pick_a, pick_b]
     private = {"api_visibility": "private"}
     demo.load(on.ui_view, None, view, **private)
