@@ -160,7 +160,8 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
                                    image_mode=None, elem_id="photo")
                 analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 gr.Markdown("A close-up of the skin spot, in daylight, in focus — or a face, looking at the "
-                            "camera, for the age estimate. Photos are not stored.")
+                            "camera, for the age estimate. Photos are not stored"
+                            + (" (unless you save one to My history with \"keep this photo\")." if history else "."))
                 examples = config.available_examples()
                 if examples:
                     gr.Examples([[e.path] for e in examples], inputs=photo, label="Example photos",

@@ -147,6 +147,9 @@ def test_without_sign_in_the_panel_says_how_to_set_it_up(service, history):
     assert "python -m skin.users add NAME" in NO_SIGN_IN_HELP and "SKINLENS_USERS" in NO_SIGN_IN_HELP
     page = json.dumps(app.build_demo(service).get_config_file(), default=str)
     assert "python -m skin.users add NAME" in page and "Save to my history" not in page
+    assert "Photos are not stored." in page
+    signed_in_page = json.dumps(app.build_demo(service, history).get_config_file(), default=str)
+    assert "Save to my history" in signed_in_page and "unless you save one to My history" in signed_in_page
     # sign-in configured, nobody signed in: the panel asks to sign in and shows nothing
     view = HistoryHandlers(history).ui_view(request=_request(None))
     assert "Sign in to keep a history" in view[0] and view[1] == []
