@@ -66,7 +66,7 @@ def _jpeg(state) -> bytes:
     return buffer.getvalue()
 
 
-def test_two_users_cannot_reach_each_others_entries_through_the_panel(history, analysed):
+def test_two_users_cannot_reach_each_others_entries_through_the_panel(history, analysed, monkeypatch):
     on = HistoryHandlers(history)
     ann, bob = _request("ann"), _request("bob")
     history.store.save("ann", entry(0.2, note="older"))
@@ -86,6 +86,10 @@ def test_two_users_cannot_reach_each_others_entries_through_the_panel(history, a
     exported = json.loads(Path(json_path).read_text())
     assert [e["id"] for e in exported["entries"]] == bob_saved[-1:] and exported["user"] == "bob"
     assert not any(i in Path(csv_path).read_text() for i in ann_ids)
+    with monkeypatch.context() as m:
+        m.setattr("skin.service.history.EXPORT_TTL_S", -1)  # every earlier export is old
+        newer = on.ui_export(request=bob)
+    assert not Path(json_path).exists() and all(Path(p).exists() for p in newer)  # the old one's files went
     with pytest.raises(gr.Error, match="delete my whole history"):
         on.ui_delete_all(False, request=bob)
     *view, confirm = on.ui_delete_all(True, request=bob)

@@ -11,7 +11,10 @@ of each score measured on the same photo (:func:`skin.history.verdict.retest_noi
 from __future__ import annotations
 
 import io
+import shutil
 import tempfile
+import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,8 @@ from skin.history.store import HistoryStore, NewEntry
 from skin.history.trends import HistoryTab, history_tab
 from skin.history.verdict import compare, retest_noise
 
+#: Seconds an export's temporary files are kept (the app's own copies; Gradio serves its copy of them).
+EXPORT_TTL_S = 120
 SIGN_IN = "sign in to keep a history: this SkinLens has no signed-in user for this request"
 
 
@@ -50,6 +55,8 @@ class HistoryService:
     def __init__(self, service, store: HistoryStore | None = None):
         self.service = service
         self.store = store or HistoryStore()
+        self._exports: list[tuple[float, Path]] = []
+        self._exports_lock = threading.Lock()
 
     def analyse(self, image, *, note: str = "", keep_photo: bool = False) -> NewEntry:
         """The entry of one photo: scores, their noise, photo type, tone bucket, quality flags."""
@@ -90,10 +97,22 @@ class HistoryService:
             raise ValueError('name the entry to delete: its id, or "all"')
         return {"deleted": self.store.delete(_user(user), entry_id)}
 
+    def _export_folder(self) -> Path:
+        """A new temporary folder for one export; this service's exports older than :data:`EXPORT_TTL_S`
+        are deleted first (Gradio serves its own copy of a returned file, so ours is not needed after)."""
+        now = time.monotonic()
+        with self._exports_lock:
+            for made, folder in [x for x in self._exports if now - x[0] > EXPORT_TTL_S]:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._exports.remove((made, folder))
+            folder = Path(tempfile.mkdtemp(prefix="skinlens-export-"))
+            self._exports.append((now, folder))
+        return folder
+
     def export(self, user: str | None) -> str:
         """A zip (``history.json`` with kept photos, ``history.csv``) in a temporary folder; its path."""
         exported = self.store.export(_user(user))
-        path = Path(tempfile.mkdtemp(prefix="skinlens-export-")) / "skinlens-history.zip"
+        path = self._export_folder() / "skinlens-history.zip"
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("history.json", exported.json)
             zf.writestr("history.csv", exported.csv)
@@ -102,7 +121,7 @@ class HistoryService:
     def export_files(self, user: str | None) -> list[str]:
         """``[history.json, history.csv]`` written to a new temporary folder (the page's download)."""
         exported = self.store.export(_user(user))
-        folder = Path(tempfile.mkdtemp(prefix="skinlens-export-"))
+        folder = self._export_folder()
         (folder / "skinlens-history.json").write_text(exported.json, encoding="utf-8")
         (folder / "skinlens-history.csv").write_text(exported.csv, encoding="utf-8")
         return [str(folder / "skinlens-history.json"), str(folder / "skinlens-history.csv")]
