@@ -27,7 +27,7 @@ import threading
 
 import gradio as gr
 
-from app_history import add_history_endpoints, auth_from_env, user_errors
+from app_history import add_history_endpoints, add_history_panel, auth_from_env, oauth_enabled, user_errors
 from app_markdown import examples_markdown, fairness_markdown, predictions_markdown, quality_markdown
 from skin.service import DISCLAIMER, SkinLensService
 from skin.service.history import HistoryService
@@ -142,9 +142,10 @@ class Handlers:
         return gr.Dropdown(choices=[PREDICTED, *labels], value=PREDICTED)
 
 
-def build_demo(service: SkinLensService, history: HistoryService | None = None) -> gr.Blocks:
-    """The page (photo and answers, explanation, fairness card) and the hidden components of the API
-    (the history endpoints answer "sign in" when ``history`` is ``None``, see :mod:`app_history`)."""
+def build_demo(service: SkinLensService, history: HistoryService | None = None, *, oauth: bool = False) -> gr.Blocks:
+    """The page (photo and answers, explanation, fairness card, "My history") and the hidden components of
+    the API (the history answers "sign in" when ``history`` is ``None``; ``oauth``: Hugging Face sign-in,
+    see :mod:`app_history`)."""
     on = Handlers(service)
     keys = on.keys
     config = service.config
@@ -159,7 +160,8 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None) 
                                    image_mode=None, elem_id="photo")
                 analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 gr.Markdown("A close-up of the skin spot, in daylight, in focus — or a face, looking at the "
-                            "camera, for the age estimate. Photos are not stored.")
+                            "camera, for the age estimate. Photos are not stored"
+                            + (" (unless you save one to My history with \"keep this photo\")." if history else "."))
                 examples = config.available_examples()
                 if examples:
                     gr.Examples([[e.path] for e in examples], inputs=photo, label="Example photos",
@@ -185,6 +187,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None) 
                     exp_json = gr.JSON(label="Explanation details")
         with gr.Accordion("Fairness card: how well does it work for your skin tone?", open=True):
             fairness_md = gr.Markdown(elem_id="fairness")
+        add_history_panel(demo, history, state, oauth=oauth)
         with gr.Accordion("All results as JSON", open=False):
             result_json = gr.JSON(label="/predict result")
         gr.Markdown(
@@ -221,7 +224,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None) 
                               concurrency_id="model")
         api_fairness_btn.click(on.api_fairness, [api_task, api_bucket], [api_markdown, api_json], api_name="fairness",
                                api_description="task[, tone bucket] → fairness card (markdown, JSON)")
-        add_history_endpoints(history, api_image)
+        add_history_endpoints(history, api_image, oauth=oauth)
     return demo
 
 
@@ -249,9 +252,10 @@ def warm_up(service: SkinLensService) -> None:
 
 
 service = SkinLensService()
-#: Sign-in from ``SKINLENS_USERS`` (``None``: no sign-in, no history).
+#: Sign-in: Hugging Face OAuth on a Space that enables it, else ``SKINLENS_USERS`` (neither: no history).
+OAUTH = oauth_enabled()
 AUTH = auth_from_env()
-demo = build_demo(service, HistoryService(service) if AUTH else None)
+demo = build_demo(service, HistoryService(service) if AUTH or OAUTH else None, oauth=OAUTH)
 
 if __name__ == "__main__":
     threading.Thread(target=warm_up, args=(service,), name="warm-up", daemon=True).start()

@@ -13,7 +13,12 @@ on random users, after ``--warmup`` untimed calls of each:
 * **save**: :meth:`HistoryStore.save` of one entry, committed and synced;
 * **load**: what the history tab needs, :meth:`HistoryStore.list` (the
   user's 1,000 entries, newest first) + :func:`skin.history.trends.history_tab`
-  (the table rows and a trend series per score).
+  (the table rows and a trend series per score);
+* **load_sqlite_defaults**: the same load, interleaved with it on a second
+  store over the same file whose connections have SQLite's default read
+  settings (no memory map, a 2 MiB page cache): the store's read pragmas
+  (:data:`skin.history.store.SQLITE_MMAP_BYTES`, ``SQLITE_CACHE_KIB``) against
+  none, side by side in one run.
 
 Prints p50 / p95 / max in ms and writes ``bench/results/history.json``.
 Targets: load p95 <= 50 ms, save p95 <= 20 ms. ``--db PATH`` keeps (and reuses)
@@ -44,12 +49,14 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect  # noqa: E402
 
-from skin.history.store import ENTRIES, HistoryStore, NewEntry  # noqa: E402
+from skin.history.store import ENTRIES, SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES, HistoryStore, NewEntry  # noqa: E402
 from skin.history.trends import history_tab  # noqa: E402
 
 HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 MALIGNANT = ("akiec", "bcc", "mel")
-TARGETS_MS = {"load": 50.0, "save": 20.0}
+TARGETS_MS = {"load": 50.0, "save": 20.0, "load_sqlite_defaults": 50.0}
+#: SQLite's own defaults for the read pragmas the store sets (the comparison variant).
+SQLITE_DEFAULT_READS = ("PRAGMA mmap_size=0", "PRAGMA cache_size=-2000")
 BATCH = 20_000
 
 
@@ -97,6 +104,23 @@ def fill(path: Path, users: int, entries: int, seed: int = 0) -> None:
     conn.close()
 
 
+def defaults_store(url: str) -> HistoryStore:
+    """A store as the app opens it, but whose connections then reset the read pragmas to SQLite's defaults."""
+    import sqlalchemy as sa
+
+    store = HistoryStore(url)
+
+    def reset(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_DEFAULT_READS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    sa.event.listen(store.engine, "connect", reset)  # runs after the store's own pragmas
+    store.engine.dispose()  # drop the connection the migration opened with them
+    return store
+
+
 def percentiles(samples: list[float]) -> dict:
     ms = np.array(samples) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
@@ -126,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"filled {args.users:,} users x {args.entries:,} entries in {fill_s} s")
     rng = random.Random(1)
     store = HistoryStore(f"sqlite:///{path}")
-    timings: dict[str, list[float]] = {"save": [], "load": []}
+    baseline = defaults_store(f"sqlite:///{path}")
+    timings: dict[str, list[float]] = {"save": [], "load": [], "load_sqlite_defaults": []}
     loaded_rows = []
     for i in range(args.warmup + args.samples):
         user = f"user{rng.randrange(args.users)}"
@@ -134,22 +159,29 @@ def main(argv: list[str] | None = None) -> int:
         store.save(user, fake_entry(rng))
         save_s = time.perf_counter() - t
         user = f"user{rng.randrange(args.users)}"
-        t = time.perf_counter()
-        tab = history_tab(store.list(user))
-        load_s = time.perf_counter() - t
+        # both variants load the same user, in alternating order (neither always reads the other's warm pages)
+        loads = {}
+        for name, which in (("load", store), ("load_sqlite_defaults", baseline))[:: 1 if i % 2 else -1]:
+            t = time.perf_counter()
+            tab = history_tab(which.list(user))
+            loads[name] = time.perf_counter() - t
         if i >= args.warmup:
             timings["save"].append(save_s)
-            timings["load"].append(load_s)
+            for name, seconds in loads.items():
+                timings[name].append(seconds)
             loaded_rows.append(len(tab.rows))
     store.close()
+    baseline.close()
     result = {name: {**percentiles(s), "target_p95_ms": TARGETS_MS[name],
                      "met": percentiles(s)["p95_ms"] <= TARGETS_MS[name]} for name, s in timings.items()}
     result["setup"] = {"users": args.users, "entries_per_user": args.entries, "rows_per_load": int(np.median(loaded_rows)),
                        "db_mb": round(path.stat().st_size / 2**20, 1), "fill_s": fill_s,
-                       "sqlite": sqlite3.sqlite_version, "journal": "wal", "synchronous": "full"}
+                       "sqlite": sqlite3.sqlite_version, "journal": "wal", "synchronous": "full",
+                       "mmap_bytes": SQLITE_MMAP_BYTES, "cache_kib": SQLITE_CACHE_KIB,
+                       "load_sqlite_defaults": list(SQLITE_DEFAULT_READS)}
     result["env"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()}
     print(f"\n| operation | p50 ms | p95 ms | max ms | target p95 ms | met |\n|---|---:|---:|---:|---:|---|")
-    for name in ("load", "save"):
+    for name in ("load", "load_sqlite_defaults", "save"):
         r = result[name]
         print(f"| {name} | {r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} | {r['target_p95_ms']} | {r['met']} |")
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,5 +1,7 @@
-"""A real headless Chromium opens the running app, uploads a real photo, waits for
-the predictions and the heatmap, and saves a screenshot.
+"""A real headless Chromium signs in to the running app, uploads a real photo, waits
+for the predictions and the heatmap, saves the analysis twice to "My history"
+(photo kept), compares the two entries and saves a screenshot: the trend plot
+and the side-by-side heatmaps render offline.
 
 Browser: Debian's ``chromium`` package (``apt-get install chromium``), driven by
 the ``playwright`` Python package through ``executable_path`` — Playwright's
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from skin.history.users import Users
 from tests.app_helpers import RunningApp, make_app_models
 from tests.bad_uploads import skin_photo
 
@@ -26,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 ARTIFACTS = REPO / "tests" / "artifacts"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+USER = ("ann", "ann's long passphrase")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -55,11 +59,17 @@ def test_browser_upload_predict_explain(tmp_path):
                                           "install' needed: Debian's chromium is used)")
     chromium = _chromium()
     photo, source = _photo(tmp_path)
-    with RunningApp(make_app_models(tmp_path), tmp_path) as app, sync_api.sync_playwright() as pw:
+    Users(tmp_path / "users.json").add(*USER)
+    with RunningApp(make_app_models(tmp_path), tmp_path, auth=USER, SKINLENS_USERS=str(tmp_path / "users.json"),
+                    SKINLENS_DB=f"sqlite:///{tmp_path / 'history.sqlite'}") as app, \
+            sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
             page.goto(app.url, wait_until="domcontentloaded")
+            page.get_by_label("username").fill(USER[0])
+            page.get_by_label("password").fill(USER[1])
+            page.get_by_role("button", name="Login").click()
             page.get_by_text("Not medical advice").first.wait_for(timeout=60_000)
             page.locator("#photo input[type=file]").set_input_files(str(photo))
             page.locator("#photo img").first.wait_for(timeout=60_000)  # preview shown = upload done
@@ -72,6 +82,7 @@ def test_browser_upload_predict_explain(tmp_path):
             heat.wait_for(timeout=120_000)
             page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=heat.element_handle(),
                                    timeout=60_000)
+            _save_twice_and_compare(page)
             shot = tmp_path / f"skinlens_{source}.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
@@ -79,3 +90,32 @@ def test_browser_upload_predict_explain(tmp_path):
     assert shot.stat().st_size > 10_000
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / shot.name)
+
+
+def _loaded(page, selector: str) -> None:
+    """Wait until the image under ``selector`` has been decoded (a real picture, not a placeholder)."""
+    img = page.locator(f"{selector} img").first
+    img.wait_for(timeout=60_000)
+    page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=img.element_handle(), timeout=60_000)
+
+
+def _save_twice_and_compare(page) -> None:
+    """My history: save the analysis twice with its photo, see two rows and the trend plot, compare them."""
+    # one table cell "closeup" (photo type) and one "yes" (photo kept) per saved entry
+    cells = ("(text) => [...document.querySelectorAll('#history-table [role=gridcell]')]"
+             ".filter(c => c.innerText.trim() == text)")
+    for n in (1, 2):
+        page.get_by_label("keep this photo").check()
+        page.locator("#history-save").click()
+        page.wait_for_function(f"() => ({cells})('closeup').length >= {n}", timeout=120_000)
+    assert page.evaluate(f"() => [({cells})('closeup').length, ({cells})('yes').length]") == [2, 2]
+    _loaded(page, "#history-trends")
+    for label, steps in (("Compare: first entry", 1), ("Compare: second entry", 2)):
+        page.get_by_label(label).click()
+        for _ in range(steps):
+            page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+    page.locator("#history-compare").click()
+    page.locator("#history-verdicts").get_by_text("no meaningful change").first.wait_for(timeout=120_000)
+    _loaded(page, "#history-heatmap-older")
+    _loaded(page, "#history-heatmap-newer")

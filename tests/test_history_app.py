@@ -105,3 +105,10 @@ def test_without_sign_in_the_endpoints_say_so():
                  lambda: on.api_history_save("photo.jpg", request=None)):
         with pytest.raises(gr.Error, match="sign in to keep a history"):
             call()
+
+
+def test_the_history_panel_adds_no_public_endpoint(app):
+    """With sign-in the page has the My history panel; its events are private, the API stays the named ones."""
+    named = _client(app, "ann").view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert set(named) == {"/predict", "/explain", "/fairness", "/history_save", "/history", "/history_delete",
+                          "/history_export", "/compare"}

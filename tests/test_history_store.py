@@ -20,7 +20,7 @@ from datetime import UTC
 
 import pytest
 
-from skin.history.store import DB_FILENAME, Entry, HistoryStore, default_url
+from skin.history.store import DB_FILENAME, SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES, Entry, HistoryStore, default_url
 from tests.history_helpers import PostgresCluster, entry, postgres_problem
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,6 +67,8 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
     with HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite'}") as s, s.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == SQLITE_MMAP_BYTES
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -SQLITE_CACHE_KIB
 
 
 def test_default_url_is_sqlite_in_the_data_folder(tmp_path, monkeypatch):

@@ -41,17 +41,15 @@ def history_tab(entries: Sequence[Entry]) -> HistoryTab:
     rows = [{"id": e.id, "saved_at": when, "note": e.note, "photo_type": e.photo_type,
              "tone_bucket": e.tone_bucket, "quality_flags": list(e.quality_flags), "has_photo": e.has_photo}
             for e, when in zip(entries, times, strict=True)]
-    points: dict[str, tuple[list, list, list]] = {}
-    for e, when in zip(reversed(entries), reversed(times), strict=True):
-        for name, value in e.scores.items():
-            series = points.setdefault(name, ([], [], []))
-            series[0].append(when)
-            series[1].append(value)
-            series[2].append(e.noise.get(name, math.nan))
+    oldest_first = list(zip(reversed(times), [e.scores for e in reversed(entries)],
+                            [e.noise for e in reversed(entries)], strict=True))
     trends = {}
-    for name in sorted(points):
+    # one pass per score over the entries (a comprehension each): a 1,000-entry tab is read on every page load
+    for name in sorted({name for e in entries for name in e.scores}):
         spec = score_definition(name)
-        when, values, sd = points[name]
+        points = [(when, scores[name], noise.get(name, math.nan))
+                  for when, scores, noise in oldest_first if name in scores]
+        when, values, sd = (list(column) for column in zip(*points, strict=True))
         errors = K * measurement_sd(sd, spec)
         trends[name] = TrendSeries(name, spec.better, when, values, errors.tolist())
     return HistoryTab(rows, trends)
