@@ -152,3 +152,36 @@ def test_the_page_says_which_photo_type_it_read():
     assert "this does not look like a photo of skin" in oos and "Skin condition" not in oos
     assert predictions_markdown({"photo_type": PhotoType(None).to_dict(), "tasks": {"condition": task}}) \
         .startswith("### Skin condition")  # gate off, nothing chosen: as before
+
+
+def test_out_of_scope_test_part_shares_no_photograph_or_seed_with_training():
+    from skin.phototype_corpus import GENERATORS, REAL_SOURCES, TEST_SOURCES, out_of_scope_items
+
+    items = out_of_scope_items(views_per_source=3, per_generator_train=4, per_generator_test=2)
+    train = {(i.source, i.seed) for i in items if i.split == "train"}
+    test = {(i.source, i.seed) for i in items if i.split == "test"}
+    assert not train & test
+    assert {s for s, _ in test if s in REAL_SOURCES} == set(TEST_SOURCES)
+    assert not {s for s, _ in train} & set(TEST_SOURCES)
+    assert "skimage.astronaut" not in REAL_SOURCES  # a portrait is a face photo, not out of scope
+    for name in GENERATORS:
+        assert {seed for s, seed in train if s == name}.isdisjoint({seed for s, seed in test if s == name})
+    first = next(i for i in items if i.source == "generated.document")
+    assert np.array_equal(np.asarray(first.load()), np.asarray(first.load()))  # drawn again, identically
+
+
+def test_fit_and_measure_on_separable_features():
+    from skin.phototype_train import choose_c, fit, measure
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 30)
+    x = rng.normal(size=(120, 8)) + np.eye(4, 8)[y] * 4
+    c, scores = choose_c(x, y, [str(i) for i in range(120)])
+    model = fit(x, y, c)
+    pred = model.probabilities(x).argmax(1)
+    pred[0] = 3  # one dermoscopy photo called out_of_scope
+    report = measure(y, pred, ["a"] * 120)
+    assert report["per_type"]["dermoscopy"]["n"] == 30
+    assert report["false_rejection_of_skin_photos"] == pytest.approx(1 / 90, abs=1e-4)
+    assert report["out_of_scope_rejection"] == 1.0 and report["meets_targets"] is True
+    assert np.array(report["confusion_matrix"]["counts"]).sum() == 120
