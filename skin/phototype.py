@@ -37,7 +37,7 @@ SKIN_PHOTO_TYPES = tuple(t for t in PHOTO_TYPES if t != OUT_OF_SCOPE)
 PHOTO_TYPE_NAMES = {
     "dermoscopy": "dermatoscope close-up",
     "clinical": "ordinary photo of skin",
-    "face": "face photo (portrait)",
+    "face": "face photo",
     "out_of_scope": "picture that is not a photo of skin",
 }
 #: What "detect it for me" is called where a photo type can be forced (API argument, UI dropdown).
@@ -71,13 +71,15 @@ def parse_photo_type(value: str | None) -> str | None:
 @dataclass(frozen=True)
 class PhotoType:
     """The photo type an upload is treated as: ``label``, the model's ``probabilities`` (empty when the
-    gate is off), and whether the user forced it (``overridden``; ``detected`` is then the model's own
-    answer, or ``None`` when no model ran)."""
+    gate is off), whether the user forced it (``overridden``), the classifier's own answer
+    (``detected``; ``None`` when no model ran) and, when ``label`` differs from it without the user,
+    the rule that changed it (``rule``)."""
 
     label: str | None
     probabilities: dict[str, float] = field(default_factory=dict)
     overridden: bool = False
     detected: str | None = None
+    rule: str | None = None
 
     @property
     def probability(self) -> float | None:
@@ -90,7 +92,7 @@ class PhotoType:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "probability": self.probability, "probabilities": dict(self.probabilities),
-                "overridden": self.overridden, "detected": self.detected}
+                "overridden": self.overridden, "detected": self.detected, "rule": self.rule}
 
 
 @dataclass(frozen=True)

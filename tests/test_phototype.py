@@ -106,7 +106,7 @@ def test_routing_reasons_name_the_photo_type():
     assert routing_reason(spec, PhotoType("face", probs)) is None
     reason = routing_reason(spec, PhotoType("dermoscopy", probs))
     assert "this looks like a dermatoscope close-up (dermoscopy, 90%)" in reason
-    assert "the model 'Ordinary photo model' answers only: ordinary photo of skin, face photo (portrait)" in reason
+    assert "the model 'Ordinary photo model' answers only: ordinary photo of skin, face photo" in reason
     forced = routing_reason(spec, PhotoType("dermoscopy", probs, overridden=True, detected="dermoscopy"))
     assert "you chose" in forced
     oos = routing_reason(spec, PhotoType("out_of_scope", probs))
@@ -185,3 +185,20 @@ def test_fit_and_measure_on_separable_features():
     assert report["false_rejection_of_skin_photos"] == pytest.approx(1 / 90, abs=1e-4)
     assert report["out_of_scope_rejection"] == 1.0 and report["meets_targets"] is True
     assert np.array(report["confusion_matrix"]["counts"]).sum() == 120
+
+
+def test_face_rule_turns_only_an_out_of_scope_portrait_into_a_face_photo():
+    from skin.service.routing import FACE_RULE, face_rule
+
+    probs = {"dermoscopy": 0.01, "clinical": 0.02, "face": 0.07, "out_of_scope": 0.9}
+    oos = PhotoType("out_of_scope", probs, detected="out_of_scope")
+    portrait = face_rule(oos, 0.05)
+    assert portrait.label == "face" and portrait.rule == FACE_RULE and portrait.detected == "out_of_scope"
+    assert face_rule(oos, 0.001) == oos and face_rule(oos, None) == oos  # a tiny face in a scene, no face
+    clinical = PhotoType("clinical", probs, detected="clinical")
+    assert face_rule(clinical, 0.5) == clinical  # acne on a face stays an ordinary photo of skin
+    chosen = PhotoType("out_of_scope", probs, overridden=True, detected="face")
+    assert face_rule(chosen, 0.5) == chosen  # never against the user's choice
+    reason = routing_reason(ModelSpec(key="c", task="condition_ham10000", model="m", title="HAM",
+                                      photo_types=("dermoscopy",)), portrait)
+    assert reason.startswith("this looks like a face photo (found by the face detector)")

@@ -87,6 +87,25 @@ def test_real_photos_are_routed_by_their_type(gate_config, shared_data):
                 assert routed_away(task) == (not accepts), f"{path.name}: {key} {task}"
 
 
+def test_package_portraits_are_face_photos(gate_config):
+    """Real portraits with a background (not UTKFace's tight crops): the face detector's rule makes them
+    face photos, which the age model answers."""
+    import matplotlib
+    import skimage.data
+    from PIL import Image
+
+    from skin.service import SkinLensService, load_config
+
+    service = SkinLensService(load_config(gate_config))
+    hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    with Image.open(hopper) as im:
+        portraits = [Image.fromarray(skimage.data.astronaut()), im.convert("RGB")]
+    for photo in portraits:
+        res = service.predict(photo)
+        assert res["photo_type"]["label"] == "face", res["photo_type"]
+        assert not routed_away(res["tasks"]["age"]) and routed_away(res["tasks"]["condition"])
+
+
 def _out_of_scope_corpus(out: Path) -> list[Path]:
     """Generated pictures (test seeds) and the held-out package photographs, whole, as files."""
     paths = []

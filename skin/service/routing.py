@@ -11,26 +11,50 @@ the gate existed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from skin.phototype import OUT_OF_SCOPE, PHOTO_TYPE_NAMES, SKIN_PHOTO_TYPES, PhotoType
-from skin.service.config import ModelSpec
+from skin.service.config import PORTRAIT_FACE_FRACTION, ModelSpec
 
 HOW_TO = ("To get an answer, upload a sharp close-up of the skin spot in daylight, filling most of the picture, "
           "or a face looking at the camera. Not right? Choose the photo type yourself")
 
 
+FACE_RULE = "face detector"
+
+
+def face_rule(kind: PhotoType, face_share: float | None) -> PhotoType:
+    """A picture the classifier calls ``out_of_scope`` in which the face detector finds a face covering at
+    least :data:`~skin.service.config.PORTRAIT_FACE_FRACTION` of it is a face photo.
+
+    The classifier learnt faces from UTKFace's tight crops, so a real portrait with a background can
+    look out of scope to it (measured on the package portraits: models/README.md, "Photo type"); the
+    face detector knows faces in scenes. Only ``out_of_scope`` is changed, and never a type the user chose.
+    """
+    if kind.label != OUT_OF_SCOPE or kind.overridden or face_share is None or face_share < PORTRAIT_FACE_FRACTION:
+        return kind
+    return replace(kind, label="face", rule=FACE_RULE)
+
+
 def _seen_as(kind: PhotoType) -> str:
-    """"this looks like a face photo (portrait, 93 %)" or "you chose: face photo (portrait)"."""
+    """"this looks like a face photo (face, 93%)" or "you chose the photo type 'face photo'"."""
     name = PHOTO_TYPE_NAMES[kind.label]
     if kind.overridden:
         return f"you chose the photo type '{name}'"
+    if kind.rule:
+        return f"this looks like a {name} (found by the {kind.rule})"
     pct = f", {kind.probability:.0%}" if kind.probability is not None else ""
-    return f"this looks like a {name} ({kind.label}{pct})"
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"this looks like {article} {name} ({kind.label}{pct})"
 
 
 def out_of_scope_message(kind: PhotoType) -> str:
     """The answer every task gives to an ``out_of_scope`` picture."""
     readable = ", ".join(PHOTO_TYPE_NAMES[t] for t in SKIN_PHOTO_TYPES)
-    why = "you chose 'not a photo of skin'" if kind.overridden else _seen_as(kind)
+    if kind.overridden:
+        why = "you chose 'not a photo of skin'"
+    else:
+        why = f"out_of_scope, {kind.probability:.0%}" if kind.probability is not None else "out_of_scope"
     return f"this does not look like a photo of skin ({why}). SkinLens reads: {readable}. {HOW_TO}."
 
 

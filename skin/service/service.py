@@ -36,7 +36,7 @@ from skin.service.cards import fairness_card, parse_bucket
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out
-from skin.service.routing import out_of_scope_message, routing_reason
+from skin.service.routing import face_rule, out_of_scope_message, routing_reason
 from skin.service.views import model_input_image, model_view, needs_face
 from skin.phototype import PhotoType, PhotoTypeGate, parse_photo_type
 from skin.tasks import TaskKind, get_task
@@ -88,6 +88,17 @@ class SkinLensService:
         if self._gate is None:
             return PhotoType(label=forced, overridden=forced is not None)
         return self._gate.predict(image, forced)
+
+    def _photo_type_of_upload(self, image, photo_type: str | None, face_cache: dict) -> PhotoType:
+        """:meth:`photo_type`, then :func:`~skin.service.routing.face_rule` (a portrait with a background is
+        a face photo), detecting the face at most once per photo."""
+        kind = self.photo_type(image, photo_type)
+        if kind.out_of_scope and not kind.overridden:
+            if "face" not in face_cache:
+                face_cache["face"] = self._face(image)
+            face = face_cache["face"]
+            kind = face_rule(kind, None if face is None else face.area / (image.width * image.height))
+        return kind
 
     # ---------------- models ----------------
     def model_problem(self, key: str) -> str | None:
@@ -255,14 +266,14 @@ class SkinLensService:
         parse_photo_type(photo_type)  # a wrong value is refused before any work
         loaded = self._as_loaded(image)
         img = loaded.image
-        kind = self.photo_type(img, photo_type)
+        face_cache: dict = {}
+        kind = self._photo_type_of_upload(img, photo_type, face_cache)
         quality = to_jsonable(check_quality(img))
         problems = quality.get("problems") or []
         status = self.status()
         if not any(s["available"] for s in status.values()):
             missing = "; ".join(s["problem"] for s in status.values())
             raise ModelUnavailable(f"no model is available: {missing}. To fix: {BUILD_HINT}")
-        face_cache: dict = {}
         tasks = {key: self._predict_one(spec, img, status[key], quality, face_cache, kind)
                  for key, spec in self.config.models.items()}
         face = face_cache.get("face")
