@@ -202,3 +202,19 @@ def test_face_rule_turns_only_an_out_of_scope_portrait_into_a_face_photo():
     reason = routing_reason(ModelSpec(key="c", task="condition_ham10000", model="m", title="HAM",
                                       photo_types=("dermoscopy",)), portrait)
     assert reason.startswith("this looks like a face photo (found by the face detector)")
+
+
+def test_leave_one_source_out_fits_without_each_out_of_scope_source():
+    from skin.phototype_corpus import CorpusItem
+    from skin.phototype_train import leave_one_source_out
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), 20)
+    x = rng.normal(size=(80, 6)) + np.eye(4, 6)[y] * 5
+    sources = ["ham10000"] * 20 + ["dermnet"] * 20 + ["utkface"] * 20 + ["skimage.coffee"] * 10 + \
+        ["generated.noise"] * 10
+    items = [CorpusItem(PHOTO_TYPES[label], "train", src) for label, src in zip(y, sources)]
+    out = leave_one_source_out(x, y, items, c=1.0)
+    assert set(out["per_source"]) == {"skimage.coffee", "generated.noise"}
+    assert out["mean_over_photographs"] == out["per_source"]["skimage.coffee"]
+    assert 0.0 <= out["mean_over_generator_kinds"] <= 1.0
