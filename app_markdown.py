@@ -33,7 +33,8 @@ def photo_type_markdown(result: dict) -> str | None:
         detected = kind.get("detected")
         seen = f" (detected: {PHOTO_TYPE_NAMES[detected]})" if detected else ""
         return f"**Photo type: {PHOTO_TYPE_NAMES[label]}** — chosen by you{seen}."
-    line = (f"**Detected: {PHOTO_TYPE_NAMES[label]}** ({_pct(kind.get('probability'))}) — not right? "
+    how = f"found by the {kind['rule']}" if kind.get("rule") else _pct(kind.get("probability"))
+    line = (f"**Detected: {PHOTO_TYPE_NAMES[label]}** ({how}) — not right? "
             "Choose the photo type under the photo and press Analyse again.")
     if kind.get("message"):
         line += f"\n\n**No answer** — {kind['message']}."

@@ -146,6 +146,9 @@ def test_the_page_says_which_photo_type_it_read():
     chosen = PhotoType("face", probs, overridden=True, detected="dermoscopy").to_dict()
     assert "chosen by you (detected: dermatoscope close-up)" in predictions_markdown(
         {"photo_type": {**chosen, "message": None}, "tasks": {"condition": task}})
+    by_rule = PhotoType("face", probs, detected="out_of_scope", rule="face detector").to_dict()
+    assert "**Detected: face photo** (found by the face detector)" in predictions_markdown(
+        {"photo_type": {**by_rule, "message": None}, "tasks": {"condition": task}})
     oos = predictions_markdown({"photo_type": {**PhotoType("out_of_scope", probs).to_dict(),
                                                "message": "this does not look like a photo of skin (...)"},
                                 "tasks": {"condition": {**task, "abstained": True, "top_k": []}}})
