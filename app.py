@@ -29,6 +29,7 @@ import gradio as gr
 
 from app_history import add_history_endpoints, add_history_panel, auth_from_env, oauth_enabled, user_errors
 from app_markdown import examples_markdown, fairness_markdown, predictions_markdown, quality_markdown
+from skin.phototype import AUTO, PHOTO_TYPE_NAMES, PHOTO_TYPES
 from skin.service import DISCLAIMER, SkinLensService
 from skin.service.history import HistoryService
 
@@ -91,11 +92,12 @@ class Handlers:
         self.keys = list(service.config.models)
 
     @_user_errors
-    def api_predict(self, image: str) -> dict:
-        """Predictions for every configured task, with the photo-quality check and the skin-tone bucket."""
+    def api_predict(self, image: str, photo_type: str = "") -> dict:
+        """Predictions for every configured task, with the photo type, the photo-quality check and the
+        skin-tone bucket; ``photo_type`` (optional) forces the type instead of detecting it."""
         if not image:
             raise ValueError("no image: pass an image file, e.g. handle_file('photo.jpg')")
-        return self.service.predict(image)
+        return self.service.predict(image, photo_type or None)
 
     @_user_errors
     def api_explain(self, image: str, task: str, method: str, target: str = ""):
@@ -111,7 +113,7 @@ class Handlers:
         return fairness_markdown(card), card
 
     @_user_errors
-    def ui_analyse(self, path, state):
+    def ui_analyse(self, path, photo_type, state):
         """Analyse: predictions, quality, every model's fairness card; the decoded photo kept for Explain."""
         if not path:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Analyse")
@@ -119,7 +121,7 @@ class Handlers:
             loaded = state["loaded"]
         else:
             loaded = self.service.load_upload(path)
-        result = self.service.predict(loaded)
+        result = self.service.predict(loaded, photo_type)
         bucket = (result.get("tone") or {}).get("bucket")
         cards = "\n\n---\n\n".join(fairness_markdown(self.service.fairness(k, bucket)) for k in self.keys)
         return ({"path": path, "loaded": loaded, "bucket": bucket}, predictions_markdown(result),
@@ -159,6 +161,9 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
                 photo = PhotoInput(sources=["upload", "webcam"], type="filepath", label="Your photo",
                                    image_mode=None, elem_id="photo")
                 analyse = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                photo_type = gr.Dropdown([("Detect it for me", AUTO), *((PHOTO_TYPE_NAMES[t], t) for t in PHOTO_TYPES)],
+                                         value=AUTO, label="Photo type (detected automatically; not right? choose)",
+                                         elem_id="photo-type")
                 gr.Markdown("A close-up of the skin spot, in daylight, in focus — or a face, looking at the "
                             "camera, for the age estimate. Photos are not stored"
                             + (" (unless you save one to My history with \"keep this photo\")." if history else "."))
@@ -199,6 +204,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
         # hidden components that carry the named API endpoints
         with gr.Column(visible=False):
             api_image = PhotoInput(type="filepath", image_mode=None, label="image")
+            api_photo_type = gr.Textbox(label="photo_type", value="")
             api_task = gr.Textbox(label="task", value=keys[0])
             api_method = gr.Textbox(label="method", value="gradcam")
             api_target = gr.Textbox(label="target", value="")
@@ -210,14 +216,15 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
             api_explain_btn = gr.Button()
             api_fairness_btn = gr.Button()
 
-        analyse.click(on.ui_analyse, [photo, state], [state, predictions, quality, fairness_md, result_json],
+        analyse.click(on.ui_analyse, [photo, photo_type, state], [state, predictions, quality, fairness_md, result_json],
                       api_visibility="private", concurrency_id="model", concurrency_limit=CONCURRENCY)
         exp_task.change(on.ui_targets, exp_task, exp_target, api_visibility="private")
         demo.load(on.ui_targets, exp_task, exp_target, api_visibility="private")
         explain_btn.click(on.ui_explain, [state, exp_task, exp_method, exp_target], [heatmap, exp_json],
                           api_visibility="private", concurrency_id="model")
-        api_predict_btn.click(on.api_predict, api_image, api_json, api_name="predict",
-                              api_description="image file → predictions per task, quality check, tone bucket",
+        api_predict_btn.click(on.api_predict, [api_image, api_photo_type], api_json, api_name="predict",
+                              api_description="image file[, photo_type] → photo type, predictions per task, "
+                                              "quality check, tone bucket",
                               concurrency_id="model")
         api_explain_btn.click(on.api_explain, [api_image, api_task, api_method, api_target], [api_heatmap, api_json],
                               api_name="explain", api_description="image, task, method[, target] → heatmap, JSON",

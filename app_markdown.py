@@ -20,9 +20,34 @@ def _pct(v) -> str:
     return "–" if v is None else f"{v:.0%}"
 
 
+def photo_type_markdown(result: dict) -> str | None:
+    """The photo type the models were chosen by ("Detected: … — not right? choose"), or ``None`` when
+    the gate is off and no type was chosen."""
+    from skin.phototype import PHOTO_TYPE_NAMES
+
+    kind = result.get("photo_type") or {}
+    label = kind.get("label")
+    if label is None:
+        return None
+    if kind.get("overridden"):
+        detected = kind.get("detected")
+        seen = f" (detected: {PHOTO_TYPE_NAMES[detected]})" if detected else ""
+        return f"**Photo type: {PHOTO_TYPE_NAMES[label]}** — chosen by you{seen}."
+    how = f"found by the {kind['rule']}" if kind.get("rule") else _pct(kind.get("probability"))
+    line = (f"**Detected: {PHOTO_TYPE_NAMES[label]}** ({how}) — not right? "
+            "Choose the photo type under the photo and press Analyse again.")
+    if kind.get("message"):
+        line += f"\n\n**No answer** — {kind['message']}."
+    return line
+
+
 def predictions_markdown(result: dict) -> str:
-    """Each task's answer from :meth:`SkinLensService.predict`'s result, or why there is none."""
-    parts = []
+    """The photo type, then each task's answer from :meth:`SkinLensService.predict`'s result, or why
+    there is none (an out-of-scope picture: one message instead of one per task)."""
+    head = photo_type_markdown(result)
+    if head and (result.get("photo_type") or {}).get("message"):
+        return head
+    parts = [head] if head else []
     for t in result["tasks"].values():
         head = f"### {t['title']}"
         if t.get("status") == "unavailable":

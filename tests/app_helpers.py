@@ -6,7 +6,8 @@ as training exports them: a 7-class HAM10000 condition model with an
 evaluation report (fairness by tone bucket, from :func:`skin.fairness.
 fairness_report` on synthetic predictions, with a thin ``dark`` group) and a
 101-class DEX age model. It writes ``skinlens.yaml`` pointing at them and
-returns its path. No weights are downloaded (``pretrained=False``).
+returns its path. No weights are downloaded (``pretrained=False``). The photo-type gate is
+off unless a folder is passed (``phototype=``).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def condition_report(seed: int = 0) -> dict:
             "test": {"n": n, "balanced_accuracy": 0.42}, "fairness": fairness}
 
 
-def make_app_models(root: Path, *, with_age: bool = True, threshold: float = 0.0) -> Path:
+def make_app_models(root: Path, *, with_age: bool = True, threshold: float = 0.0, phototype: str | None = None) -> Path:
+    """``phototype``: the photo-type model folder; ``None`` turns the gate off, because most tests send
+    synthetic photos (which the real gate rightly calls out of scope) to models with random weights."""
     from skin.tasks import AGE_LABELS
 
     root = Path(root)
@@ -86,7 +89,7 @@ def make_app_models(root: Path, *, with_age: bool = True, threshold: float = 0.0
     if with_age:
         _export(AGE_LABELS, root / "age", seed=1)
         lines.append("  age: {task: age_utkface, model: age, input: face, title: 'Apparent age (test)'}")
-    lines += [f"abstain_below: {threshold}", "top_k: 3", "max_upload_mb: 1"]
+    lines += [f"abstain_below: {threshold}", "top_k: 3", "max_upload_mb: 1", f"phototype: {phototype or 'off'}"]
     cfg = root / "skinlens.yaml"
     cfg.write_text("\n".join(lines) + "\n")
     return cfg

@@ -11,6 +11,12 @@ variable ``SKINLENS_CONFIG``::
     abstain_below: 0.5
     max_upload_mb: 20
 
+Each model answers only the photo types it was trained on (``photo_types:``,
+a list drawn from ``dermoscopy``, ``clinical``, ``face``; default: by its
+task's dataset, :data:`DATASET_PHOTO_TYPES`); the photo-type gate
+(``phototype:``, a folder, default ``models/phototype``; ``phototype: off``
+turns it off) decides which type an upload is (:mod:`skin.phototype`).
+
 ``model`` is anything :func:`skin.hub.load_classifier` takes: a checkpoint
 folder (relative paths are read from the config file's folder), a Hub id, or an
 embedded default. A mistake in the file is a ``ValueError`` naming the key and
@@ -48,6 +54,22 @@ PORTRAIT_FACE_FRACTION = 0.02
 #: Datasets of close-ups of one lesion: models trained on them refuse portraits unless configured otherwise.
 CLOSEUP_ONLY_DATASETS = ("ham10000", "pad_ufes20")
 
+#: The photo types (:data:`skin.phototype.SKIN_PHOTO_TYPES`) a model answers unless its entry says otherwise
+#: (``photo_types:``), by the dataset its task was trained on. DermNet's conditions (acne, rosacea, melasma)
+#: are often photographed on faces, so its model also answers face photos. A dataset not listed: every type.
+DATASET_PHOTO_TYPES = {
+    "ham10000": ("dermoscopy",),
+    "dermnet": ("clinical", "face"),
+    "pad_ufes20": ("clinical",),
+    "scin": ("clinical", "face"),
+    "kaggle": ("clinical", "dermoscopy"),
+    "ddi": ("clinical",),
+    "utkface": ("face",),
+}
+#: Values of ``phototype:`` that turn the gate off (YAML reads a bare ``off`` / ``no`` as false).
+GATE_OFF = (None, False, "off", "none", "")
+_UNSET = object()  # ``phototype:`` absent from the file: the default folder
+
 DEFAULT_MODELS = {
     "condition": {"task": "condition_ham10000", "model": "default:condition", "input": "closeup",
                   "title": "Skin condition (7 HAM10000 lesion classes)"},
@@ -69,6 +91,12 @@ class ModelSpec:
     abstain_below: float = 0.5
     card_url: str | None = None
     refuse_faces: bool = False
+    #: the photo types this model answers (:mod:`skin.phototype`); others get an abstention naming the type
+    photo_types: tuple[str, ...] = ()
+
+    def accepts(self, photo_type: str | None) -> bool:
+        """Whether this model answers a photo of ``photo_type`` (``None``: the gate is off, so yes)."""
+        return photo_type is None or photo_type in self.photo_types
 
 
 @dataclass(frozen=True)
@@ -98,6 +126,8 @@ class AppConfig:
     hub_offline: bool = True
     #: predictions kept by :class:`skin.service.cache.PredictionCache` (0 = none)
     prediction_cache: int = PREDICTION_CACHE_SIZE
+    #: the photo-type model's folder (:mod:`skin.phototype`); ``None`` = the gate is off
+    phototype: str | None = None
 
     def available_examples(self) -> list[ExamplePhoto]:
         """The example photos present on this machine."""
@@ -173,14 +203,46 @@ def _model_spec(key: str, m: Any, default_threshold: float, base: Path, where: P
         raise ValueError(f"{where}: models.{key}.refuse_faces must be true or false, got {refuse!r}")
     if refuse and inp == "face":
         raise ValueError(f"{where}: models.{key} reads faces (input: face): drop refuse_faces")
+    photo_types = _photo_types(m.get("photo_types"), task, inp, f"{where}: models.{key}.photo_types")
     thr = float(m.get("abstain_below", default_threshold))
     if not 0.0 <= thr < 1.0:
         raise ValueError(f"{where}: models.{key}.abstain_below must be in [0, 1), got {thr}")
     return ModelSpec(
         key=key, task=task.name, model=_resolve_model_ref(str(m["model"]), base), input=inp,
         title=str(m.get("title") or task.description), abstain_below=thr, card_url=m.get("card_url"),
-        refuse_faces=refuse,
+        refuse_faces=refuse, photo_types=photo_types,
     )
+
+
+def _photo_types(raw: Any, task, inp: str, where: str) -> tuple[str, ...]:
+    """A model's ``photo_types``: the list given, else the default of its dataset (faces for face models)."""
+    from skin.phototype import SKIN_PHOTO_TYPES
+
+    if raw is None:
+        if inp == "face":
+            return ("face",)
+        return DATASET_PHOTO_TYPES.get(task.dataset, SKIN_PHOTO_TYPES)
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, list) or not values or any(v not in SKIN_PHOTO_TYPES for v in values):
+        raise ValueError(f"{where} must be a list drawn from {', '.join(SKIN_PHOTO_TYPES)} (the photo types the "
+                         f"model answers, e.g. [clinical, face]); got {raw!r}. Leave it out for the default of "
+                         "the task's dataset")
+    return tuple(dict.fromkeys(values))
+
+
+def _phototype_folder(raw: Any, base: Path, where: Path) -> str | None:
+    """The photo-type model folder (relative to the config file), or ``None`` when turned off."""
+    from skin.phototype import default_dir
+
+    if raw is _UNSET:
+        return str(default_dir())
+    if raw in GATE_OFF or (isinstance(raw, str) and raw.strip().lower() in GATE_OFF):
+        return None
+    if not isinstance(raw, str):
+        raise ValueError(f"{where}: phototype must be a folder (e.g. models/phototype) or off, got {raw!r}")
+    path = Path(raw).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
 
 
 def _examples(raw: Any, base: Path, where: Path) -> list[ExamplePhoto]:
@@ -227,4 +289,5 @@ def load_config(path: str | os.PathLike | None = None) -> AppConfig:
         examples=examples,
         hub_offline=hub_offline_from_env(),
         prediction_cache=prediction_cache_from_env(),
+        phototype=_phototype_folder(raw.get("phototype", _UNSET), base, cfg_path),
     )

@@ -5,7 +5,11 @@ missing does not stop the app: :meth:`SkinLensService.status` says what is
 missing and how to build it, and predicting with it raises
 :class:`ModelUnavailable` naming the command.
 
-* **Abstention** (every task): the photo fails the quality check, no face is
+* **Photo type** first (:mod:`skin.phototype`, :mod:`skin.service.routing`): each model answers
+  only the photo types it reads; an ``out_of_scope`` picture reaches none. The
+  caller can force the type (``photo_type=``). Without a photo-type model the
+  gate is off and every model answers, as :meth:`SkinLensService.gate` says.
+* **Abstention** (every task): the photo is of a type the model does not read, the photo fails the quality check, no face is
   found (face models), a face fills the photo (``refuse_faces`` models, see
   :mod:`skin.service.views`), or the calibrated confidence is below the
   model's threshold (:mod:`skin.service.readout`).
@@ -32,7 +36,9 @@ from skin.service.cards import fairness_card, parse_bucket
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out
+from skin.service.routing import face_rule, out_of_scope_message, routing_reason
 from skin.service.views import model_input_image, model_view, needs_face
+from skin.phototype import PhotoType, PhotoTypeGate, parse_photo_type
 from skin.tasks import TaskKind, get_task
 from skin.uploads import LoadedImage, load_image
 
@@ -58,6 +64,41 @@ class SkinLensService:
         self._load_lock = threading.Lock()
         self._faithfulness: dict[str, dict[str, dict]] = {}
         self.cache = PredictionCache(self.config.prediction_cache)
+        self._gate, self._gate_problem = self._load_gate()
+
+    # ---------------- photo type ----------------
+    def _load_gate(self) -> tuple[PhotoTypeGate | None, str | None]:
+        """The photo-type model (its small classifier now, its backbone on first use), or why there is none."""
+        folder = self.config.phototype
+        if folder is None:
+            return None, "the photo-type gate is turned off in the configuration (phototype: off)"
+        try:
+            return PhotoTypeGate(folder), None
+        except ValueError as e:
+            return None, str(e)
+
+    def gate(self) -> dict:
+        """``{"on": bool, "folder", "problem"}``: whether uploads are sorted by photo type before the models."""
+        return {"on": self._gate is not None, "folder": self.config.phototype, "problem": self._gate_problem}
+
+    def photo_type(self, image, photo_type: str | None = None) -> PhotoType:
+        """The photo type PIL ``image`` is treated as: detected by the gate, or ``photo_type`` when given
+        (one of :data:`skin.phototype.PHOTO_TYPES`). Gate off and none given: ``label`` is ``None``."""
+        forced = parse_photo_type(photo_type)
+        if self._gate is None:
+            return PhotoType(label=forced, overridden=forced is not None)
+        return self._gate.predict(image, forced)
+
+    def _photo_type_of_upload(self, image, photo_type: str | None, face_cache: dict) -> PhotoType:
+        """:meth:`photo_type`, then :func:`~skin.service.routing.face_rule` (a portrait with a background is
+        a face photo), detecting the face at most once per photo."""
+        kind = self.photo_type(image, photo_type)
+        if kind.out_of_scope and not kind.overridden:
+            if "face" not in face_cache:
+                face_cache["face"] = self._face(image)
+            face = face_cache["face"]
+            kind = face_rule(kind, None if face is None else face.area / (image.width * image.height))
+        return kind
 
     # ---------------- models ----------------
     def model_problem(self, key: str) -> str | None:
@@ -80,12 +121,17 @@ class SkinLensService:
         return out
 
     def notice(self) -> str | None:
-        """Markdown notice listing missing models and how to build them (``None`` when all are there)."""
+        """Markdown notice listing missing models and how to build them, and saying when the photo-type
+        gate is off (``None`` when everything is there)."""
+        parts = []
         missing = [s["problem"] for s in self.status().values() if not s["available"]]
-        if not missing:
-            return None
-        lines = "\n".join(f"- {p}" for p in missing)
-        return f"⚠️ **Some models are missing**, so their results are not shown:\n{lines}\n\nTo fix: {BUILD_HINT}."
+        if missing:
+            lines = "\n".join(f"- {p}" for p in missing)
+            parts.append(f"⚠️ **Some models are missing**, so their results are not shown:\n{lines}\n\n"
+                         f"To fix: {BUILD_HINT}.")
+        if self._gate is None:
+            parts.append(f"⚠️ **Photo-type gate off**: every model answers every photo. {self._gate_problem}.")
+        return "\n\n".join(parts) or None
 
     def _spec(self, key: str) -> ModelSpec:
         if key not in self.config.models:
@@ -138,6 +184,8 @@ class SkinLensService:
         from skin.tone import estimate_tone
 
         problems = self.load_all()
+        if self._gate is not None:
+            self._gate.predict(Image.new("RGB", (320, 320), (186, 140, 118)))
         if all(problems.values()):
             return
         # A flat synthetic photo fails the quality check, so predict() would stop before the models:
@@ -203,31 +251,37 @@ class SkinLensService:
             self.cache.put(key, hit)
         return hit._replace(probs=hit.probs.copy())
 
-    def predict(self, image) -> dict:
-        """Predictions for every configured model, with quality check and tone bucket.
+    def predict(self, image, photo_type: str | None = None) -> dict:
+        """Predictions for every configured model, with photo type, quality check and tone bucket.
 
         ``image``: a path or bytes of an upload (validated), a
-        :class:`~skin.uploads.LoadedImage` or a PIL image. Raises
+        :class:`~skin.uploads.LoadedImage` or a PIL image. ``photo_type``:
+        force the photo type (one of :data:`skin.phototype.PHOTO_TYPES`;
+        ``None``, ``""`` or ``"auto"`` = detect it). Raises
         :class:`~skin.uploads.UploadError` for unusable files and
         :class:`ModelUnavailable` when no configured model can be used.
         """
         from skin.quality import check_quality
 
+        parse_photo_type(photo_type)  # a wrong value is refused before any work
         loaded = self._as_loaded(image)
         img = loaded.image
+        face_cache: dict = {}
+        kind = self._photo_type_of_upload(img, photo_type, face_cache)
         quality = to_jsonable(check_quality(img))
         problems = quality.get("problems") or []
         status = self.status()
         if not any(s["available"] for s in status.values()):
             missing = "; ".join(s["problem"] for s in status.values())
             raise ModelUnavailable(f"no model is available: {missing}. To fix: {BUILD_HINT}")
-        face_cache: dict = {}
-        tasks = {key: self._predict_one(spec, img, status[key], quality, face_cache)
+        tasks = {key: self._predict_one(spec, img, status[key], quality, face_cache, kind)
                  for key, spec in self.config.models.items()}
         face = face_cache.get("face")
         return {
             "disclaimer": "Not medical advice. A research demo; see a doctor about any skin concern.",
             "image": loaded.summary(),
+            "photo_type": {**kind.to_dict(), "gate": "on" if self._gate is not None else "off",
+                           "message": out_of_scope_message(kind) if kind.out_of_scope else None},
             "quality": quality,
             "tips": [p.get("tip") for p in problems if isinstance(p, dict) and p.get("tip")],
             "tone": self._tone(img, face),
@@ -236,13 +290,19 @@ class SkinLensService:
             "tasks": tasks,
         }
 
-    def _predict_one(self, spec: ModelSpec, img, status: dict, quality: dict, face_cache: dict) -> dict:
+    def _predict_one(self, spec: ModelSpec, img, status: dict, quality: dict, face_cache: dict,
+                     kind: PhotoType) -> dict:
         """The entry of one model in :meth:`predict`'s ``tasks``: its answer, or why it abstained."""
         entry: dict[str, Any] = {"task": spec.task, "title": spec.title, "model": spec.model,
-                                 "input": spec.input, "threshold": spec.abstain_below,
+                                 "input": spec.input, "photo_types": list(spec.photo_types),
+                                 "threshold": spec.abstain_below,
                                  "abstained": False, "reason": None}
         if not status["available"]:
             entry.update(status="unavailable", abstained=True, reason=status["problem"])
+            return entry
+        refusal = routing_reason(spec, kind)
+        if refusal:
+            entry.update(status="abstain", abstained=True, reason=refusal)
             return entry
         if not quality.get("ok", True):
             msgs = "; ".join(str(p.get("message", p)) for p in quality.get("problems") or []) \
