@@ -45,12 +45,16 @@ def _check_logits(logits, labels=None, name: str = "logits") -> tuple[np.ndarray
         raise ValueError(f"{name} contain NaN or inf")
     if labels is None:
         return z, None
+    return z, _check_labels(labels, len(z), z.shape[1], name)
+
+
+def _check_labels(labels, n_rows: int, n_classes: int, name: str = "logits") -> np.ndarray:
     y = np.asarray(labels)
-    if y.ndim != 1 or len(y) != len(z):
-        raise ValueError(f"labels must be 1-D with one entry per row of {name} ({len(z)}), got shape {y.shape}")
-    if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= z.shape[1]):
-        raise ValueError(f"labels must be integer class indices in [0, {z.shape[1]})")
-    return z, y.astype(np.int64)
+    if y.ndim != 1 or len(y) != n_rows:
+        raise ValueError(f"labels must be 1-D with one entry per row of {name} ({n_rows}), got shape {y.shape}")
+    if y.size and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must be integer class indices in [0, {n_classes})")
+    return y.astype(np.int64)
 
 
 def softmax(logits, T: float = 1.0) -> np.ndarray:
@@ -68,20 +72,41 @@ def nll(logits, labels, T: float = 1.0) -> float:
     return float(-scipy.special.log_softmax(z / T, axis=1)[np.arange(len(y)), y].mean())
 
 
-def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> float:
+def group_probs(probs, class_groups) -> np.ndarray:
+    """(n, G) probabilities of groups of classes: each class's probability summed into its group
+    (``class_groups[c]`` is class c's group index, e.g. the age group of each single-year class)."""
+    g = np.asarray(class_groups, dtype=np.int64)
+    return np.asarray(probs, dtype=np.float64) @ np.eye(int(g.max()) + 1)[g]
+
+
+def _group_log_softmax(z: np.ndarray, class_groups: np.ndarray) -> np.ndarray:
+    """log of :func:`group_probs` of ``softmax(z)``, computed stably (logsumexp within each group)."""
+    logp = scipy.special.log_softmax(z, axis=1)
+    return np.stack([scipy.special.logsumexp(logp[:, class_groups == g], axis=1)
+                     for g in range(int(class_groups.max()) + 1)], axis=1)
+
+
+def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS, class_groups=None) -> float:
     """The temperature T > 0 minimising validation NLL of ``softmax(logits / T)``.
 
     Args:
         logits: (n, C) validation logits (not probabilities).
-        labels: (n,) integer classes.
+        labels: (n,) integer classes, or group indices with ``class_groups``.
         bounds: search range for T.
+        class_groups: optional (C,) group index of each class: the NLL is then that of the
+            groups' summed probabilities (the age model is calibrated on the five age groups the
+            app answers and abstains on, not on 101 single years).
 
     Returns:
         T as a python float. ``T > 1`` means the model was over-confident.
     """
     from scipy.optimize import minimize_scalar
 
-    z, y = _check_logits(logits, labels)
+    z, _ = _check_logits(logits)
+    groups = None if class_groups is None else np.asarray(class_groups, dtype=np.int64)
+    if groups is not None and groups.shape != (z.shape[1],):
+        raise ValueError(f"class_groups must give one group per class ({z.shape[1]}), got shape {groups.shape}")
+    y = _check_labels(labels, len(z), z.shape[1] if groups is None else int(groups.max()) + 1)
     if len(y) == 0:
         raise ValueError("fit_temperature needs at least one validation sample")
     lo, hi = bounds
@@ -90,7 +115,9 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> f
     rows = np.arange(len(y))
 
     def objective(log_t: float) -> float:
-        return float(-scipy.special.log_softmax(z / math.exp(log_t), axis=1)[rows, y].mean())
+        scaled = z / math.exp(log_t)
+        logp = scipy.special.log_softmax(scaled, axis=1) if groups is None else _group_log_softmax(scaled, groups)
+        return float(-logp[rows, y].mean())
 
     res = minimize_scalar(
         objective, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": 1e-6}
@@ -160,30 +187,62 @@ def reliability_curve(probs, labels, n_bins: int = DEFAULT_N_BINS) -> dict:
     }
 
 
+SELECTIVE_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(0, 20))
+"""Abstention thresholds the coverage / risk table is read at (0.00 .. 0.95)."""
+
+
+def coverage_risk(probs, labels, thresholds=SELECTIVE_THRESHOLDS) -> list[dict]:
+    """Selective prediction: for each threshold, the share of answers kept (top probability at least
+    the threshold: ``coverage``) and how often the kept answers are right (``accuracy``; ``None``
+    when none is kept). The app abstains below its threshold, so this is what each choice costs."""
+    p = np.asarray(probs, dtype=np.float64)
+    conf, right = p.max(axis=1), p.argmax(axis=1) == np.asarray(labels)
+    rows = []
+    for t in thresholds:
+        kept = conf >= t
+        rows.append({"threshold": float(t), "coverage": float(kept.mean()) if len(p) else None,
+                     "accuracy": float(right[kept].mean()) if kept.any() else None, "n_kept": int(kept.sum())})
+    return rows
+
+
 def calibration_summary(
-    val_logits, val_labels, test_logits, test_labels, n_bins: int = DEFAULT_N_BINS
+    val_logits, val_labels, test_logits, test_labels, n_bins: int = DEFAULT_N_BINS, class_groups=None
 ) -> dict:
     """Fit T on validation, report test calibration before and after.
 
     Returns ``temperature``, ``ece_before`` / ``ece_after`` (test ECE at T=1 /
     fitted T), ``nll_before`` / ``nll_after`` (test NLL), ``n_bins`` and the
     test ``reliability_before`` / ``reliability_after`` curves (for
-    :func:`skin.plots.plot_reliability`).
+    :func:`skin.plots.plot_reliability`). With ``class_groups`` (see
+    :func:`fit_temperature`) the labels are group indices and every figure is
+    that of the groups' summed probabilities (``"over": "groups"``).
     """
-    t = fit_temperature(val_logits, val_labels)
-    z, y = _check_logits(test_logits, test_labels, name="test_logits")
+    t = fit_temperature(val_logits, val_labels, class_groups=class_groups)
+    z, _ = _check_logits(test_logits, name="test_logits")
+    n_out = z.shape[1] if class_groups is None else int(np.max(class_groups)) + 1
+    y = _check_labels(test_labels, len(z), n_out, name="test_logits")
     if not len(y):
         raise ValueError("calibration_summary needs at least one test sample")
-    before, after = softmax(z), softmax(z, t)
+    if class_groups is None:
+        before, after = softmax(z), softmax(z, t)
+        nll_before, nll_after = nll(z, y), nll(z, y, t)
+    else:
+        groups = np.asarray(class_groups, dtype=np.int64)
+        before, after = group_probs(softmax(z), groups), group_probs(softmax(z, t), groups)
+        rows = np.arange(len(y))
+        nll_before = float(-_group_log_softmax(z, groups)[rows, y].mean())
+        nll_after = float(-_group_log_softmax(z / t, groups)[rows, y].mean())
     curve_before = reliability_curve(before, y, n_bins)
     curve_after = reliability_curve(after, y, n_bins)
     return {
         "temperature": float(t),
+        "over": "classes" if class_groups is None else "groups",
         "ece_before": curve_before["ece"],
         "ece_after": curve_after["ece"],
-        "nll_before": to_jsonable(nll(z, y)),
-        "nll_after": to_jsonable(nll(z, y, t)),
+        "nll_before": to_jsonable(nll_before),
+        "nll_after": to_jsonable(nll_after),
         "n_bins": int(n_bins),
         "reliability_before": curve_before,
         "reliability_after": curve_after,
+        "coverage_risk": coverage_risk(after, y),
     }

@@ -104,3 +104,46 @@ def test_scipy_softmax_equals_the_hand_written_one_it_replaced():
     rows = np.arange(len(y))
     for t in (0.3, 1.0, 2.7):
         assert C.nll(z, y, t) == pytest.approx(float(-_hand_written_log_softmax(z / t)[rows, y].mean()), rel=1e-12)
+
+
+def test_group_temperature_with_one_class_per_group_is_the_plain_one():
+    rng = np.random.default_rng(2)
+    z, y = _calibrated_logits(rng, 3000)
+    assert C.fit_temperature(2 * z, y, class_groups=np.arange(5)) == pytest.approx(C.fit_temperature(2 * z, y))
+
+
+def test_group_temperature_calibrates_the_groups_the_app_answers_in():
+    """Logits over 20 fine classes (single years) whose groups of 5 (age groups) are over-confident
+    by a factor 3: the temperature fitted on the groups' summed probabilities makes the *group*
+    probabilities calibrated (their ECE drops), and calibration_summary reports it over the groups."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(4), 5)
+
+    def sample(n):
+        z = rng.normal(scale=2.0, size=(n, 20))
+        p = C.softmax(z)
+        y = (p.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1).clip(max=19)
+        return 3 * z, groups[y]
+
+    (vz, vy), (tz, ty) = sample(6000), sample(6000)
+    np.testing.assert_allclose(C.group_probs(C.softmax(tz), groups).sum(1), 1)
+    out = C.calibration_summary(vz, vy, tz, ty, class_groups=groups)
+    assert out["over"] == "groups" and out["temperature"] == pytest.approx(3.0, rel=0.15)
+    assert out["ece_after"] < out["ece_before"] / 2 and out["nll_after"] < out["nll_before"]
+    assert sum(out["reliability_after"]["counts"]) == 6000
+    with pytest.raises(ValueError, match="one group per class"):
+        C.fit_temperature(vz, vy, class_groups=groups[:10])
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        C.fit_temperature(vz, vy + 4, class_groups=groups)
+
+
+def test_coverage_risk_keeps_fewer_answers_and_more_right_ones_as_the_threshold_rises():
+    rng = np.random.default_rng(4)
+    z, y = _calibrated_logits(rng, 4000)
+    rows = C.coverage_risk(C.softmax(z), y)
+    assert rows[0]["threshold"] == 0 and rows[0]["coverage"] == 1.0 and rows[0]["n_kept"] == 4000
+    coverage = [r["coverage"] for r in rows]
+    assert coverage == sorted(coverage, reverse=True)
+    kept = [r["accuracy"] for r in rows if r["n_kept"] >= 200]
+    assert kept[-1] > kept[0] + 0.2  # calibrated: the confident answers are the right ones
+    assert "coverage_risk" in C.calibration_summary(z, y, z, y)
