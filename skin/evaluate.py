@@ -68,6 +68,33 @@ def predict_logits(model, processor, ds, *, batch_size: int = 64, tta: bool = Fa
     return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 
+def answer_groups(task: Task, labels) -> np.ndarray | None:
+    """The group of each class that the app answers in: the age group of each single-year class of an
+    age model (the app shows and abstains on the five groups), ``None`` (the classes themselves) otherwise."""
+    return age_to_group(label_ages(labels), task.age_bins) if task.kind is TaskKind.AGE else None
+
+
+def served_calibration(model, processor, task: Task, dsd, labels, *, batch_size: int = 64):
+    """``(calibration, validation logits, test logits)`` of the inference the app serves: the photo alone.
+
+    The temperature is fitted on validation logits without test-time flips, because the app predicts
+    on the photo alone (a temperature fitted on flip-averaged logits, which are less spread, is too
+    low for single views); for age over the five age groups (:func:`answer_groups`). The test
+    calibration figures are those of the same served mode. The logits returned are single-view.
+    """
+    from skin.calibration import calibration_summary
+
+    val = predict_logits(model, processor, dsd["validation"], batch_size=batch_size)
+    test = predict_logits(model, processor, dsd["test"], batch_size=batch_size)
+    y_val, y_test = task.targets(dsd["validation"]), task.targets(dsd["test"])
+    groups = answer_groups(task, labels)
+    if groups is not None:
+        y_val, y_test = age_to_group(y_val, task.age_bins), age_to_group(y_test, task.age_bins)
+    calib = calibration_summary(val, y_val, test, y_test, class_groups=groups)
+    calib["served"] = "single view: the photo alone, as the app predicts"
+    return calib, val, test
+
+
 def task_metrics(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
     """The task's metrics (flat, JSON-ready; see :mod:`skin.metrics`)."""
     from skin import metrics

@@ -24,9 +24,9 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
     """Evaluate the trained model, calibrate, draw the figures, export, and write ``report.json`` and the card."""
     model = trainer.model
     _write_log_and_args(run_dir, trainer, model_args, data_args, training_args)
-    calib, val, test, test_logits, test_probs, test_y = _evaluate_calibrated(
+    calib, val, test = _evaluate_calibrated(
         model, task, dsd, processor, labels, data_args, training_args)
-    figures = _draw_figures(run_dir, trainer, task, labels, test, test_logits, test_probs, test_y)
+    figures = _draw_figures(run_dir, trainer, task, labels, test, calib)
 
     from skin.modeling import export_calibrated
 
@@ -70,35 +70,36 @@ def _write_log_and_args(run_dir, trainer, model_args, data_args, training_args) 
 
 
 def _evaluate_calibrated(model, task, dsd, processor, labels, data_args, training_args):
-    """Fit the temperature on validation and evaluate both splits with it: (calib, val, test, test logits, probs, y)."""
-    from skin.calibration import calibration_summary, softmax
-    from skin.evaluate import evaluate_split, predict_logits
+    """Fit the temperature on validation (served mode) and evaluate both splits with it: (calib, val, test)."""
+    from skin.calibration import softmax
+    from skin.evaluate import evaluate_split, predict_logits, served_calibration
 
     bs = training_args.per_device_eval_batch_size
-    flips = {"tta": data_args.tta, "vflip": not task.upright}
-    val_logits = predict_logits(model, processor, dsd["validation"], batch_size=bs, **flips)
-    test_logits = predict_logits(model, processor, dsd["test"], batch_size=bs, **flips)
+    # The temperature is that of the served inference (the photo alone); --tta only changes the test metrics.
+    calib, val_logits, test_logits = served_calibration(model, processor, task, dsd, labels, batch_size=bs)
+    if data_args.tta:
+        flips = {"tta": True, "vflip": not task.upright}
+        val_logits = predict_logits(model, processor, dsd["validation"], batch_size=bs, **flips)
+        test_logits = predict_logits(model, processor, dsd["test"], batch_size=bs, **flips)
     val_y, test_y = task.targets(dsd["validation"]), task.targets(dsd["test"])
-    calib = calibration_summary(val_logits, val_y, test_logits, test_y)
     T = calib["temperature"]
     test_probs = softmax(test_logits, T)
     test = evaluate_split(task, test_probs, test_y, labels, dsd["test"], n_boot=data_args.n_boot)
     val = evaluate_split(task, softmax(val_logits, T), val_y, labels, dsd["validation"], n_boot=0)
-    return calib, val, test, test_logits, test_probs, test_y
+    return calib, val, test
 
 
-def _draw_figures(run_dir, trainer, task, labels, test, test_logits, test_probs, test_y) -> dict[str, str]:
+def _draw_figures(run_dir, trainer, task, labels, test, calib) -> dict[str, str]:
     """Draw the run's PNG figures under ``figures/`` ({name: path}): confusion, reliability, fairness, curves."""
     from skin import plots
-    from skin.calibration import reliability_curve, softmax
 
     figures = {}
     if "confusion_matrix" in test.metrics and len(labels) <= 30:
         figures["confusion_matrix"] = plots.plot_confusion_matrix(
             test.metrics["confusion_matrix"], labels, os.path.join(run_dir, "figures", "confusion_matrix.png"))
+    # the served mode's test reliability (for age: over the age groups), before and after the temperature
     figures["reliability"] = plots.plot_reliability(
-        reliability_curve(softmax(test_logits, 1.0), test_y), reliability_curve(test_probs, test_y),
-        os.path.join(run_dir, "figures", "reliability.png"))
+        calib["reliability_before"], calib["reliability_after"], os.path.join(run_dir, "figures", "reliability.png"))
     for attr, table in test.fairness.items():
         figures[f"fairness_{attr}"] = plots.plot_fairness(
             table, task.metric.name, os.path.join(run_dir, "figures", f"fairness_{attr}.png"))

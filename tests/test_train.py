@@ -38,7 +38,7 @@ def lora_run(ham, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora")
     report = train.main(tiny_args(ham, out, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
                                   "--finetune_mode", "lora", "--lora_r", "4", "--head_epochs", "1",
-                                  "--loss", "focal", "--sampler", "sqrt"))
+                                  "--loss", "focal", "--sampler", "sqrt", "--tta", "true"))
     return out / "run", report
 
 
@@ -51,6 +51,9 @@ def test_run_folder_has_reports_and_figures(lora_run):
     assert saved["trainable_parameters"] < saved["total_parameters"]
     assert "--lora_r 4" in saved["command"] and saved["command"].startswith("python train.py --task")
     assert set(saved["calibration"]) >= {"temperature", "ece_before", "ece_after"}
+    # --tta changes the test metrics only: the temperature is fitted on the served inference, the photo alone
+    assert saved["tta"] is True and saved["calibration"]["served"].startswith("single view")
+    assert saved["calibration"]["over"] == "classes"
     assert {"accuracy", "balanced_accuracy", "macro_f1"} <= set(saved["test"])
     assert "sex" in saved["fairness"]
     assert (run / "metrics.csv").stat().st_size > 0 and (run / "args.json").is_file()
@@ -246,6 +249,8 @@ def test_gpu_recipes_train_on_a_tiny_convnext(config, ham, tmp_path):
                          "--use_cpu", "true", "--bf16", "false",
                          "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--n_boot", "10"])
     assert report["task"] == recipe["task"] and report["mode"] == "lora"
+    # the age model is calibrated over the age groups the app answers in, the others over their classes
+    assert report["calibration"]["over"] == ("groups" if recipe["task"].startswith("age") else "classes")
     adapter = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert set(adapter["target_modules"]) == {"pwconv1", "pwconv2"} and adapter["r"] == recipe["lora_r"]
 
