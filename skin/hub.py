@@ -221,6 +221,41 @@ def refresh_fairness(ref: str, data_dir: str, *, cache_dir: str | None = None, n
     return path
 
 
+def recalibrate(ref: str, data_dir: str, *, cache_dir: str | None = None, n_boot: int = 200) -> Path:
+    """Refit an embedded model's temperature on the inference the app serves and store it.
+
+    The app predicts on the photo alone; a temperature fitted on flip-averaged logits (runs with
+    ``--tta true``) is fitted on a different function. This refits it on the model's own validation
+    split, single view (for age over the five age groups, :func:`skin.evaluate.served_calibration`),
+    writes it to ``adapter/calibration.json`` and replaces the report's ``calibration`` section (test
+    ECE, reliability and coverage / risk of the served mode). The test metrics and fairness tables are
+    then re-measured on the recalibrated model as the report measured them (same ``tta``): the age
+    estimate is an expectation over the probabilities, so it moves with the temperature. The
+    validation figures stay the run's.
+    """
+    from skin.data import load
+    from skin.evaluate import evaluate_model, served_calibration
+    from skin.inference import prepare_for_inference
+    from skin.modeling import CALIBRATION_FILE, calibrated, load_adapter
+    from skin.reports import RunReport, dump_json
+    from skin.tasks import get_task
+
+    folder = default_dir(ref)
+    report = RunReport.read(folder / "report.json")
+    task = get_task(report.task)
+    model, processor, _ = load_adapter(folder / "adapter")
+    model = prepare_for_inference(calibrated(model, 1.0, inplace=True))  # T = 1: the raw logits
+    dsd = load(task.dataset, data_dir, cache_dir=cache_dir, **task.data_config)
+    calib, _, _ = served_calibration(model, processor, task, dsd, report.labels)
+    (folder / "adapter" / CALIBRATION_FILE).write_text(json.dumps({"temperature": calib["temperature"]}))
+    report.calibration = calib
+    result = evaluate_model(ref, report.dataset, data_dir, task_name=report.task, split="test",
+                            cache_dir=cache_dir, n_boot=n_boot, tta=report.tta).result
+    report.test, report.fairness = result.metrics, result.fairness
+    dump_json(report, folder / "report.json")
+    return folder
+
+
 def _store_half(path: Path) -> None:
     """Store a partial-unfreezing adapter's float32 tensors as float16 (half the size in the
     repository; loading casts them back). The change in the logits is measured by
@@ -250,9 +285,17 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--n-boot", type=int, default=200)
+    p = sub.add_parser("recalibrate", help="refit an embedded model's temperature on the served inference "
+                                           "(the photo alone; age: over the age groups)")
+    p.add_argument("--model", required=True, choices=sorted(DEFAULTS))
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--n-boot", type=int, default=200)
     args = parser.parse_args(argv)
     try:
-        if args.command == "refresh-fairness":
+        if args.command == "recalibrate":
+            print(recalibrate(args.model, args.data_dir, cache_dir=args.cache_dir, n_boot=args.n_boot))
+        elif args.command == "refresh-fairness":
             print(refresh_fairness(args.model, args.data_dir, cache_dir=args.cache_dir, n_boot=args.n_boot))
         elif args.command == "embed":
             print(embed_run(args.run_dir, args.name))
