@@ -115,14 +115,22 @@ def fairness_markdown(card: dict) -> str:
         lines.append(f"\n> ⚠️ **{w}**")
     if card.get("measured"):
         better = "higher is better" if card["higher_is_better"] else "lower is better"
-        lines.append(f"\n| skin tone | test images (n) | {card['metric_label']} ({better}) | 95 % CI |")
-        lines.append("|---|---|---|---|")
+        confidence = any(r.get("confidence") for r in card["rows"])
+        extra = " | answers' average confidence → share right |" if confidence else " |"
+        lines.append(f"\n| skin tone | test images (n) | {card['metric_label']} ({better}) | 95 % CI{extra}")
+        lines.append("|---|---|---|---|" + ("---|" if confidence else ""))
         for r in card["rows"]:
             name = f"**▶ {r['bucket']} (you)**" if r["is_user"] else r["bucket"]
             val = "not measured" if r["value"] is None else f"{r['value']:.2f}"
             ci = "–" if r["ci_low"] is None else f"{r['ci_low']:.2f}–{r['ci_high']:.2f}"
             flag = " (thin data)" if r["small"] and r["n"] else ""
-            lines.append(f"| {name} | {r['n']}{flag} | {val} | {ci} |")
+            c = r.get("confidence")
+            cell = (f" {c['mean_confidence']:.0%} → {c['accuracy']:.0%} |" if c else " – |") if confidence else ""
+            lines.append(f"| {name} | {r['n']}{flag} | {val} | {ci} |{cell}")
+        if confidence:
+            lines.append("<sub>Confidence as the app answers (your photo alone, calibrated): when the two "
+                         "percentages are close, the app's stated confidence can be taken at its word for "
+                         "that skin tone.</sub>")
     if card.get("overall"):
         o = card["overall"]
         lines.append(f"\nOverall on the test set: {card['metric_label']} **{o['value']:.2f}** (n = {o.get('n')}).")

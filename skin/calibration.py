@@ -25,6 +25,7 @@ Everything is numpy and scipy; no torch is needed here.
 from __future__ import annotations
 
 import math
+from typing import Mapping, Sequence
 
 import numpy as np
 import scipy.special
@@ -205,8 +206,33 @@ def coverage_risk(probs, labels, thresholds=SELECTIVE_THRESHOLDS) -> list[dict]:
     return rows
 
 
+#: Confidence bins of the per-group reliability tables: groups hold tens to hundreds of test photos, too few
+#: for :data:`DEFAULT_N_BINS` bins to say anything per bin.
+GROUP_N_BINS = 5
+
+
+def reliability_by_group(probs, labels, groups, n_bins: int = GROUP_N_BINS) -> dict[str, dict]:
+    """The reliability table of each group (``groups``: one name per row, ``None`` = unknown, skipped):
+    ``{group: {n, mean_confidence, accuracy, ece, reliability}}``, groups in first-seen order. It says
+    whether "answers given with 80 % were right about 80 % of the time" holds for, say, dark skin too."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels)
+    g = np.asarray([None if v is None else str(v) for v in groups], dtype=object)
+    if len(g) != len(p) or len(y) != len(p):
+        raise ValueError(f"probs ({len(p)} rows), labels ({len(y)}) and groups ({len(g)}) must have one entry per row")
+    out = {}
+    for name in dict.fromkeys(v for v in g if v is not None):
+        mask = g == name
+        curve = reliability_curve(p[mask], y[mask], n_bins)
+        out[name] = {"n": int(mask.sum()), "mean_confidence": float(p[mask].max(axis=1).mean()),
+                     "accuracy": float((p[mask].argmax(axis=1) == y[mask]).mean()), "ece": curve["ece"],
+                     "reliability": curve}
+    return out
+
+
 def calibration_summary(
-    val_logits, val_labels, test_logits, test_labels, n_bins: int = DEFAULT_N_BINS, class_groups=None
+    val_logits, val_labels, test_logits, test_labels, n_bins: int = DEFAULT_N_BINS, class_groups=None,
+    test_groups: Mapping[str, Sequence] | None = None,
 ) -> dict:
     """Fit T on validation, report test calibration before and after.
 
@@ -215,7 +241,9 @@ def calibration_summary(
     test ``reliability_before`` / ``reliability_after`` curves (for
     :func:`skin.plots.plot_reliability`). With ``class_groups`` (see
     :func:`fit_temperature`) the labels are group indices and every figure is
-    that of the groups' summed probabilities (``"over": "groups"``).
+    that of the groups' summed probabilities (``"over": "groups"``). ``test_groups``
+    (``{attribute: one group name per test row}``, e.g. the estimated tone bucket) adds
+    ``by_group``: :func:`reliability_by_group` of the calibrated test probabilities per attribute.
     """
     t = fit_temperature(val_logits, val_labels, class_groups=class_groups)
     z, _ = _check_logits(test_logits, name="test_logits")
@@ -245,4 +273,6 @@ def calibration_summary(
         "reliability_before": curve_before,
         "reliability_after": curve_after,
         "coverage_risk": coverage_risk(after, y),
+        **({"by_group": {attr: reliability_by_group(after, y, names) for attr, names in test_groups.items()}}
+           if test_groups else {}),
     }

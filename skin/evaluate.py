@@ -80,7 +80,8 @@ def served_calibration(model, processor, task: Task, dsd, labels, *, batch_size:
     The temperature is fitted on validation logits without test-time flips, because the app predicts
     on the photo alone (a temperature fitted on flip-averaged logits, which are less spread, is too
     low for single views); for age over the five age groups (:func:`answer_groups`). The test
-    calibration figures are those of the same served mode. The logits returned are single-view.
+    calibration figures are those of the same served mode, overall and per estimated skin-tone bucket
+    (``by_group``, when the test split has the tone column). The logits returned are single-view.
     """
     from skin.calibration import calibration_summary
 
@@ -90,7 +91,12 @@ def served_calibration(model, processor, task: Task, dsd, labels, *, batch_size:
     groups = answer_groups(task, labels)
     if groups is not None:
         y_val, y_test = age_to_group(y_val, task.age_bins), age_to_group(y_test, task.age_bins)
-    calib = calibration_summary(val, y_val, test, y_test, class_groups=groups)
+    from skin.tone import ESTIMATED_TONE_COLUMN
+
+    test_ds = dsd["test"]
+    tone = ({ESTIMATED_TONE_COLUMN: _group_names(test_ds, ESTIMATED_TONE_COLUMN)}
+            if ESTIMATED_TONE_COLUMN in test_ds.column_names else None)
+    calib = calibration_summary(val, y_val, test, y_test, class_groups=groups, test_groups=tone)
     calib["served"] = "single view: the photo alone, as the app predicts"
     return calib, val, test
 
@@ -117,9 +123,14 @@ def sensitive_groups(task: Task, ds) -> dict[str, list]:
             groups[col] = [None if a is None or np.isnan(a) else names[age_to_group(a, task.age_bins)]
                            for a in ds["age"]]
         elif col in ds.column_names:
-            feat = ds.features[col]
-            groups[col] = [feat.int2str(v) if hasattr(feat, "int2str") and v is not None else v for v in ds[col]]
+            groups[col] = _group_names(ds, col)
     return groups
+
+
+def _group_names(ds, col: str) -> list:
+    """Column ``col`` of ``ds`` as group names (a class label's name, not its index)."""
+    feat = ds.features[col]
+    return [feat.int2str(v) if hasattr(feat, "int2str") and v is not None else v for v in ds[col]]
 
 
 def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: list[str], ds,

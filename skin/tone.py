@@ -46,6 +46,8 @@ from skin.images import as_rgb_array
 from skin.reports import MetricCI, to_jsonable
 
 TONE_BUCKETS = ("light", "medium", "dark")
+#: The column every builder writes the estimated bucket to (beside a dataset's own ``tone_bucket`` labels).
+ESTIMATED_TONE_COLUMN = "tone_bucket_estimated"
 
 # Chardon et al. (1991) skin colour categories, lightest first, with the lower
 # (exclusive) ITA bound of each; the last one is unbounded below. Used as in

@@ -147,3 +147,32 @@ def test_coverage_risk_keeps_fewer_answers_and_more_right_ones_as_the_threshold_
     kept = [r["accuracy"] for r in rows if r["n_kept"] >= 200]
     assert kept[-1] > kept[0] + 0.2  # calibrated: the confident answers are the right ones
     assert "coverage_risk" in C.calibration_summary(z, y, z, y)
+
+
+def test_reliability_by_group_known_answers():
+    """Two groups, hand-checkable: group a is always right at 0.9 confidence (accuracy 1, ECE 0.1), group b
+    right half the time at 0.6 (ECE 0.1); rows whose group is unknown are left out."""
+    probs = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.6, 0.4], [0.5, 0.5]])
+    labels = np.array([0, 1, 0, 1, 0])
+    out = C.reliability_by_group(probs, labels, ["a", "a", "b", "b", None])
+    assert list(out) == ["a", "b"]
+    assert out["a"]["n"] == 2 and out["a"]["accuracy"] == 1.0
+    assert out["a"]["mean_confidence"] == pytest.approx(0.9) and out["a"]["ece"] == pytest.approx(0.1)
+    assert out["b"]["accuracy"] == 0.5 and out["b"]["ece"] == pytest.approx(0.1)
+    assert out["b"]["reliability"]["n_bins"] == C.GROUP_N_BINS
+    json.dumps(out)
+    with pytest.raises(ValueError, match="one entry per row"):
+        C.reliability_by_group(probs, labels, ["a"])
+
+
+def test_calibration_summary_by_group_is_the_calibrated_reliability_of_each_group():
+    rng = np.random.default_rng(5)
+    z, y = _calibrated_logits(rng, 600)
+    tone = np.where(np.arange(600) % 3 == 0, "dark", "light")
+    summary = C.calibration_summary(z, y, z, y, test_groups={"tone_bucket_estimated": list(tone)})
+    table = summary["by_group"]["tone_bucket_estimated"]
+    assert table["dark"]["n"] == 200 and table["light"]["n"] == 400
+    after = C.softmax(z, summary["temperature"])
+    mask = tone == "dark"
+    assert table["dark"]["accuracy"] == pytest.approx(float((after[mask].argmax(1) == y[mask]).mean()))
+    assert "by_group" not in C.calibration_summary(z, y, z, y)

@@ -117,7 +117,8 @@ def test_parse_bucket_refuses_anything_else():
 
 
 @pytest.mark.parametrize("name, task, dataset", [("condition", "condition_ham10000", "HAM10000"),
-                                                 ("age", "age_utkface", "UTKFace")])
+                                                 ("age", "age_utkface", "UTKFace"),
+                                                 ("clinical", "condition_dermnet", "DermNet NZ clinical photos")])
 def test_card_from_the_committed_report(name, task, dataset):
     """The embedded models' real reports: no tone labels, so rows by estimated tone with the caveat first;
     every other group with numbers and CIs."""
@@ -136,6 +137,10 @@ def test_card_from_the_committed_report(name, task, dataset):
         assert row["n"] == estimated.groups[row["bucket"]].n
         assert row["ci_low"] <= row["value"] <= row["ci_high"]
     assert next(r for r in card["rows"] if r["is_user"])["bucket"] == "medium"
+    served = report.calibration["by_group"]["tone_bucket_estimated"]
+    for row in card["rows"]:  # the served answers' confidence and accuracy on each bucket's test photos
+        assert row["confidence"]["n"] == served[row["bucket"]]["n"]
+        assert 0 < row["confidence"]["mean_confidence"] <= 1 and 0 <= row["confidence"]["accuracy"] <= 1
     assert card["overall"]["value"] == pytest.approx(report.test[metric.name])
     assert set(card["other_groups"]) == set(report.fairness) - {"tone_bucket_estimated"}
     for attr, rows in card["other_groups"].items():

@@ -14,11 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from skin.reports import FairnessTable, GroupMetrics, MetricCI, RunReport
+from skin.tone import ESTIMATED_TONE_COLUMN
 
 TONE_ATTRIBUTE = "tone_bucket"
 #: The tone estimated from each test photo's skin pixels, which every report has: the card's rows when the
 #: test set has no tone labels, with a caveat saying how rough the estimate is.
-ESTIMATED_TONE_ATTRIBUTE = "tone_bucket_estimated"
+ESTIMATED_TONE_ATTRIBUTE = ESTIMATED_TONE_COLUMN
 ESTIMATED_TONE_NOTE = ("measured by skin tone estimated from each test photo's skin pixels (ITA), not by labels "
                        "(the test set has none): treat the rows as a rough guide; how rough is stated on the card")
 #: What the card says when a dataset has neither skin-tone labels nor estimates.
@@ -89,6 +90,8 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
         card["warnings"].append(ESTIMATED_TONE_NOTE)
     card["measured"] = True
     card["rows"] = _tone_rows(tone, metric.name, bucket)
+    if source == ESTIMATED_TONE_ATTRIBUTE:
+        _add_served_confidence(card["rows"], report)
     card["warnings"] += _tone_warnings(card["rows"], tone, metric, bucket)
     return card
 
@@ -116,6 +119,16 @@ def _tone_rows(tone: FairnessTable, metric: str, bucket: str | None) -> list[dic
             row["small"] = group.small if group.small is not None else row["n"] < tone.min_group_size
         rows.append(row)
     return rows
+
+
+def _add_served_confidence(rows: list[dict], report: RunReport) -> None:
+    """Give each row ``confidence``: how confident the served answers (the photo alone, calibrated) were on
+    that bucket's test photos and how often they were right (``None`` when the report did not measure it),
+    so that "answers given with 80 % were right about 80 % of the time" can be checked per tone."""
+    served = (report.calibration.get("by_group") or {}).get(ESTIMATED_TONE_ATTRIBUTE) or {}
+    for row in rows:
+        c = served.get(row["bucket"])
+        row["confidence"] = None if not c else {k: c[k] for k in ("n", "mean_confidence", "accuracy", "ece")}
 
 
 def _tone_warnings(rows: list[dict], tone: FairnessTable, metric, bucket: str | None) -> list[str]:
