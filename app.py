@@ -135,13 +135,15 @@ class Handlers:
         target = None if target in (None, "", PREDICTED) else target
         return self.service.explain(state["loaded"], task, method, target)
 
-    def ui_targets(self, task):
-        """The classes of the chosen model, for the "Explain which class" picker."""
+    def ui_targets(self, task, method):
+        """For the chosen model: its classes for the "Explain which class" picker, and the method picker
+        with the faithfulness measured on that model."""
         try:
             labels = self.service.labels(task)
         except ValueError:
             labels = []
-        return gr.Dropdown(choices=[PREDICTED, *labels], value=PREDICTED)
+        return (gr.Dropdown(choices=[PREDICTED, *labels], value=PREDICTED),
+                gr.Radio(choices=self.service.method_choices(task), value=method))
 
 
 def build_demo(service: SkinLensService, history: HistoryService | None = None, *, oauth: bool = False) -> gr.Blocks:
@@ -218,7 +220,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
 
         analyse.click(on.ui_analyse, [photo, photo_type, state], [state, predictions, quality, fairness_md, result_json],
                       api_visibility="private", concurrency_id="model", concurrency_limit=CONCURRENCY)
-        exp_task.change(on.ui_targets, exp_task, exp_target, api_visibility="private")
+        exp_task.change(on.ui_targets, [exp_task, exp_method], [exp_target, exp_method], api_visibility="private")
         demo.load(on.ui_targets, exp_task, exp_target, api_visibility="private")
         explain_btn.click(on.ui_explain, [state, exp_task, exp_method, exp_target], [heatmap, exp_json],
                           api_visibility="private", concurrency_id="model")

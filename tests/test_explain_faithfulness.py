@@ -131,24 +131,36 @@ def test_a_broken_faithfulness_file_is_refused(tmp_path, change, message):
         load_faithfulness(tmp_path)
 
 
-@pytest.mark.parametrize("name", ["condition", "age"])
+@pytest.mark.parametrize("name", ["condition", "age", "clinical"])
 def test_embedded_models_carry_a_faithfulness_file(name):
+    """Measured on at least 100 of the model's own test images (bench/bench_faithfulness.py), with CIs."""
     report = load_faithfulness(REPO / "models" / name)
     assert report is not None and report.model == f"default:{name}"
+    assert report.n_images >= 100 and "bench_faithfulness.py" in report.measured_with
     assert set(report.methods) == set(METHODS)
     for m in report.methods.values():
         assert m.score.value == pytest.approx(m.insertion.value - m.deletion.value)
 
 
 def test_the_app_shows_each_model_s_own_measurement():
-    """The service reads the file beside each configured model; the picker shows the first model's."""
+    """The service reads the file beside each configured model; the picker shows the chosen model's (the
+    first one's until another is chosen), and the UI swaps the picker when the model changes."""
     from skin.service import SkinLensService, load_config
 
     service = SkinLensService(load_config(REPO / "skinlens.yaml"))
-    for name in ("condition", "age"):
+    for name in ("condition", "age", "clinical"):
         assert service.faithfulness(name) == faithfulness_summary(load_faithfulness(REPO / "models" / name))
     first = next(iter(service.config.models))
-    shown = {method: label for label, method in service.method_choices()}
-    assert list(shown) == list(METHODS)
-    for method, label in shown.items():
-        assert label == f"{METHODS[method].label} — faithfulness: {service.faithfulness(first)[method]['text']}"
+    assert service.method_choices() == service.method_choices(first)
+    for key in service.config.models:
+        shown = {method: label for label, method in service.method_choices(key)}
+        assert list(shown) == list(METHODS)
+        for method, label in shown.items():
+            assert label == f"{METHODS[method].label} — faithfulness: {service.faithfulness(key)[method]['text']}"
+    assert service.method_choices("age") != service.method_choices("condition")
+
+    from app import Handlers
+
+    targets, picker = Handlers(service).ui_targets("age", "saliency")
+    assert picker.value == "saliency" and [c[1] for c in picker.choices] == list(METHODS)
+    assert picker.choices == [tuple(c) for c in service.method_choices("age")]

@@ -203,3 +203,13 @@ def test_oauth_user_comes_from_the_profile_and_only_on_an_oauth_space(monkeypatc
     assert page.expects_oauth  # a gr.LoginButton: Gradio adds the Hugging Face sign-in routes
     assert "/login/huggingface" in {getattr(r, "path", "") for r in page.app.routes}
     assert not app.build_demo(service, history).expects_oauth
+
+
+def test_the_space_metadata_turns_hugging_face_sign_in_on():
+    """The README's metadata block is the Space's configuration: ``hf_oauth: true`` makes the Space set
+    ``OAUTH_CLIENT_ID``, which :func:`oauth_enabled` reads (read with huggingface_hub's own parser)."""
+    from huggingface_hub import metadata_load
+
+    meta = metadata_load(Path(__file__).resolve().parents[1] / "README.md")
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    assert meta["hf_oauth"] is True

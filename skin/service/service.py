@@ -359,7 +359,7 @@ class SkinLensService:
     # ---------------- explain ----------------
     def faithfulness(self, key: str | None = None) -> dict[str, dict]:
         """``{method: {"text", "score", ...}}`` measured on model ``key`` (default: the first configured
-        model): the ``faithfulness.json`` beside it (``bench/bench_explain.py --model``), or "not measured"."""
+        model): the ``faithfulness.json`` beside it (``bench/bench_faithfulness.py``), or "not measured"."""
         key = key or next(iter(self.config.models))
         if key not in self._faithfulness:
             from skin.explain.faithfulness import faithfulness_summary, load_faithfulness
@@ -372,11 +372,12 @@ class SkinLensService:
             self._faithfulness[key] = faithfulness_summary(report)
         return self._faithfulness[key]
 
-    def method_choices(self) -> list[tuple[str, str]]:
-        """(label shown in the picker, method) pairs, the label carrying the measured faithfulness."""
+    def method_choices(self, key: str | None = None) -> list[tuple[str, str]]:
+        """(label shown in the picker, method) pairs, the label carrying the faithfulness measured on model
+        ``key`` (default: the first configured model)."""
         from skin.explain import METHODS
 
-        faith = self.faithfulness()
+        faith = self.faithfulness(key)
         return [(f"{m.label} — faithfulness: {faith[name]['text']}", name) for name, m in METHODS.items()]
 
     def labels(self, key: str) -> list[str]:
