@@ -221,7 +221,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
         analyse.click(on.ui_analyse, [photo, photo_type, state], [state, predictions, quality, fairness_md, result_json],
                       api_visibility="private", concurrency_id="model", concurrency_limit=CONCURRENCY)
         exp_task.change(on.ui_targets, [exp_task, exp_method], [exp_target, exp_method], api_visibility="private")
-        demo.load(on.ui_targets, exp_task, exp_target, api_visibility="private")
+        demo.load(on.ui_targets, [exp_task, exp_method], [exp_target, exp_method], api_visibility="private")
         explain_btn.click(on.ui_explain, [state, exp_task, exp_method, exp_target], [heatmap, exp_json],
                           api_visibility="private", concurrency_id="model")
         api_predict_btn.click(on.api_predict, [api_image, api_photo_type], api_json, api_name="predict",
@@ -261,11 +261,13 @@ def warm_up(service: SkinLensService) -> None:
 
 
 service = SkinLensService()
+if __name__ == "__main__":
+    # the models load while the page is built and the server starts: the first request needs them
+    threading.Thread(target=warm_up, args=(service,), name="warm-up", daemon=True).start()
 #: Sign-in: Hugging Face OAuth on a Space that enables it, else ``SKINLENS_USERS`` (neither: no history).
 OAUTH = oauth_enabled()
 AUTH = auth_from_env()
 demo = build_demo(service, HistoryService(service) if AUTH or OAUTH else None, oauth=OAUTH)
 
 if __name__ == "__main__":
-    threading.Thread(target=warm_up, args=(service,), name="warm-up", daemon=True).start()
     demo.queue(default_concurrency_limit=CONCURRENCY).launch(**launch_kwargs(service), auth=AUTH)

@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from skin.modeling.imports import serialized
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("SKINLENS_MODELS_DIR", REPO_ROOT / "models"))
 DEFAULTS = {"default:condition": "condition", "default:age": "age", "default:clinical": "clinical"}
@@ -41,6 +43,7 @@ def load_report(ref: str) -> dict | None:
     return None
 
 
+@serialized
 def load_classifier(ref: str, *, local_files_only: bool = False):
     """``(model, processor)`` in eval mode; calibrated when the checkpoint is.
 
@@ -50,7 +53,10 @@ def load_classifier(ref: str, *, local_files_only: bool = False):
         from skin.modeling import load_calibrated
 
         return load_calibrated(default_dir(ref) / "adapter")
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from skin.modeling.imports import transformers_attrs
+
+    AutoImageProcessor, AutoModelForImageClassification = transformers_attrs(
+        "AutoImageProcessor", "AutoModelForImageClassification")
 
     if not (os.path.isdir(ref) or "/" in ref):
         raise ValueError(f"model {ref!r} is neither a folder, a Hub id (owner/name) nor one of {', '.join(DEFAULTS)}")

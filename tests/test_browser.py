@@ -11,6 +11,12 @@ and to ``tests/artifacts/`` (git-ignored; CI uploads it as an artefact).
 
 The photo is a real HAM10000 image from ``../shared/data`` when that folder is
 there, else a synthetic close-up (the artefact's name says which).
+
+A second test runs the app on its default models (``skinlens.yaml``: the
+embedded condition, clinical and age models and the photo-type gate) with a
+real DermNet clinical photo: the page shows the detected photo type and the
+fairness cards with measured numbers per skin tone
+(``tests/artifacts/skinlens_default_models.png``).
 """
 
 from __future__ import annotations
@@ -83,10 +89,51 @@ def test_browser_upload_predict_explain(tmp_path):
             page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=heat.element_handle(),
                                    timeout=60_000)
             _save_twice_and_compare(page)
-            shot = tmp_path / f"skinlens_{source}.png"
-            page.screenshot(path=str(shot), full_page=True)
+            _screenshot(page, tmp_path / f"skinlens_{source}.png")
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_browser_default_models_show_the_photo_type_and_fairness_numbers(tmp_path):
+    from skin.phototype import PHOTO_TYPE_NAMES
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    chromium = _chromium()
+    photo = SHARED / "dermnet" / "images" / "Acne vulgaris" / "acne-face-10-1.jpg"
+    if not photo.is_file():
+        pytest.skip(f"needs a real clinical photo for the photo-type gate to detect ({photo} not found; "
+                    "see ../shared/data/README.md)")
+    with RunningApp(REPO / "skinlens.yaml", tmp_path) as app, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 2200})
+            page.goto(app.url, wait_until="domcontentloaded")
+            page.get_by_text("Not medical advice").first.wait_for(timeout=60_000)
+            page.locator("#photo input[type=file]").set_input_files(str(photo))
+            page.locator("#photo img").first.wait_for(timeout=60_000)
+            page.locator("#analyse").click()
+            detected = page.locator("#predictions").get_by_text("Detected:")
+            detected.first.wait_for(timeout=120_000)
+            # a phone photo of acne on a face: clinical or face, never dermoscopy or out of scope
+            text = page.locator("#predictions").inner_text()
+            assert any(f"Detected: {PHOTO_TYPE_NAMES[t]}" in text for t in ("clinical", "face")), text
+            assert "Skin condition, ordinary photo" in text  # routed to the clinical model
+            assert "acne_rosacea" not in text and "bcc_scc" not in text  # readable names, not raw labels
+            fairness = page.locator("#fairness")
+            fairness.get_by_text("95 % CI").first.wait_for(timeout=60_000)
+            cards = fairness.inner_text()
+            assert cards.count("95 % CI") == 3  # one table with numbers per shipped model
+            assert "not measured for any skin tone" not in cards
+            assert "(you)" in cards  # the visitor's bucket highlighted
+            _screenshot(page, tmp_path / "skinlens_default_models.png")
+        finally:
+            browser.close()
+
+
+def _screenshot(page, shot: Path) -> None:
+    """The whole page to ``shot`` (a real picture, not an empty page) and to ``tests/artifacts/``."""
+    page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / shot.name)

@@ -169,3 +169,50 @@ def test_importing_the_package_loads_no_model_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+RACE_SCRIPT = """
+import threading
+import torch  # noqa: F401  (as in the app: torch is imported, transformers' classes are not yet resolved)
+from skin.modeling import create_model
+from skin.modeling.imports import transformers_attrs
+
+errors, start = [], threading.Barrier(6)
+
+def run(job):
+    start.wait()
+    try:
+        job()
+    except Exception as e:
+        errors.append(repr(e))
+
+jobs = [lambda: create_model("efficientnet_lite0", ["a", "b"], pretrained=False, image_size=64),
+        lambda: transformers_attrs("TimmWrapperConfig", "TimmWrapperForImageClassification"),
+        lambda: transformers_attrs("AutoConfig", "AutoImageProcessor"),
+        lambda: transformers_attrs("TimmWrapperImageProcessor"),
+        lambda: transformers_attrs("AutoModelForImageClassification"),
+        lambda: create_model("efficientnet_lite0", ["c", "d"], pretrained=False, image_size=64)]
+threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("errors:", errors)
+"""
+
+
+def test_models_build_from_several_threads_at_once_in_a_fresh_process():
+    """transformers' lazy module can answer "cannot import name 'TimmWrapperConfig'" when two threads
+    resolve names at once (it broke the app's first request while the warm-up thread loaded the models;
+    without the lock of skin.modeling.imports, this test failed 3 times in 3). A fresh
+    interpreter, because the race only exists before the names are resolved."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for _ in range(3):  # the race is a matter of timing: three fresh processes
+        out = subprocess.run([sys.executable, "-c", RACE_SCRIPT], cwd=repo, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "errors: []" in out.stdout, out.stdout + out.stderr[-3000:]

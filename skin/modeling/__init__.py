@@ -7,6 +7,7 @@
 ``state``              ``FinetuneState``: how a model was fine-tuned (adapter JSON)
 ``adapters``           save / load an adapter (LoRA or partial mode's stages)
 ``export``             the calibrated merged model: export and reload
+``imports``            model building serialized across threads (transformers' lazy-import race)
 =====================  ==========================================================
 
 Importing this package imports torch only; transformers, timm and peft load

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from skin.modeling.factory import create_model, head_module_names, is_peft_model
+from skin.modeling.imports import serialized
 from skin.modeling.finetune import Phase, set_trainable_phase
 from skin.modeling.state import ADAPTER_STATE_FILE, FinetuneMode, FinetuneState
 from skin.modeling.wheels import TIMM_BACKBONES
@@ -101,6 +102,7 @@ def _load_partial_weights(base: torch.nn.Module, adapter_dir: Path, base_name: s
                          "from another backbone")
 
 
+@serialized
 def load_adapter(
     adapter_dir: str | os.PathLike,
     labels: list[str] | None = None,

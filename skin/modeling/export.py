@@ -24,6 +24,7 @@ import torch
 from skin.modeling.adapters import load_adapter, save_adapter
 from skin.modeling.factory import classifier_layer, is_peft_model
 from skin.modeling.finetune import unfreeze_batchnorm
+from skin.modeling.imports import transformers_attrs
 from skin.modeling.state import FinetuneState
 
 CALIBRATION_FILE = "calibration.json"  # {"temperature": T}, next to the adapter weights
@@ -73,7 +74,7 @@ def export_merged(model: torch.nn.Module, processor, out_dir: str | os.PathLike,
     part of ``config.json`` (``pretrained_cfg``), as transformers stores it;
     other processors are saved with ``save_pretrained``.
     """
-    from transformers import TimmWrapperImageProcessor
+    (TimmWrapperImageProcessor,) = transformers_attrs("TimmWrapperImageProcessor")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

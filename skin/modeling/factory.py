@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from skin.modeling.imports import serialized, transformers_attrs
 from skin.modeling.wheels import TIMM_BACKBONES, load_wheel_state_dict, timm_pretrained_cfg
 
 # LoRA targets per architecture, checked against transformers 5.23 / timm 1.0.31
@@ -62,7 +63,8 @@ def _label_config(labels: list[str]) -> dict:
 
 
 def _create_timm(name: str, labels: list[str], pretrained: bool, image_size: int, crop_pct: float):
-    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
+    TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor = transformers_attrs(
+        "TimmWrapperConfig", "TimmWrapperForImageClassification", "TimmWrapperImageProcessor")
 
     wheel = TIMM_BACKBONES[name]
     pretrained_cfg = timm_pretrained_cfg(wheel, image_size, crop_pct)
@@ -97,7 +99,8 @@ def _set_processor_size(processor, image_size: int) -> None:
 
 
 def _create_hf(name_or_path: str, labels: list[str], pretrained: bool, image_size: int | None):
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+    AutoConfig, AutoImageProcessor, AutoModelForImageClassification = transformers_attrs(
+        "AutoConfig", "AutoImageProcessor", "AutoModelForImageClassification")
 
     if pretrained:
         model = AutoModelForImageClassification.from_pretrained(
@@ -115,6 +118,7 @@ def _create_hf(name_or_path: str, labels: list[str], pretrained: bool, image_siz
     return model, processor
 
 
+@serialized
 def create_model(
     name_or_path: str,
     labels: list[str],
@@ -172,8 +176,7 @@ def is_peft_model(model: torch.nn.Module) -> bool:
 
 
 def is_timm_wrapper(model: torch.nn.Module) -> bool:
-    from transformers import TimmWrapperForImageClassification
-
+    (TimmWrapperForImageClassification,) = transformers_attrs("TimmWrapperForImageClassification")
     return isinstance(unwrap(model), TimmWrapperForImageClassification)
 
 
