@@ -317,6 +317,13 @@ def load_faithfulness(model_dir: str | Path) -> FaithfulnessReport | None:
     return FaithfulnessReport.from_dict(data, str(path))
 
 
+def model_faithfulness(ref: str) -> FaithfulnessReport | None:
+    """The faithfulness file of model ``ref`` (an embedded ``default:<name>`` or a checkpoint folder)."""
+    from skin.hub import DEFAULTS, default_dir
+
+    return load_faithfulness(default_dir(ref) if ref in DEFAULTS else ref)
+
+
 def faithfulness_summary(report: FaithfulnessReport | None) -> dict[str, dict[str, Any]]:
     """``{method: {"text", "score", ...}}`` for every method of :data:`METHODS`, as the app shows
     it beside the method picker and in an explanation's details; ``"not measured"`` without a figure."""
@@ -329,3 +336,9 @@ def faithfulness_summary(report: FaithfulnessReport | None) -> dict[str, dict[st
             "deletion_auc": dele, "n_images": report.n_images,
         }
     return out
+
+
+def picker_choices(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(label, method) pairs for a method picker, each label carrying the method's measured faithfulness
+    from :func:`faithfulness_summary`."""
+    return [(f"{m.label} — faithfulness: {summary[name]['text']}", name) for name, m in METHODS.items()]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from skin.phototype import OUT_OF_SCOPE, PHOTO_TYPE_NAMES, SKIN_PHOTO_TYPES, PhotoType
+from skin.phototype import OUT_OF_SCOPE, PHOTO_TYPE_NAMES, SKIN_PHOTO_TYPES, PhotoType, PhotoTypeGate
 from skin.service.config import PORTRAIT_FACE_FRACTION, ModelSpec
 
 HOW_TO = ("To get an answer, upload a sharp close-up of the skin spot in daylight, filling most of the picture, "
@@ -21,6 +21,17 @@ HOW_TO = ("To get an answer, upload a sharp close-up of the skin spot in dayligh
 
 
 FACE_RULE = "face detector"
+
+
+def load_gate(folder) -> tuple[PhotoTypeGate | None, str | None]:
+    """The photo-type model in ``folder`` (its small classifier now, its backbone on first use), or why
+    there is none (``folder`` ``None``: turned off in the configuration)."""
+    if folder is None:
+        return None, "the photo-type gate is turned off in the configuration (phototype: off)"
+    try:
+        return PhotoTypeGate(folder), None
+    except ValueError as e:
+        return None, str(e)
 
 
 def face_rule(kind: PhotoType, face_share: float | None) -> PhotoType:

@@ -36,9 +36,9 @@ from skin.service.cards import fairness_card, parse_bucket
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out
-from skin.service.routing import face_rule, out_of_scope_message, routing_reason
+from skin.service.routing import face_rule, load_gate, out_of_scope_message, routing_reason
 from skin.service.views import model_input_image, model_view, needs_face
-from skin.phototype import PhotoType, PhotoTypeGate, parse_photo_type
+from skin.phototype import PhotoType, parse_photo_type
 from skin.tasks import TaskKind, get_task
 from skin.uploads import LoadedImage, load_image
 
@@ -64,18 +64,9 @@ class SkinLensService:
         self._load_lock = threading.Lock()
         self._faithfulness: dict[str, dict[str, dict]] = {}
         self.cache = PredictionCache(self.config.prediction_cache)
-        self._gate, self._gate_problem = self._load_gate()
+        self._gate, self._gate_problem = load_gate(self.config.phototype)
 
     # ---------------- photo type ----------------
-    def _load_gate(self) -> tuple[PhotoTypeGate | None, str | None]:
-        """The photo-type model (its small classifier now, its backbone on first use), or why there is none."""
-        folder = self.config.phototype
-        if folder is None:
-            return None, "the photo-type gate is turned off in the configuration (phototype: off)"
-        try:
-            return PhotoTypeGate(folder), None
-        except ValueError as e:
-            return None, str(e)
 
     def gate(self) -> dict:
         """``{"on": bool, "folder", "problem"}``: whether uploads are sorted by photo type before the models."""
@@ -359,26 +350,20 @@ class SkinLensService:
     # ---------------- explain ----------------
     def faithfulness(self, key: str | None = None) -> dict[str, dict]:
         """``{method: {"text", "score", ...}}`` measured on model ``key`` (default: the first configured
-        model): the ``faithfulness.json`` beside it (``bench/bench_faithfulness.py``), or "not measured"."""
+        model; :func:`skin.explain.faithfulness.model_faithfulness`), or "not measured"."""
+        from skin.explain.faithfulness import faithfulness_summary, model_faithfulness
+
         key = key or next(iter(self.config.models))
         if key not in self._faithfulness:
-            from skin.explain.faithfulness import faithfulness_summary, load_faithfulness
-            from skin.hub import DEFAULTS, default_dir
-
-            ref = self._spec(key).model
-            report = None
-            if self.model_problem(key) is None:
-                report = load_faithfulness(default_dir(ref) if ref in DEFAULTS else ref)
+            report = model_faithfulness(self._spec(key).model) if self.model_problem(key) is None else None
             self._faithfulness[key] = faithfulness_summary(report)
         return self._faithfulness[key]
 
     def method_choices(self, key: str | None = None) -> list[tuple[str, str]]:
-        """(label shown in the picker, method) pairs, the label carrying the faithfulness measured on model
-        ``key`` (default: the first configured model)."""
-        from skin.explain import METHODS
+        """The method picker's (label, method) pairs with the faithfulness of model ``key``."""
+        from skin.explain.faithfulness import picker_choices
 
-        faith = self.faithfulness(key)
-        return [(f"{m.label} — faithfulness: {faith[name]['text']}", name) for name, m in METHODS.items()]
+        return picker_choices(self.faithfulness(key))
 
     def labels(self, key: str) -> list[str]:
         """Class names of model ``key`` (loads it)."""
