@@ -6,13 +6,16 @@ p95 over ``--repeats`` passes of:
 
 * ``pipeline``: a bare ``transformers.pipeline("image-classification")`` call on
   the exported condition checkpoint (what the Hub Inference API would run),
+* ``decode + photo type``: the upload decoded and the gate run on it,
 * ``predict[condition]``: the app's predict with only the condition model (safe
-  decoding + quality check + tone + model),
+  decoding + quality check + photo type + tone + model),
 * ``predict[all]``: the app's predict with every configured model (adds face
   detection and the face models), when more than one is configured,
-* ``predict+gradcam`` / ``predict+ig``: what the UI does for Analyse then
-  Explain: the upload read and checked once (the UI keeps it in session
-  state), condition predict, then the explanation for the predicted class
+* ``phototype+predict+gradcam`` / ``phototype+predict+ig``: what the UI does
+  for Analyse then Explain: the upload read and checked once (the UI keeps it
+  in session state), the photo-type gate (``models/phototype``, on in the
+  default configuration; the JSON records whether it was), the routed
+  condition predict, then the explanation for the predicted class
   (Grad-CAM reusing predict's forward pass; Integrated Gradients with
   :mod:`skin.explain`'s defaults),
 
@@ -162,8 +165,11 @@ def main(argv=None) -> int:
         rows = {
             "pipeline": timed(lambda p: pipe(p), closeups, args.repeats),
             "predict[condition]": timed(fresh(cond_only.predict), closeups, args.repeats),
-            "predict+gradcam": timed(fresh(lambda p: as_in_ui(cond_only, p, "gradcam")), closeups, args.repeats),
-            "predict+ig": timed(fresh(lambda p: as_in_ui(cond_only, p, "integrated_gradients")),
+            "decode + photo type": timed(lambda p: cond_only.photo_type(cond_only.load_upload(p).image), closeups,
+                                args.repeats),
+            "phototype+predict+gradcam": timed(fresh(lambda p: as_in_ui(cond_only, p, "gradcam")), closeups,
+                                               args.repeats),
+            "phototype+predict+ig": timed(fresh(lambda p: as_in_ui(cond_only, p, "integrated_gradients")),
                                 closeups, args.repeats),
             "gradcam only": timed(fresh(lambda p: cond_only.explain(p, "condition", "gradcam")),
                                   closeups, args.repeats),
@@ -178,6 +184,7 @@ def main(argv=None) -> int:
     result = {
         "models": model_desc, "photos": photo_desc, "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_avg_end": os.getloadavg(),
+        "photo_type_gate": cond_only.gate(),
         "latency_s": rows,
         "ratio_to_pipeline_p50": {k: v["p50"] / base for k, v in rows.items()},
         "cold_start": cold,
@@ -185,7 +192,7 @@ def main(argv=None) -> int:
                        "rss_before_models_mb": rss0 / 2**20, "rss_models_loaded_mb": rss_models / 2**20,
                        "rss_end_mb": rss_end / 2**20},
         "targets": {
-            "predict+gradcam p50 <= 1.5x pipeline": rows["predict+gradcam"]["p50"] <= 1.5 * base,
+            "phototype+predict+gradcam p50 <= 1.5x pipeline": rows["phototype+predict+gradcam"]["p50"] <= 1.5 * base,
             "ig p50 <= 1 s": rows["ig only"]["p50"] <= 1.0,
             "cold start (first /predict) <= 10 s": cold["first_predict_s"] <= 10.0,
             "server RSS <= 2 GB": cold["server_rss_mb"] <= 2048,

@@ -57,6 +57,37 @@ def test_warm_up_runs_every_model_and_the_face_detector(app_config, monkeypatch)
     assert faces == [(320, 320)]
 
 
+def test_warm_up_readies_what_a_first_request_needs_first(app_config, monkeypatch):
+    """The face detector before any model, then each model loaded *and run* before the next is loaded: a
+    request arriving during warm-up does not wait behind models loaded ahead of the one it needs."""
+    import torch
+
+    svc = SkinLensService(load_config(app_config))
+    events = []
+    monkeypatch.setattr(SkinLensService, "_face", lambda self, image: events.append("face"))
+    load = SkinLensService.model
+
+    def loading(self, key):
+        lm = load(self, key)
+        if ("load", key) not in events:
+            events.append(("load", key))
+        return lm
+
+    monkeypatch.setattr(SkinLensService, "model", loading)
+    original = torch.nn.Module.__call__
+
+    def counting(module, *args, **kwargs):
+        for key, lm in svc._models.items():
+            if module is lm.model:
+                events.append(("run", key))
+        return original(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", counting)
+    svc.warm_up()
+    keys = list(svc.config.models)
+    assert events == ["face", *(e for key in keys for e in (("load", key), ("run", key)))]
+
+
 def test_predict_condition(service):
     res = service.predict(_jpeg(skin_photo()))
     json.dumps(res)  # JSON-serialisable as the API returns it

@@ -162,11 +162,14 @@ class SkinLensService:
         return out
 
     def warm_up(self) -> None:
-        """Load every model and run one prediction on a synthetic photo.
+        """Load every model and run each once on a synthetic photo, in the order a first request needs them.
 
-        The first real request then finds the models, the face detector and
-        the CPU kernels ready. A missing model is reported by :meth:`status`,
-        not here.
+        The photo-type gate first (every upload runs it), then the face
+        detector and the photo checks, then each model loaded and run before
+        the next is loaded, in the configuration's order: a request arriving
+        mid-way finds what it needs ready as early as possible instead of
+        waiting behind models it may not use. A missing model is reported by
+        :meth:`status`, not here.
         """
         import torch
         from PIL import Image
@@ -174,23 +177,22 @@ class SkinLensService:
         from skin.quality import check_quality
         from skin.tone import estimate_tone
 
-        problems = self.load_all()
-        if self._gate is not None:
-            self._gate.predict(Image.new("RGB", (320, 320), (186, 140, 118)))
-        if all(problems.values()):
-            return
         # A flat synthetic photo fails the quality check, so predict() would stop before the models:
-        # run each model, the face detector and the photo checks on it directly instead.
+        # run the gate, the face detector, the photo checks and each model on it directly instead.
         photo = Image.new("RGB", (320, 320), (186, 140, 118))
-        for key, problem in problems.items():
-            if problem is None:
-                lm = self.model(key)
-                with lm.lock, torch.inference_mode():
-                    lm.model(pixel_values=lm.pixel_values(photo))
+        if self._gate is not None:
+            self._gate.predict(photo)
         if any(needs_face(spec) for spec in self.config.models.values()):
             self._face(photo)
         check_quality(photo)
         estimate_tone(photo, lesion_photo=True)
+        for key in self.config.models:
+            try:
+                lm = self.model(key)
+            except ModelUnavailable:
+                continue
+            with lm.lock, torch.inference_mode():
+                lm.model(pixel_values=lm.pixel_values(photo))
 
     # ---------------- inputs ----------------
     def load_upload(self, path_or_bytes) -> LoadedImage:
