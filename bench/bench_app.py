@@ -20,8 +20,8 @@ p95 over ``--repeats`` passes of:
   :mod:`skin.explain`'s defaults),
 
 and the cold start of ``python app.py`` (process start → server answering →
-first ``/predict`` answered, models loaded lazily) with the server's resident
-memory once every model is loaded.
+first ``/predict`` answered; ``--cold-starts`` fresh processes, the median
+reported, every run kept) with the server's resident memory after it.
 
 Models: the default configuration (``skinlens.yaml``) when its models are
 built (the condition model is exported with ``skin.hub.export`` for the
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: the app's rule, app.torch_threads())")
+    parser.add_argument("--cold-starts", type=int, default=3, help="fresh app processes timed (median reported)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "app.json"))
     args = parser.parse_args(argv)
 
@@ -128,10 +129,15 @@ def main(argv=None) -> int:
         closeups = [p for p in photos if "UTKFace" not in p] or photos
         print(f"models: {model_desc}\nphotos: {photo_desc}", flush=True)
 
-        (work / "cold").mkdir()
-        cold = cold_start(cfg_path, work / "cold", photos[0])
-        print(f"cold start: up {cold['server_up_s']:.1f} s, first /predict {cold['first_predict_s']:.1f} s, "
-              f"RSS {cold['server_rss_mb']:.0f} MB", flush=True)
+        # several fresh processes: the first one after an install or a reboot also pays for reading the
+        # libraries from disk into the OS cache; the target is read on the median run
+        cold_runs = []
+        for i in range(args.cold_starts):
+            (work / f"cold{i}").mkdir()
+            cold_runs.append(cold_start(cfg_path, work / f"cold{i}", photos[0]))
+            print(f"cold start {i + 1}: up {cold_runs[-1]['server_up_s']:.1f} s, first /predict "
+                  f"{cold_runs[-1]['first_predict_s']:.1f} s, RSS {cold_runs[-1]['server_rss_mb']:.0f} MB", flush=True)
+        cold = sorted(cold_runs, key=lambda r: r["first_predict_s"])[len(cold_runs) // 2]
 
         rss0 = psutil.Process().memory_info().rss
         config = load_config(cfg_path)
@@ -188,13 +194,14 @@ def main(argv=None) -> int:
         "latency_s": rows,
         "ratio_to_pipeline_p50": {k: v["p50"] / base for k, v in rows.items()},
         "cold_start": cold,
+        "cold_start_runs": cold_runs,
         "in_process": {"models_load_s": load_s, "model_problems": problems,
                        "rss_before_models_mb": rss0 / 2**20, "rss_models_loaded_mb": rss_models / 2**20,
                        "rss_end_mb": rss_end / 2**20},
         "targets": {
             "phototype+predict+gradcam p50 <= 1.5x pipeline": rows["phototype+predict+gradcam"]["p50"] <= 1.5 * base,
             "ig p50 <= 1 s": rows["ig only"]["p50"] <= 1.0,
-            "cold start (first /predict) <= 10 s": cold["first_predict_s"] <= 10.0,
+            "cold start (first /predict, median run) <= 10 s": cold["first_predict_s"] <= 10.0,
             "server RSS <= 2 GB": cold["server_rss_mb"] <= 2048,
         },
     }

