@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,39 @@ def leave_one_source_out(x: np.ndarray, y: np.ndarray, items: list[CorpusItem], 
             "mean_over_generator_kinds": round(float(np.mean(kinds)), 4)}
 
 
+#: The datasets audited whole (every validation and test image) and the photo type of each.
+AUDITED = (("ham10000", "dermoscopy"), ("dermnet", "clinical"), ("pad_ufes20", "clinical"), ("utkface", "face"))
+
+
+def held_out_audit(data_root: str, backbone: Backbone, model: PhotoTypeClassifier) -> dict:
+    """The gate on every validation and test image of each dataset of :data:`AUDITED` (never fitted on:
+    the fit draws from the train splits only), beyond the balanced test sample: predicted types per dataset,
+    and how often a face photo is taken for a dermatoscope close-up (with a one-sided 95 % upper bound),
+    the error that would let a portrait reach the dermoscopy model unchecked."""
+    import warnings
+
+    from scipy.stats import beta
+
+    from skin.data import get_builder
+
+    out: dict = {}
+    for name, label in AUDITED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            by_split, _ = get_builder(name, os.path.join(data_root, name)).split_records()
+        items = [CorpusItem(label=label, split=s, source=name, path=r["image"])
+                 for s in ("validation", "test") for r in sorted(by_split[s], key=lambda r: r["image"])]
+        pred = model.probabilities(extract(items, backbone)[0]).argmax(1)
+        counts = {t: int((pred == i).sum()) for i, t in enumerate(PHOTO_TYPES)}
+        out[name] = {"photo_type": label, "n": len(items), "predicted": counts,
+                     "accuracy": round(counts[label] / max(len(items), 1), 4)}
+    faces = out["utkface"]
+    k, n = faces["predicted"]["dermoscopy"], faces["n"]
+    out["faces_called_dermoscopy"] = {"k": k, "n": n, "rate": round(k / max(n, 1), 5),
+                                      "upper_95": round(float(beta.ppf(0.95, k + 1, n - k)) if n > k else 1.0, 5)}
+    return out
+
+
 def cv_group(item: CorpusItem) -> str:
     """Cross-validation group: a whole package photograph, a generator seed, one dataset image."""
     if item.path is not None:
@@ -124,8 +158,13 @@ def cv_group(item: CorpusItem) -> str:
 
 
 def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views_per_source: int = 30,
-          per_generator_train: int = 40, per_generator_test: int = 20, seed: int = 0) -> dict:
-    """Build the corpus, fit, measure on the held-out part, write model + report + figure into ``out``."""
+          per_generator_train: int = 40, per_generator_test: int = 20, seed: int = 0,
+          image_size: int = IMAGE_SIZE, audit: bool = True) -> dict:
+    """Build the corpus, fit, measure on the held-out part, write model + report + figure into ``out``.
+
+    ``image_size``: the backbone's input size in px (the gate runs on every upload: its cost grows with
+    the square of the size). ``audit``: also run
+    :func:`held_out_audit` (every validation and test image of the datasets)."""
     from skin.plots import plot_confusion_matrix
 
     items = skin_items(data_root, n_train, n_test, seed)
@@ -133,7 +172,8 @@ def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views
     train_items = [i for i in items if i.split == "train"]
     test_items = [i for i in items if i.split == "test"]
     print(f"photo-type corpus: {len(train_items)} train, {len(test_items)} test", file=sys.stderr)
-    backbone = Backbone(BACKBONE, IMAGE_SIZE)
+    backbone = Backbone(BACKBONE, image_size)
+    source = {"backbone": BACKBONE, "image_size": image_size}
     x_train, _ = extract(train_items, backbone)
     x_test, seconds = extract(test_items, backbone)
     y_train = np.array([PHOTO_TYPES.index(i.label) for i in train_items])
@@ -146,16 +186,18 @@ def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views
                for split, part in (("train", train_items), ("test", test_items))}
     model = fit(x_train, y_train, c, seed)
     model = PhotoTypeClassifier(coef=model.coef, intercept=model.intercept, mean=model.mean, scale=model.scale,
-                                meta={"fitted_on": counts["train"], "fitted_on_sources": sources["train"], "C": c,
-                                      "seed": seed, "command": "python -m skin.phototype train"})
+                                **source, meta={"fitted_on": counts["train"], "fitted_on_sources": sources["train"], "C": c,
+                                      "seed": seed, "command": "python -m skin.phototype train"
+                                      + (f" --image-size {image_size}" if image_size != IMAGE_SIZE else "")})
     out_dir = model.save(out)
     pred = model.probabilities(x_test).argmax(1)
     report = {"photo_types": list(PHOTO_TYPES), "skin_photo_types": list(SKIN_PHOTO_TYPES),
-              "backbone": BACKBONE, "image_size": IMAGE_SIZE, "C": c, "cv_balanced_accuracy": cv_scores,
+              **source, "C": c, "cv_balanced_accuracy": cv_scores,
               "n": counts, "sources": sources,
               "feature_seconds_per_image": round(seconds, 4),
               "test": measure(y_test, pred, [i.source for i in test_items]),
-              "leave_one_source_out": leave_one_source_out(x_train, y_train, train_items, c, seed)}
+              "leave_one_source_out": leave_one_source_out(x_train, y_train, train_items, c, seed),
+              "all_held_out": held_out_audit(data_root, backbone, model) if audit else None}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     cm = np.array(report["test"]["confusion_matrix"]["counts"])
     plot_confusion_matrix(cm, list(PHOTO_TYPES), out_dir / "confusion.png",
@@ -177,9 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--per-generator-train", type=int, default=40)
     t.add_argument("--per-generator-test", type=int, default=20)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                   help="input size of the ImageNet backbone in px")
+    t.add_argument("--no-audit", action="store_true",
+                   help="skip the audit on every validation and test image of the datasets (minutes)")
     args = p.parse_args(argv)
     report = train(args.data_root, args.out, args.n_train, args.n_test, args.views_per_source,
-                   args.per_generator_train, args.per_generator_test, args.seed)
+                   args.per_generator_train, args.per_generator_test, args.seed, args.image_size,
+                   not args.no_audit)
     print(json.dumps({k: report["test"][k] for k in ("per_type", "out_of_scope_rejection",
                                                       "false_rejection_of_skin_photos", "meets_targets")}, indent=2))
     return 0

@@ -87,6 +87,30 @@ def test_real_photos_are_routed_by_their_type(gate_config, shared_data):
                 assert routed_away(task) == (not accepts), f"{path.name}: {key} {task}"
 
 
+@pytest.mark.needs_shared_data
+def test_a_detected_close_up_skips_the_portrait_check_but_a_chosen_one_does_not(gate_config, shared_data,
+                                                                               monkeypatch):
+    """A photo the gate calls a dermatoscope close-up reaches the close-up model without the face detector
+    (the gate itself rules portraits out: models/phototype/report.json, ``all_held_out``), for Predict and
+    for Explain after it; when the user chooses the type, the portrait check still runs."""
+    import skin.faces
+    from skin.service import SkinLensService, load_config
+
+    service = SkinLensService(load_config(gate_config))
+    photo = _real_photos(shared_data, 4)["dermoscopy"][0]
+    calls = []
+    detect = skin.faces.largest_face
+    monkeypatch.setattr(skin.faces, "largest_face", lambda image, **kw: calls.append(1) or detect(image, **kw))
+    res = service.predict(str(photo))
+    assert res["photo_type"]["label"] == "dermoscopy" and res["face"] is None
+    assert res["tasks"]["condition"]["status"] in ("ok", "abstain") and not routed_away(res["tasks"]["condition"])
+    service.explain(str(photo), "condition", "gradcam")
+    assert calls == []
+    service.cache.clear()
+    forced = service.predict(str(photo), photo_type="dermoscopy")
+    assert forced["photo_type"]["overridden"] and forced["face"] is not None and calls == [1]
+
+
 def test_package_portraits_are_face_photos(gate_config):
     """Real portraits with a background (not UTKFace's tight crops): the face detector's rule makes them
     face photos, which the age model answers."""

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import skin.faces
 from skin.explain import METHODS
 from skin.service import ModelUnavailable, SkinLensService, load_config
 from tests.app_helpers import HAM_LABELS, condition_report, make_app_models
@@ -42,7 +43,7 @@ def test_warm_up_runs_every_model_and_the_face_detector(app_config, monkeypatch)
 
     svc = SkinLensService(load_config(app_config))
     faces, forwards = [], []
-    monkeypatch.setattr(SkinLensService, "_face", lambda self, image: faces.append(image.size))
+    monkeypatch.setattr(skin.faces, "largest_face", lambda image, **_: faces.append(image.size))
     original = torch.nn.Module.__call__
 
     def counting(module, *args, **kwargs):
@@ -64,7 +65,7 @@ def test_warm_up_readies_what_a_first_request_needs_first(app_config, monkeypatc
 
     svc = SkinLensService(load_config(app_config))
     events = []
-    monkeypatch.setattr(SkinLensService, "_face", lambda self, image: events.append("face"))
+    monkeypatch.setattr(skin.faces, "largest_face", lambda image, **_: events.append("face"))
     load = SkinLensService.model
 
     def loading(self, key):
@@ -200,13 +201,15 @@ def test_explain_every_method(service, method):
     json.dumps(info)
 
 
-def test_gradcam_after_predict_reuses_the_forward_pass(service):
-    """Grad-CAM right after Predict on the same photo runs no second forward pass."""
+def test_gradcam_after_predict_reuses_the_forward_pass(service, monkeypatch):
+    """Grad-CAM right after Predict on the same photo runs no second forward pass, and no second face
+    detection (the close-up model needs the face to refuse portraits; detecting costs a forward pass)."""
     im = skin_photo(seed=11)
     service.predict(im)
     lm = service.model("condition")
     calls = []
-    handle = lm.model.register_forward_hook(lambda *_: calls.append(1))
+    monkeypatch.setattr(skin.faces, "largest_face", lambda image, **_: calls.append("face"))
+    handle = lm.model.register_forward_hook(lambda *_: calls.append("model"))
     try:
         _, info = service.explain(im, "condition", "gradcam")
     finally:

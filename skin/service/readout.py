@@ -70,3 +70,20 @@ def _age_read_out(probs: np.ndarray, labels: list[str], k: int) -> dict:
     return {"estimate": round(estimate, 1), "group": names[g], "group_probability": float(group_p[g]),
             "top_k": [{"label": names[i], "probability": float(group_p[i])} for i in order],
             "confidence": float(group_p[g])}
+
+
+def target_index(labels: list[str], model_key: str, target) -> int | None:
+    """The class index Explain should explain: ``target`` is a label or an index of ``labels``; ``None`` or
+    blank = the predicted class (``None`` returned). Anything else is a ``ValueError`` listing the labels."""
+    if target is None or (isinstance(target, str) and not target.strip()):
+        return None
+    if isinstance(target, str) and target in labels:
+        return labels.index(target)
+    try:
+        idx = int(target)
+    except (TypeError, ValueError):
+        idx = -1
+    if not 0 <= idx < len(labels):
+        shown = ", ".join(labels[:12]) + (" …" if len(labels) > 12 else "")
+        raise ValueError(f"unknown target class {target!r} for the {model_key} model; use one of: {shown}")
+    return idx

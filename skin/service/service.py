@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from skin.reports import to_jsonable
-from skin.service.cache import ForwardPass, PredictionCache, photo_key
+from skin.service.cache import FACE_DETECTOR, PHOTO_TYPE, FaceFound, ForwardPass, PredictionCache, photo_key
 from skin.service.cards import fairness_card, parse_bucket
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
-from skin.service.readout import read_out
+from skin.service.readout import read_out, target_index
 from skin.service.routing import face_rule, load_gate, out_of_scope_message, routing_reason
 from skin.service.views import model_input_image, model_view, needs_face
 from skin.phototype import PhotoType, parse_photo_type
@@ -85,9 +85,7 @@ class SkinLensService:
         a face photo), detecting the face at most once per photo."""
         kind = self.photo_type(image, photo_type)
         if kind.out_of_scope and not kind.overridden:
-            if "face" not in face_cache:
-                face_cache["face"] = self._face(image)
-            face = face_cache["face"]
+            face = self._face(image, face_cache)
             kind = face_rule(kind, None if face is None else face.area / (image.width * image.height))
         return kind
 
@@ -168,8 +166,7 @@ class SkinLensService:
         detector and the photo checks, then each model loaded and run before
         the next is loaded, in the configuration's order: a request arriving
         mid-way finds what it needs ready as early as possible instead of
-        waiting behind models it may not use. A missing model is reported by
-        :meth:`status`, not here.
+        waiting behind models it may not use. :meth:`status` reports missing models.
         """
         import torch
         from PIL import Image
@@ -183,7 +180,7 @@ class SkinLensService:
         if self._gate is not None:
             self._gate.predict(photo)
         if any(needs_face(spec) for spec in self.config.models.values()):
-            self._face(photo)
+            self._face(photo, {})
         check_quality(photo)
         estimate_tone(photo, lesion_photo=True)
         for key in self.config.models:
@@ -209,16 +206,22 @@ class SkinLensService:
             return LoadedImage(rgb, None, rgb.size, image.mode, [])
         return self.load_upload(image)
 
-    def _face(self, image):
+    def _face(self, image, face_cache: dict):
+        """The photo's largest face (:func:`skin.faces.largest_face`), detected at most once per request
+        (``face_cache``) and kept with the photo's forward passes (Explain after Predict does not detect again)."""
         from skin.faces import largest_face
 
-        return largest_face(image)
+        if "face" not in face_cache:
+            key = photo_key(FACE_DETECTOR, image)
+            if (hit := self.cache.get(key)) is None:
+                self.cache.put(key, hit := FaceFound(largest_face(image)))
+            face_cache["face"] = hit.face
+        return face_cache["face"]
 
-    def _model_view(self, spec: ModelSpec, image, face_cache: dict):
-        """:func:`~skin.service.views.model_view`, detecting the face at most once per photo."""
-        if needs_face(spec) and "face" not in face_cache:
-            face_cache["face"] = self._face(image)
-        return model_view(spec, image, face_cache.get("face"))
+    def _model_view(self, spec: ModelSpec, image, face_cache: dict, kind: PhotoType | None = None):
+        """:func:`~skin.service.views.model_view` for a photo of type ``kind``, the face detected at most once."""
+        face = self._face(image, face_cache) if needs_face(spec, kind) else None
+        return model_view(spec, image, face, kind)
 
     # ---------------- predict ----------------
     def _forward(self, lm: LoadedModel, view) -> ForwardPass:
@@ -261,6 +264,7 @@ class SkinLensService:
         img = loaded.image
         face_cache: dict = {}
         kind = self._photo_type_of_upload(img, photo_type, face_cache)
+        self.cache.put(photo_key(PHOTO_TYPE, img), kind)  # Explain picks the model's picture for the same type
         quality = to_jsonable(check_quality(img))
         problems = quality.get("problems") or []
         status = self.status()
@@ -302,7 +306,7 @@ class SkinLensService:
                 or "the photo failed the quality check"
             entry.update(status="abstain", abstained=True, reason=f"photo quality: {msgs}")
             return entry
-        view, reason = self._model_view(spec, img, face_cache)
+        view, reason = self._model_view(spec, img, face_cache, kind)
         if view is None:
             entry.update(status="abstain", abstained=True, reason=reason)
             return entry
@@ -384,10 +388,11 @@ class SkinLensService:
         spec = self._spec(key)
         loaded = self._as_loaded(image)
         lm = self.model(key)
-        view, reason = self._model_view(spec, loaded.image, {})
+        kind = self.cache.get(photo_key(PHOTO_TYPE, loaded.image))  # the type Predict read it as, if it ran
+        view, reason = self._model_view(spec, loaded.image, {}, kind)
         if view is None:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
-        target_idx = self._target_index(lm, target)
+        target_idx = target_index(lm.labels, key, target)
         probs, x, features = self._forward(lm, view)
         if target_idx is None:
             target_idx = int(np.argmax(probs))
@@ -408,21 +413,6 @@ class SkinLensService:
             "image_notes": loaded.notes,
         }
         return picture, info
-
-    @staticmethod
-    def _target_index(lm: LoadedModel, target) -> int | None:
-        if target is None or (isinstance(target, str) and not target.strip()):
-            return None
-        if isinstance(target, str) and target in lm.labels:
-            return lm.labels.index(target)
-        try:
-            idx = int(target)
-        except (TypeError, ValueError):
-            idx = -1
-        if not 0 <= idx < len(lm.labels):
-            shown = ", ".join(lm.labels[:12]) + (" …" if len(lm.labels) > 12 else "")
-            raise ValueError(f"unknown target class {target!r} for the {lm.spec.key} model; use one of: {shown}")
-        return idx
 
     # ---------------- fairness card ----------------
     def fairness(self, key: str, tone_bucket: str | None = None) -> dict:

@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from skin.phototype import PhotoType
 from skin.service.config import PORTRAIT_FACE_FRACTION, ModelSpec
 
 
-def needs_face(spec: ModelSpec) -> bool:
-    """Whether model ``spec`` needs the face detector: it reads faces, or refuses portraits."""
-    return spec.input == "face" or spec.refuse_faces
+def needs_face(spec: ModelSpec, kind: PhotoType | None = None) -> bool:
+    """Whether model ``spec`` needs the face detector on a photo of type ``kind``: it reads faces, or it
+    refuses portraits and the photo was not detected as a dermatoscope close-up.
+
+    The portrait check guards a close-up model against photos of people. A photo the gate itself (not the
+    user) calls ``dermoscopy`` skips it: the gate takes about 1 face photo in 4,000 for a dermatoscope
+    close-up (``all_held_out`` in ``models/phototype/report.json``, on every validation and test image of
+    UTKFace), and the detector costs as much as a model's forward pass on every such upload.
+    """
+    if spec.input == "face":
+        return True
+    gate_says_dermoscopy = kind is not None and kind.label == "dermoscopy" and not kind.overridden
+    return spec.refuse_faces and not gate_says_dermoscopy
 
 
-def model_view(spec: ModelSpec, image, face):
+def model_view(spec: ModelSpec, image, face, kind: PhotoType | None = None):
     """``(picture, None)`` for model ``spec`` to read, or ``(None, reason)`` when it refuses the photo.
 
     ``face``: the photo's largest face (:func:`skin.faces.largest_face`), or
-    ``None``; only read when :func:`needs_face`.
+    ``None``; only read when :func:`needs_face` (for a photo of type ``kind``).
     """
-    if not needs_face(spec):
+    if not needs_face(spec, kind):
         return image, None
     if spec.input != "face":
         share = 0.0 if face is None else face.area / (image.width * image.height)
