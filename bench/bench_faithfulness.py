@@ -48,6 +48,20 @@ def model_task(ref: str) -> str:
     return json.loads(report.read_text())["task"]
 
 
+def portable(argv: list[str]) -> list[str]:
+    """The command-line arguments without ``--cache-dir DIR``: a local folder that changes where the prepared
+    dataset is kept, not what is measured, so it has no place in the command a report records."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--cache-dir":
+            skip = True
+        elif not arg.startswith("--cache-dir="):
+            out.append(arg)
+    return out
+
+
 def main() -> None:
     import torch
 
@@ -96,7 +110,7 @@ def main() -> None:
         if (n + 1) % 10 == 0:
             print(f"  {n + 1}/{len(order)} images, {time.perf_counter() - started:.0f} s", flush=True)
 
-    command = " ".join(["python bench/bench_faithfulness.py", *sys.argv[1:]])
+    command = " ".join(["python bench/bench_faithfulness.py", *portable(sys.argv[1:])])
     report = FaithfulnessReport(model=args.model, n_images=len(names), images=names, input_size=[size, size],
                                 measured_with=command,
                                 methods={m: MethodFaithfulness.of(r["deletion"], r["insertion"]) for m, r in rows.items()})

@@ -138,7 +138,7 @@ def test_embedded_models_carry_a_faithfulness_file(name):
     assert set(report.methods) == set(METHODS)
     # measured on the model's own test split, at least 100 photos, by the script that says how
     assert report.n_images >= 100 and len(set(report.images)) == report.n_images
-    assert "bench_faithfulness.py" in report.measured_with
+    assert "bench_faithfulness.py" in report.measured_with and "--cache-dir" not in report.measured_with
     for m in report.methods.values():
         assert m.score.value == pytest.approx(m.insertion.value - m.deletion.value)
 
@@ -165,3 +165,13 @@ def test_the_app_shows_each_model_s_own_measurement():
     targets, picker = Handlers(service).ui_targets("age", "saliency")
     assert picker.value == "saliency" and [c[1] for c in picker.choices] == list(METHODS)
     assert picker.choices == [tuple(c) for c in service.method_choices("age")]
+
+
+def test_the_recorded_command_leaves_out_the_local_cache_folder():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_faithfulness", REPO / "bench" / "bench_faithfulness.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--model", "default:age", "--cache-dir", "/tmp/x", "--images", "100", "--cache-dir=/tmp/y"]
+    assert bench.portable(argv) == ["--model", "default:age", "--images", "100"]
