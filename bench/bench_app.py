@@ -6,7 +6,9 @@ p95 over ``--repeats`` passes of:
 
 * ``pipeline``: a bare ``transformers.pipeline("image-classification")`` call on
   the exported condition checkpoint (what the Hub Inference API would run),
-* ``decode + photo type``: the upload decoded and the gate run on it,
+* ``decode + photo type``: the upload decoded and the gate run on it (a gate
+  that reads the condition model's features runs that model's forward pass,
+  which the prediction then reuses),
 * ``predict[condition]``: the app's predict with only the condition model (safe
   decoding + quality check + photo type + tone + model),
 * ``predict[all]``: the app's predict with every configured model (adds face
@@ -171,8 +173,8 @@ def main(argv=None) -> int:
         rows = {
             "pipeline": timed(lambda p: pipe(p), closeups, args.repeats),
             "predict[condition]": timed(fresh(cond_only.predict), closeups, args.repeats),
-            "decode + photo type": timed(lambda p: cond_only.photo_type(cond_only.load_upload(p).image), closeups,
-                                args.repeats),
+            "decode + photo type": timed(fresh(lambda p: cond_only.photo_type(cond_only.load_upload(p).image)),
+                                         closeups, args.repeats),
             "phototype+predict+gradcam": timed(fresh(lambda p: as_in_ui(cond_only, p, "gradcam")), closeups,
                                                args.repeats),
             "phototype+predict+ig": timed(fresh(lambda p: as_in_ui(cond_only, p, "integrated_gradients")),

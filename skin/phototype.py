@@ -7,15 +7,18 @@ an upload into :data:`PHOTO_TYPES` so the service sends it only to the models
 that read that kind of photo and refuses what fits none (``out_of_scope``).
 
 It has to run on every upload, so it is small: a multinomial logistic
-regression on the pooled (pre-classifier) features of the EfficientNet-Lite0
-ImageNet backbone the app already ships (:mod:`skin.modeling.wheels`), at
-:data:`IMAGE_SIZE` px. The
-stored model is ``models/phototype/``: ``model.safetensors`` (coefficients,
-intercepts, the feature standardisation) and ``config.json`` (class names,
-backbone, image size, what it was fitted on). No pickle. Trained and measured
-by :mod:`skin.phototype_train`::
+regression on pooled features, either of one of the app's own models
+(``features_of``, e.g. ``default:condition``: pooled stage outputs read off
+the forward pass the app runs anyway, :mod:`skin.phototype_features`) or of
+the EfficientNet-Lite0 ImageNet backbone the app already ships
+(:mod:`skin.modeling.wheels`) at :data:`IMAGE_SIZE` px. The stored model is
+``models/phototype/``: ``model.safetensors`` (coefficients, intercepts, the
+feature standardisation) and ``config.json`` (class names, where the features
+come from, what it was fitted on). No pickle. Trained and measured by
+:mod:`skin.phototype_train`::
 
-    python -m skin.phototype train --data-root ../shared/data --out models/phototype
+    python -m skin.phototype train --data-root ../shared/data --out models/phototype \
+        --features-of default:condition
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ BACKBONE = "efficientnet_lite0"
 IMAGE_SIZE = 160
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-TRAIN_HINT = "python -m skin.phototype train --data-root ../shared/data --out models/phototype"
+TRAIN_HINT = ("python -m skin.phototype train --data-root ../shared/data --out models/phototype "
+              "--features-of default:condition")
 
 
 def default_dir() -> Path:
@@ -109,6 +113,11 @@ class PhotoTypeClassifier:
     classes: tuple[str, ...] = PHOTO_TYPES
     backbone: str = BACKBONE
     image_size: int = IMAGE_SIZE
+    #: a model reference whose pooled stage outputs (``features_stages``) the gate reads instead of
+    #: ``backbone``'s features, and the SHA-256 of that model's weights when the gate was fitted
+    features_of: str | None = None
+    features_stages: tuple[int, ...] | None = None
+    features_sha256: str | None = None
     meta: dict = field(default_factory=dict)  # what it was fitted on (counts, C, data sources)
 
     def __post_init__(self):
@@ -137,8 +146,13 @@ class PhotoTypeClassifier:
                    "intercept": np.ascontiguousarray(self.intercept, np.float32),
                    "mean": np.ascontiguousarray(self.mean, np.float32),
                    "scale": np.ascontiguousarray(self.scale, np.float32)}, str(out / WEIGHTS_FILE))
-        config = {"classes": list(self.classes), "backbone": self.backbone, "image_size": self.image_size,
-                  "features": "global average pool of the backbone's last feature map (pre-classifier)",
+        source = {"features_of": self.features_of, "features_stages": list(self.features_stages),
+                  "features_sha256": self.features_sha256,
+                  "features": f"global average pools of stages {list(self.features_stages)} of {self.features_of}, "
+                              "concatenated"} if self.features_of else \
+            {"backbone": self.backbone, "image_size": self.image_size,
+             "features": "global average pool of the backbone's last feature map (pre-classifier)"}
+        config = {"classes": list(self.classes), **source,
                   "classifier": "multinomial logistic regression on standardised features", **self.meta}
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return out
@@ -166,11 +180,15 @@ class PhotoTypeClassifier:
             raise ValueError(f"photo-type model {folder}: {WEIGHTS_FILE} holds {sorted(tensors)}, expected "
                              f"{sorted(keys)}; rebuild it with: {TRAIN_HINT}")
         meta = {k: v for k, v in config.items() if k not in ("classes", "backbone", "image_size", "features",
-                                                              "classifier")}
+                                                              "classifier", "features_of", "features_stages",
+                                                              "features_sha256")}
+        stages = config.get("features_stages")
         return cls(coef=tensors["coef"].astype(np.float64), intercept=tensors["intercept"].astype(np.float64),
                    mean=tensors["mean"].astype(np.float64), scale=tensors["scale"].astype(np.float64),
                    classes=classes, backbone=str(config.get("backbone", BACKBONE)),
-                   image_size=int(config.get("image_size", IMAGE_SIZE)), meta=meta)
+                   image_size=int(config.get("image_size", IMAGE_SIZE)), features_of=config.get("features_of"),
+                   features_stages=tuple(int(v) for v in stages) if stages else None,
+                   features_sha256=config.get("features_sha256"), meta=meta)
 
 
 class Backbone:
@@ -201,26 +219,54 @@ class Backbone:
 
 
 class PhotoTypeGate:
-    """The photo-type model ready to run: the classifier of ``folder`` and its backbone (built on first use)."""
+    """The photo-type model ready to run: the classifier of ``folder`` and where its features come from
+    (built on first use). A gate fitted on a model's features whose weights have changed since is refused
+    (``ValueError`` with the command that refits it)."""
 
     def __init__(self, folder: str | os.PathLike):
+        from skin.phototype_features import weights_sha256
+
         self.folder = Path(folder)
         self.classifier = PhotoTypeClassifier.load(self.folder)
-        self._backbone: Backbone | None = None
+        ref = self.classifier.features_of
+        if ref is not None and weights_sha256(ref) != self.classifier.features_sha256:
+            raise ValueError(f"photo-type model {folder} was fitted on the features of {ref}, whose weights have "
+                             f"changed since; refit it: {TRAIN_HINT.replace('default:condition', ref)}")
+        self._backbone = None
         self._lock = threading.Lock()
 
     @property
-    def backbone(self) -> Backbone:
+    def features_of(self) -> str | None:
+        """The model whose pooled stages the gate reads (:attr:`stages`), or ``None``: its own backbone."""
+        return self.classifier.features_of
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        return self.classifier.features_stages or ()
+
+    @property
+    def backbone(self):
+        """What computes the features from a photo: :class:`Backbone`, or
+        :class:`~skin.phototype_features.ModelFeatures` when the gate reads a model's features."""
         if self._backbone is None:
             with self._lock:
                 if self._backbone is None:
-                    self._backbone = Backbone(self.classifier.backbone, self.classifier.image_size)
+                    from skin.phototype_features import ModelFeatures
+
+                    c = self.classifier
+                    self._backbone = ModelFeatures(c.features_of, self.stages) if c.features_of \
+                        else Backbone(c.backbone, c.image_size)
         return self._backbone
 
     def predict(self, image, override: str | None = None) -> PhotoType:
         """The photo type of PIL ``image``; ``override`` (one of :data:`PHOTO_TYPES`) is used instead of
         the detected type, which is still reported (``detected``)."""
-        probs = self.classifier.probabilities(self.backbone.features([image]))[0]
+        return self.from_features(self.backbone.features([image]), override)
+
+    def from_features(self, features: np.ndarray, override: str | None = None) -> PhotoType:
+        """:meth:`predict` from the photo's features ``(1, d)`` computed by the caller (the app reads them off
+        the forward pass of the model :attr:`features_of` names)."""
+        probs = self.classifier.probabilities(features)[0]
         probabilities = {c: round(float(p), 4) for c, p in zip(self.classifier.classes, probs)}
         detected = self.classifier.classes[int(np.argmax(probs))]
         forced = parse_photo_type(override)

@@ -1,6 +1,7 @@
 """Train and measure the photo-type model (:mod:`skin.phototype`) on the corpus of :mod:`skin.phototype_corpus`.
 
-    python -m skin.phototype train --data-root ../shared/data --out models/phototype
+    python -m skin.phototype train --data-root ../shared/data --out models/phototype \
+        --features-of default:condition
 
 Pooled backbone features are extracted once per image; the logistic
 regression's strength ``C`` is chosen by grouped cross-validation on the
@@ -27,6 +28,7 @@ import numpy as np
 from skin.phototype import BACKBONE, IMAGE_SIZE, OUT_OF_SCOPE, PHOTO_TYPES, SKIN_PHOTO_TYPES, Backbone, \
     PhotoTypeClassifier
 from skin.phototype_corpus import CorpusItem, out_of_scope_items, skin_items
+from skin.phototype_features import STAGES, ModelFeatures, weights_sha256
 
 #: Targets of issue 16: share of out-of-scope pictures refused, share of skin photos wrongly refused.
 TARGET_OOS_REJECTION = 0.95
@@ -34,7 +36,7 @@ TARGET_FALSE_REJECTION = 0.02
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def extract(items: list[CorpusItem], backbone: Backbone, batch: int = 16) -> tuple[np.ndarray, float]:
+def extract(items: list[CorpusItem], backbone: Backbone | ModelFeatures, batch: int = 16) -> tuple[np.ndarray, float]:
     """Features of every item (in order) and the mean seconds per image."""
     feats, start = [], time.perf_counter()
     for i in range(0, len(items), batch):
@@ -121,7 +123,7 @@ def leave_one_source_out(x: np.ndarray, y: np.ndarray, items: list[CorpusItem], 
 AUDITED = (("ham10000", "dermoscopy"), ("dermnet", "clinical"), ("pad_ufes20", "clinical"), ("utkface", "face"))
 
 
-def held_out_audit(data_root: str, backbone: Backbone, model: PhotoTypeClassifier) -> dict:
+def held_out_audit(data_root: str, backbone: Backbone | ModelFeatures, model: PhotoTypeClassifier) -> dict:
     """The gate on every validation and test image of each dataset of :data:`AUDITED` (never fitted on:
     the fit draws from the train splits only), beyond the balanced test sample: predicted types per dataset,
     and how often a face photo is taken for a dermatoscope close-up (with a one-sided 95 % upper bound),
@@ -159,11 +161,13 @@ def cv_group(item: CorpusItem) -> str:
 
 def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views_per_source: int = 30,
           per_generator_train: int = 40, per_generator_test: int = 20, seed: int = 0,
-          image_size: int = IMAGE_SIZE, audit: bool = True) -> dict:
+          image_size: int = IMAGE_SIZE, audit: bool = True, features_of: str | None = None) -> dict:
     """Build the corpus, fit, measure on the held-out part, write model + report + figure into ``out``.
 
-    ``image_size``: the backbone's input size in px (the gate runs on every upload: its cost grows with
-    the square of the size). ``audit``: also run
+    ``features_of``: a model reference (``default:condition``) whose pooled stage outputs the gate reads
+    (:mod:`skin.phototype_features`; the app then shares that model's forward pass); ``None``: the
+    ImageNet backbone's features at ``image_size`` px (its cost grows with the square of the size).
+    ``audit``: also run
     :func:`held_out_audit` (every validation and test image of the datasets)."""
     from skin.plots import plot_confusion_matrix
 
@@ -172,8 +176,12 @@ def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views
     train_items = [i for i in items if i.split == "train"]
     test_items = [i for i in items if i.split == "test"]
     print(f"photo-type corpus: {len(train_items)} train, {len(test_items)} test", file=sys.stderr)
-    backbone = Backbone(BACKBONE, image_size)
-    source = {"backbone": BACKBONE, "image_size": image_size}
+    if features_of:
+        backbone = ModelFeatures(features_of, STAGES)
+        source = {"features_of": features_of, "features_stages": STAGES, "features_sha256": weights_sha256(features_of)}
+    else:
+        backbone = Backbone(BACKBONE, image_size)
+        source = {"backbone": BACKBONE, "image_size": image_size}
     x_train, _ = extract(train_items, backbone)
     x_test, seconds = extract(test_items, backbone)
     y_train = np.array([PHOTO_TYPES.index(i.label) for i in train_items])
@@ -186,9 +194,10 @@ def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views
                for split, part in (("train", train_items), ("test", test_items))}
     model = fit(x_train, y_train, c, seed)
     model = PhotoTypeClassifier(coef=model.coef, intercept=model.intercept, mean=model.mean, scale=model.scale,
-                                **source, meta={"fitted_on": counts["train"], "fitted_on_sources": sources["train"], "C": c,
-                                      "seed": seed, "command": "python -m skin.phototype train"
-                                      + (f" --image-size {image_size}" if image_size != IMAGE_SIZE else "")})
+                                **source, meta={"fitted_on": counts["train"], "fitted_on_sources": sources["train"],
+                                                "C": c, "seed": seed, "command": "python -m skin.phototype train"
+                                                + (f" --features-of {features_of}" if features_of else "")
+                                                + (f" --image-size {image_size}" if image_size != IMAGE_SIZE else "")})
     out_dir = model.save(out)
     pred = model.probabilities(x_test).argmax(1)
     report = {"photo_types": list(PHOTO_TYPES), "skin_photo_types": list(SKIN_PHOTO_TYPES),
@@ -221,12 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--image-size", type=int, default=IMAGE_SIZE,
                    help="input size of the ImageNet backbone in px")
+    t.add_argument("--features-of", default=None,
+                   help="read the pooled stage outputs of this model (e.g. default:condition) instead of the "
+                        "ImageNet backbone's features: the app then runs no network of its own for the gate")
     t.add_argument("--no-audit", action="store_true",
                    help="skip the audit on every validation and test image of the datasets (minutes)")
     args = p.parse_args(argv)
     report = train(args.data_root, args.out, args.n_train, args.n_test, args.views_per_source,
                    args.per_generator_train, args.per_generator_test, args.seed, args.image_size,
-                   not args.no_audit)
+                   not args.no_audit, args.features_of)
     print(json.dumps({k: report["test"][k] for k in ("per_type", "out_of_scope_rejection",
                                                       "false_rejection_of_skin_photos", "meets_targets")}, indent=2))
     return 0

@@ -18,6 +18,7 @@ from skin.phototype import (
     default_dir,
     parse_photo_type,
 )
+from skin.phototype_features import STAGES, weights_sha256
 from skin.phototype_train import AUDITED
 from skin.service.config import DATASET_PHOTO_TYPES, ModelSpec, load_config
 from skin.service.routing import routing_reason
@@ -48,7 +49,7 @@ def test_shipped_model_loads_without_pickle():
     if not folder.is_dir():
         pytest.skip("models/phototype not built")
     model = PhotoTypeClassifier.load(folder)
-    assert model.classes == PHOTO_TYPES and model.coef.shape == (4, 1280)
+    assert model.classes == PHOTO_TYPES and model.coef.shape[0] == 4 and model.coef.shape[1] == model.mean.shape[0]
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib", ".pt", ".bin") for p in folder.iterdir())
 
 
@@ -60,7 +61,12 @@ def test_shipped_model_meets_its_targets_and_was_audited_on_every_held_out_image
     if not path.is_file():
         pytest.skip("models/phototype not built")
     report = json.loads(path.read_text())
-    assert report["image_size"] == IMAGE_SIZE == PhotoTypeClassifier.load(default_dir()).image_size
+    shipped = PhotoTypeClassifier.load(default_dir())
+    if shipped.features_of:  # fitted on the shipped model the app runs: the same weights, or refused at load
+        assert report["features_of"] == shipped.features_of and report["features_stages"] == list(STAGES)
+        assert shipped.features_sha256 == weights_sha256(shipped.features_of)
+    else:
+        assert report["image_size"] == IMAGE_SIZE == shipped.image_size
     assert report["test"]["meets_targets"]
     audit = report["all_held_out"]
     assert {name for name, _ in AUDITED} <= set(audit)

@@ -29,6 +29,8 @@ class ForwardPass(NamedTuple):
     pixel_values: Any
     #: the last feature map (timm CNNs), or ``None``
     features: Any
+    #: the photo-type gate's features, when the gate reads this model's (:mod:`skin.phototype_features`)
+    gate_features: Any = None
 
 
 class FaceFound(NamedTuple):

@@ -34,6 +34,13 @@ def load_gate(folder) -> tuple[PhotoTypeGate | None, str | None]:
         return None, str(e)
 
 
+def gate_model_key(gate: PhotoTypeGate | None, models: dict[str, ModelSpec]) -> str | None:
+    """The configured model whose features ``gate`` reads (its forward pass then serves the gate and the
+    prediction), or ``None``: the gate runs its own network (also when that model is not configured here)."""
+    ref = gate.features_of if gate is not None else None
+    return next((key for key, spec in models.items() if ref is not None and spec.model == ref), None)
+
+
 def face_rule(kind: PhotoType, face_share: float | None) -> PhotoType:
     """A picture the classifier calls ``out_of_scope`` in which the face detector finds a face covering at
     least :data:`~skin.service.config.PORTRAIT_FACE_FRACTION` of it is a face photo.

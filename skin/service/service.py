@@ -36,7 +36,7 @@ from skin.service.cards import fairness_card, parse_bucket
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out, target_index
-from skin.service.routing import face_rule, load_gate, out_of_scope_message, routing_reason
+from skin.service.routing import face_rule, gate_model_key, load_gate, out_of_scope_message, routing_reason
 from skin.service.views import model_input_image, model_view, needs_face
 from skin.phototype import PhotoType, parse_photo_type
 from skin.tasks import TaskKind, get_task
@@ -65,6 +65,7 @@ class SkinLensService:
         self._faithfulness: dict[str, dict[str, dict]] = {}
         self.cache = PredictionCache(self.config.prediction_cache)
         self._gate, self._gate_problem = load_gate(self.config.phototype)
+        self._gate_key = gate_model_key(self._gate, self.config.models)
 
     # ---------------- photo type ----------------
 
@@ -78,6 +79,9 @@ class SkinLensService:
         forced = parse_photo_type(photo_type)
         if self._gate is None:
             return PhotoType(label=forced, overridden=forced is not None)
+        if self._gate_key is not None and self.model_problem(self._gate_key) is None:
+            # the gate reads that model's features: one forward pass serves the gate, then its prediction
+            return self._gate.from_features(self._forward(self.model(self._gate_key), image).gate_features, forced)
         return self._gate.predict(image, forced)
 
     def _photo_type_of_upload(self, image, photo_type: str | None, face_cache: dict) -> PhotoType:
@@ -178,7 +182,7 @@ class SkinLensService:
         # run the gate, the face detector, the photo checks and each model on it directly instead.
         photo = Image.new("RGB", (320, 320), (186, 140, 118))
         if self._gate is not None:
-            self._gate.predict(photo)
+            self.photo_type(photo)  # loads and runs the model whose features the gate reads, when it reads one
         if any(needs_face(spec) for spec in self.config.models.values()):
             self._face(photo, {})
         check_quality(photo)
@@ -234,16 +238,19 @@ class SkinLensService:
         import torch
 
         from skin.features import capture_features
+        from skin.phototype_features import concat, pooled_stages
 
         rgb = view if view.mode == "RGB" else view.convert("RGB")
         key = photo_key(lm.spec.key, rgb)
         hit = self.cache.get(key)
         if hit is None:
             x = lm.pixel_values(rgb)
-            with lm.lock, torch.inference_mode(), capture_features(lm.model) as store:
+            stages = self._gate.stages if lm.spec.key == self._gate_key else ()
+            with lm.lock, torch.inference_mode(), capture_features(lm.model) as store, \
+                    pooled_stages(lm.model, stages) as pooled:
                 logits = lm.model(pixel_values=x).logits
             probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
-            hit = ForwardPass(probs, x, store.get("features"))
+            hit = ForwardPass(probs, x, store.get("features"), concat(pooled, stages) if stages else None)
             self.cache.put(key, hit)
         return hit._replace(probs=hit.probs.copy())
 
@@ -393,7 +400,7 @@ class SkinLensService:
         if view is None:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
         target_idx = target_index(lm.labels, key, target)
-        probs, x, features = self._forward(lm, view)
+        probs, x, features, _ = self._forward(lm, view)
         if target_idx is None:
             target_idx = int(np.argmax(probs))
         options = {"features": features} if method == "gradcam" and features is not None else {}

@@ -21,9 +21,10 @@ def needs_face(spec: ModelSpec, kind: PhotoType | None = None) -> bool:
     refuses portraits and the photo was not detected as a dermatoscope close-up.
 
     The portrait check guards a close-up model against photos of people. A photo the gate itself (not the
-    user) calls ``dermoscopy`` skips it: the gate takes about 1 face photo in 4,000 for a dermatoscope
-    close-up (``all_held_out`` in ``models/phototype/report.json``, on every validation and test image of
-    UTKFace), and the detector costs as much as a model's forward pass on every such upload.
+    user) calls ``dermoscopy`` skips it: the gate almost never takes a face photo for a dermatoscope
+    close-up (measured on every validation and test image of UTKFace: ``all_held_out`` in
+    ``models/phototype/report.json``, bounded by a test), and the detector costs as much as a model's
+    forward pass on every such upload.
     """
     if spec.input == "face":
         return True
