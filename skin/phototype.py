@@ -47,8 +47,8 @@ PHOTO_TYPE_NAMES = {
 #: What "detect it for me" is called where a photo type can be forced (API argument, UI dropdown).
 AUTO = "auto"
 BACKBONE = "efficientnet_lite0"
-#: The backbone's input size: 160 px measured as good as 224 on the held-out photos at half the cost
-#: (models/README.md, "Photo type"); the gate runs on every upload.
+#: The ImageNet backbone's input size, for a gate fitted on its features (without ``--features-of``): 160 px
+#: measured as good as 224 on the held-out photos at half the cost (models/README.md, "Photo type").
 IMAGE_SIZE = 160
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
