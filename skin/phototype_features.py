@@ -10,8 +10,8 @@ model's forward pass, which the prediction then reuses
 Which features: the global average pools of the outputs of several stages
 (:data:`STAGES`: the last four of EfficientNet-Lite0's seven), concatenated.
 Not the final 1280-channel map: fine-tuned to dermoscopy, it reads ordinary
-photographs as skin (held-out out-of-scope rejection 0.870, against 0.970
-with the stages; ``models/README.md``, "Photo type").
+photographs as skin, where the earlier, less specialised stages do not
+(measured side by side in ``models/README.md``, "Photo type").
 
 The gate is then tied to that model's weights: :func:`weights_sha256` is stored
 with it, and a gate whose model has changed is refused with the command that

@@ -36,7 +36,8 @@ TARGET_FALSE_REJECTION = 0.02
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def extract(items: list[CorpusItem], backbone: Backbone | ModelFeatures, batch: int = 16) -> tuple[np.ndarray, float]:
+def extract(items: list[CorpusItem], backbone: Backbone | ModelFeatures,
+            batch: int = 16) -> tuple[np.ndarray, float]:
     """Features of every item (in order) and the mean seconds per image."""
     feats, start = [], time.perf_counter()
     for i in range(0, len(items), batch):
@@ -167,8 +168,7 @@ def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views
     ``features_of``: a model reference (``default:condition``) whose pooled stage outputs the gate reads
     (:mod:`skin.phototype_features`; the app then shares that model's forward pass); ``None``: the
     ImageNet backbone's features at ``image_size`` px (its cost grows with the square of the size).
-    ``audit``: also run
-    :func:`held_out_audit` (every validation and test image of the datasets)."""
+    ``audit``: also run :func:`held_out_audit` (every validation and test image of the datasets)."""
     from skin.plots import plot_confusion_matrix
 
     items = skin_items(data_root, n_train, n_test, seed)
@@ -178,7 +178,8 @@ def train(data_root: str, out: str, n_train: int = 400, n_test: int = 150, views
     print(f"photo-type corpus: {len(train_items)} train, {len(test_items)} test", file=sys.stderr)
     if features_of:
         backbone = ModelFeatures(features_of, STAGES)
-        source = {"features_of": features_of, "features_stages": STAGES, "features_sha256": weights_sha256(features_of)}
+        source = {"features_of": features_of, "features_stages": STAGES,
+                  "features_sha256": weights_sha256(features_of)}
     else:
         backbone = Backbone(BACKBONE, image_size)
         source = {"backbone": BACKBONE, "image_size": image_size}
