@@ -238,3 +238,28 @@ def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_count
         assert report["skipped"][left_out] == 1 and report["n_skipped"] == 3  # + a truncated JPEG, a text file
     else:
         assert report["n"] == layout.n_good + 1 and report["n_skipped"] == 2 and left_out not in report["skipped"]
+
+
+def _bench(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_clinical_ensemble_average_of_a_model_with_itself_gains_nothing():
+    import numpy as np
+
+    bench = _bench("clinical_ensemble")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 60)
+    probs = rng.dirichlet(np.ones(4), 60)
+    gain = bench.gain_ci(y, probs, (probs + probs) / 2, n_boot=50)
+    assert gain["value"] == 0 and gain["ci_low"] == 0 and gain["ci_high"] == 0
+    # a confident right model outvotes an unsure wrong one
+    right = np.eye(4)[y] * 0.9 + 0.025
+    unsure = np.full((60, 4), 0.25)
+    assert bench.scores(y, (right + unsure) / 2) == {"accuracy": 1.0, "balanced_accuracy": 1.0}
