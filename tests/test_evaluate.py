@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.bench_scripts import load_bench
 from tests.layouts import make_ddi, make_dermnet, make_ham10000, make_pad_ufes20
 
 HAM_LABELS = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -240,20 +241,10 @@ def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_count
         assert report["n"] == layout.n_good + 1 and report["n_skipped"] == 2 and left_out not in report["skipped"]
 
 
-def _bench(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_clinical_ensemble_average_of_a_model_with_itself_gains_nothing():
     import numpy as np
 
-    bench = _bench("clinical_ensemble")
+    bench = load_bench("clinical_ensemble")
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 60)
     probs = rng.dirichlet(np.ones(4), 60)

@@ -24,6 +24,7 @@ from skin.explain.faithfulness import (
     randomize_weights,
     write_faithfulness,
 )
+from tests.bench_scripts import load_bench
 from tests.explain_models import LeftHalfNet, lesion_image, tiny_convnext, tiny_effnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,10 +169,6 @@ def test_the_app_shows_each_model_s_own_measurement():
 
 
 def test_the_recorded_command_leaves_out_the_local_cache_folder():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_faithfulness", REPO / "bench" / "bench_faithfulness.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_faithfulness")
     argv = ["--model", "default:age", "--cache-dir", "/tmp/x", "--images", "100", "--cache-dir=/tmp/y"]
     assert bench.portable(argv) == ["--model", "default:age", "--images", "100"]
