@@ -344,13 +344,18 @@ def age_metrics(age_true, age_pred, bins: Sequence[float] = AGE_BINS) -> dict:
 # Bootstrap intervals and the malignancy audit
 # --------------------------------------------------------------------------- #
 def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 200, random_state: int = 0,
-                 quantiles: Sequence[float] = CI_QUANTILES) -> MetricCI:
+                 quantiles: Sequence[float] = CI_QUANTILES, groups=None) -> MetricCI:
     """``statistic(*arrays)`` and its percentile bootstrap interval.
 
     Rows are resampled with replacement ``n_boot`` times (all arrays alike,
     seeded by ``random_state``); resamples where the statistic is undefined
     (NaN, e.g. an AUC of a resample holding one class) are skipped, as in
     fairlearn's intervals. ``n_boot=0`` gives the value without an interval.
+
+    ``groups`` (one id per row) resamples whole groups instead, the cluster
+    bootstrap: rows of one group (a patient, a lesion, a chain of
+    near-duplicate photos) are not independent, and resampling them one by one
+    makes the interval too narrow when groups are large.
     """
     arrays = [np.asarray(a) for a in arrays]
     value = statistic(*arrays)
@@ -358,7 +363,18 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 200, ra
         return MetricCI(value)
     n = len(arrays[0])
     rng = np.random.default_rng(random_state)
-    stats = np.array([statistic(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))])
+    if groups is None:
+        resamples = rng.integers(0, n, size=(n_boot, n))
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups must hold one id per row ({n}), got shape {groups.shape}")
+        order = np.argsort(groups, kind="stable")
+        _, starts = np.unique(groups[order], return_index=True)
+        members = np.split(order, starts[1:])
+        resamples = (np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+                     for _ in range(n_boot))
+    stats = np.array([statistic(*(a[idx] for a in arrays)) for idx in resamples])
     if np.all(np.isnan(stats)):
         return MetricCI(value)
     low, high = np.nanquantile(stats, quantiles)

@@ -12,6 +12,18 @@ more than :data:`OVERSIZED_GROUP_MIN_ROWS`) goes to train whole: one such group 
 consecutive photos of one page) would by itself fill a large part of a 15 %
 validation or test split and skew its classes. Held-out splits stay leak-free
 either way; they are just carved from the remaining groups.
+
+The seed moves small groups, not the largest ones. ``StratifiedGroupKFold``
+hands groups out largest first and gives the first to fold 0, and the held-out
+part is that first fold, so the largest groups under the oversized limit land
+in the same split whatever the seed: on DermNet's clinical grouping its
+60-image cluster is in validation and its 58-image cluster in test for every
+seed tried (``bench/clinical_split_spread.py``). Each split is still leak-free
+and stratified; it is one draw, not a family of independent ones.
+``shuffle_folds=True`` lets the seed also pick the held-out fold, so that any
+group can land anywhere, as a study of split-to-split spread needs. The
+builders keep the default: changing it would move rows between the train and
+test splits of the models already trained on them.
 """
 
 from __future__ import annotations
@@ -45,8 +57,9 @@ def _hash_split(groups: Sequence[Hashable], fractions, seed: int) -> list[str]:
     return out
 
 
-def _carve(labels, groups, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of rows held out (~``fraction`` of groups), stratified."""
+def _carve(labels, groups, fraction: float, seed: int, shuffle_folds: bool = False) -> np.ndarray:
+    """Boolean mask of rows held out (~``fraction`` of groups), stratified: the first of
+    ``StratifiedGroupKFold``'s folds, or with ``shuffle_folds`` the one the seed picks."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_splits = max(2, round(1 / fraction))
@@ -63,7 +76,11 @@ def _carve(labels, groups, fraction: float, seed: int) -> np.ndarray:
         return mask
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     # Stratify on string labels so mixed / numeric labels behave the same.
-    _, held = next(sgkf.split(np.zeros(len(labels)), [str(x) for x in labels], list(groups)))
+    folds = sgkf.split(np.zeros(len(labels)), [str(x) for x in labels], list(groups))
+    if shuffle_folds:
+        _, held = list(folds)[np.random.default_rng(seed).integers(n_splits)]
+    else:
+        _, held = next(folds)
     mask = np.zeros(len(labels), dtype=bool)
     mask[held] = True
     return mask
@@ -74,6 +91,8 @@ def grouped_split(
     groups: Sequence[Hashable],
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 42,
+    *,
+    shuffle_folds: bool = False,
 ) -> list[str]:
     """Assign every row to ``"train"``, ``"validation"`` or ``"test"``.
 
@@ -82,6 +101,9 @@ def grouped_split(
         groups: the group id of each row; a group never spans two splits.
         fractions: target (train, validation, test) fractions of groups.
         seed: makes the assignment reproducible.
+        shuffle_folds: let the seed pick the held-out folds too, so that the
+            largest groups move between splits from seed to seed (see the
+            module docstring); the builders keep ``False``.
 
     Returns:
         One split name per row, in row order.
@@ -105,11 +127,11 @@ def grouped_split(
     test = np.zeros(n, bool)
     if fractions[2] > 0 and len(pool):
         share = min(1.0, fractions[2] * scale)
-        test[pool[_carve([labels[i] for i in pool], [groups[i] for i in pool], share, seed)]] = True
+        test[pool[_carve([labels[i] for i in pool], [groups[i] for i in pool], share, seed, shuffle_folds)]] = True
     out[test] = "test"
     rest = pool[~test[pool]] if len(pool) else pool
     if fractions[1] > 0 and len(rest):
         val_frac = min(1.0, fractions[1] * scale / (fractions[0] + fractions[1]))
-        val = _carve([labels[i] for i in rest], [groups[i] for i in rest], val_frac, seed + 1)
+        val = _carve([labels[i] for i in rest], [groups[i] for i in rest], val_frac, seed + 1, shuffle_folds)
         out[rest[val]] = "validation"
     return out.tolist()

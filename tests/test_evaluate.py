@@ -254,3 +254,26 @@ def test_clinical_ensemble_average_of_a_model_with_itself_gains_nothing():
     right = np.eye(4)[y] * 0.9 + 0.025
     unsure = np.full((60, 4), 0.25)
     assert bench.scores(y, (right + unsure) / 2) == {"accuracy": 1.0, "balanced_accuracy": 1.0}
+
+
+def test_split_spread_separates_a_held_out_splits_largest_cluster():
+    import numpy as np
+
+    bench = load_bench("clinical_split_spread")
+    assignment = np.array(["train"] * 4 + ["validation"] * 6 + ["test"] * 6)
+    groups = np.array(["t"] * 4 + ["big"] * 4 + ["v1", "v2"] + ["big2"] * 3 + ["x", "y", "z"])
+    y = np.zeros(16, int)
+    pred = y.copy()
+    pred[4:8] = 1  # validation's largest cluster all wrong, everything else right
+    effect = bench.largest_cluster_effect(y, pred, assignment, groups)
+    v, t = effect["validation"], effect["test"]
+    assert (v["largest_cluster"], v["largest_cluster_n"], v["clusters"]) == ("big", 4, 3)
+    assert v["accuracy_on_largest_cluster"] == 0 and v["accuracy"] == 2 / 6 and v["accuracy_without_it"] == 1
+    assert t["accuracy"] == t["accuracy_without_it"] == 1 and t["largest_cluster_n"] == 3
+
+    draws = [{"validation": {"accuracy": a, "balanced_accuracy": a}, "test": {"accuracy": b, "balanced_accuracy": b}}
+             for a, b in [(0.5, 0.4), (0.4, 0.5), (0.45, 0.45), (0.5, 0.5), (0.6, 0.4)]]
+    summary = bench.summarise(draws[0], draws)["accuracy"]
+    assert summary["shipped_validation_minus_test"] == pytest.approx(0.1)
+    assert summary["share_of_draws_with_a_gap_at_least_as_large"] == pytest.approx(2 / 5)
+    assert summary["draws_validation_minus_test"]["mean"] == pytest.approx(0.04)

@@ -142,3 +142,22 @@ def test_bootstrap_ci_is_a_percentile_interval_that_skips_undefined_resamples():
     assert ci.value == 1.0 and not ci.has_ci
     half = M.bootstrap_ci(M.binary_auc, np.array([True, False]), np.array([0.9, 0.1]), n_boot=50)
     assert (half.value, half.ci_low, half.ci_high) == (1.0, 1.0, 1.0)  # one-class resamples skipped
+
+
+def test_cluster_bootstrap_of_copied_rows_is_the_row_bootstrap_of_the_originals():
+    # every row copied five times into one group: resampling groups is resampling the original rows
+    x = np.random.default_rng(1).normal(size=80)
+    row = M.bootstrap_ci(np.mean, x, n_boot=400, random_state=3)
+    copies = np.repeat(x, 5)
+    cluster = M.bootstrap_ci(np.mean, copies, n_boot=400, random_state=3, groups=np.repeat(np.arange(80), 5))
+    assert cluster.value == pytest.approx(row.value)
+    assert cluster.ci_low == pytest.approx(row.ci_low) and cluster.ci_high == pytest.approx(row.ci_high)
+    # resampled row by row, the copies look like 400 independent rows: an interval about sqrt(5) too narrow
+    naive = M.bootstrap_ci(np.mean, copies, n_boot=400, random_state=3)
+    ratio = (row.ci_high - row.ci_low) / (naive.ci_high - naive.ci_low)
+    assert 1.8 < ratio < 2.7
+
+
+def test_cluster_bootstrap_needs_one_group_per_row():
+    with pytest.raises(ValueError, match="one id per row"):
+        M.bootstrap_ci(np.mean, np.arange(4.0), groups=[0, 1])

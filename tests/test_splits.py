@@ -111,3 +111,41 @@ def test_an_oversized_group_goes_to_train_and_held_out_splits_keep_their_size():
         share = out.count(split) / n
         assert 0.12 < share < 0.18, (split, share)
         assert {labels[i] for i, s in enumerate(out) if s == split} == set(range(6))
+
+
+def _with_a_large_group(seed=0):
+    """Small groups of three classes plus one group of 20 rows, under the oversized limit."""
+    labels, groups = _data(n_groups=300, seed=seed)
+    labels += ["nv"] * 20
+    groups += ["large"] * 20
+    return labels, groups
+
+
+def _split_of(name, groups, out):
+    (split,) = _split_of_group(groups, out)[name]
+    return split
+
+
+def test_the_default_seed_leaves_the_largest_group_where_it_was():
+    # documented behaviour the shipped splits depend on: StratifiedGroupKFold places the largest group first
+    labels, groups = _with_a_large_group()
+    assert len({_split_of("large", groups, grouped_split(labels, groups, seed=s)) for s in range(12)}) == 1
+
+
+def test_shuffle_folds_moves_the_largest_group_and_stays_leak_free():
+    labels, groups = _with_a_large_group()
+    places = Counter()
+    for seed in range(24):
+        out = grouped_split(labels, groups, seed=seed, shuffle_folds=True)
+        assert all(len(s) == 1 for s in _split_of_group(groups, out).values())
+        assert grouped_split(labels, groups, seed=seed, shuffle_folds=True) == out  # reproducible
+        for split in ("validation", "test"):
+            assert 0.10 < out.count(split) / len(out) < 0.20, (seed, split)
+        places[_split_of("large", groups, out)] += 1
+    assert set(places) == set(SPLITS), places  # every split receives it under some seed
+    assert places["train"] > places["validation"] and places["train"] > places["test"]
+
+
+def test_shuffle_folds_leaves_the_default_untouched():
+    labels, groups = _data()
+    assert grouped_split(labels, groups, seed=3, shuffle_folds=False) == grouped_split(labels, groups, seed=3)
