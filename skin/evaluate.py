@@ -150,8 +150,15 @@ def evaluate_split(task: Task, probs: np.ndarray, targets: np.ndarray, labels: l
     fairness = fairness_report(
         targets, probs, groups, kind=task.kind, labels=labels, malignant_classes=malignant or None, n_boot=n_boot,
         ages=label_ages(labels) if task.kind is TaskKind.AGE else None, age_bins=task.age_bins,
+        clusters=cluster_ids(ds),
     )
     return SplitReport(metrics, fairness)
+
+
+def cluster_ids(ds) -> np.ndarray | None:
+    """Each row's ``group_id`` (the unit a builder keeps within one split: a lesion, a patient, a chain of
+    near-duplicate photos), which the bootstrap intervals resample whole; ``None`` for a dataset without one."""
+    return np.asarray(ds["group_id"], dtype=str) if "group_id" in ds.column_names else None
 
 
 def fst_groups(ds) -> np.ndarray:
@@ -172,8 +179,9 @@ def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int
     probability of the model's malignant classes (any label a task in
     :mod:`skin.tasks` calls malignant); groups are Fitzpatrick pairs I-II /
     III-IV / V-VI (DDI's ``skin_tone`` 12 / 34 / 56, :func:`fst_groups`). Each
-    interval is a percentile bootstrap over that set's own images
-    (:func:`skin.metrics.malignancy_auc`, ``n_boot`` resamples).
+    interval is a percentile bootstrap over that set's own clusters (``group_id``: a
+    patient, a lesion), or images where there are none (:func:`skin.metrics.malignancy_auc`,
+    ``n_boot`` resamples).
     """
     from skin.metrics import malignancy_auc
 
@@ -183,14 +191,17 @@ def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int
     score = probs[:, idx].sum(1)
     truth = np.asarray(ds["malignant"], dtype=bool)
     fst = fst_groups(ds)
+    clusters = cluster_ids(ds)
 
     def row(mask) -> AUCRow:
-        auc = malignancy_auc(truth[mask], score[mask], n_boot=n_boot, random_state=random_state)
+        auc = malignancy_auc(truth[mask], score[mask], n_boot=n_boot, random_state=random_state,
+                             groups=None if clusters is None else clusters[mask])
         return AUCRow(n=int(mask.sum()), n_malignant=int(truth[mask].sum()), auc=auc)
 
     by_fst = {str(g): row(fst == g) for g in sorted(set(fst))}
     return MalignancyAudit(overall=row(np.ones(len(truth), bool)), by_fst=by_fst, n_boot=n_boot,
-                           ci_quantiles=CI_QUANTILES if n_boot else None)
+                           ci_quantiles=CI_QUANTILES if n_boot else None,
+                           ci_resampling=(("images" if clusters is None else "clusters") if n_boot else None))
 
 
 def main(argv: list[str] | None = None) -> int:

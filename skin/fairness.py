@@ -16,7 +16,13 @@ Deliberate choices:
   varies between resamples, which is the honest uncertainty of a group
   estimate from one test set; resamples in which a group is absent (or a
   metric is undefined, e.g. a miss rate without malignant cases) are ignored
-  (``nanquantile``).
+  (``nanquantile``). With ``clusters`` (a dataset's ``group_id``: a lesion, a
+  patient, a chain of near-duplicate photos) whole clusters are resampled
+  instead, by :func:`skin.metrics.bootstrap_indices`, one MetricFrame per
+  resample: photos of one cluster are not independent, and on DermNet's test
+  split resampling photos gave intervals 1.4-2.2x too narrow
+  (``bench/clinical_split_spread.py``). Each table records which
+  (``ci_resampling``).
 * **Small groups** (``n < min_group_size``) are reported and flagged
   ``"small": true`` but excluded from ``largest_gap``: a gap driven by a group
   of five images is noise, not evidence.
@@ -233,14 +239,10 @@ def _prepare(kind: TaskKind, y_true, probs, labels, malignant_classes, ages):
     return y, p
 
 
-def _table(attr: str, mf, counts, metrics, n: int, n_boot: int, min_group_size: int) -> FairnessTable:
-    """One attribute's :class:`FairnessTable` from its fairlearn ``MetricFrame``."""
-    by_group, overall = mf.by_group, mf.overall
-    if n_boot:
-        (lo_g, hi_g), (lo_o, hi_o) = mf.by_group_ci, mf.overall_ci
-    else:  # no bootstrap: intervals are None
-        lo_g = hi_g = by_group * math.nan
-        lo_o = hi_o = overall * math.nan
+def _table(attr: str, frames, counts, metrics, n: int, n_boot: int, min_group_size: int,
+           ci_resampling: str) -> FairnessTable:
+    """One attribute's :class:`FairnessTable` from ``(by_group, overall, (lo_g, hi_g), (lo_o, hi_o))``."""
+    by_group, overall, (lo_g, hi_g), (lo_o, hi_o) = frames
     groups = {}
     for g in sorted((str(g) for g in by_group.index), key=_order_key):
         n_g = int(counts[g])
@@ -262,6 +264,7 @@ def _table(attr: str, mf, counts, metrics, n: int, n_boot: int, min_group_size: 
         min_group_size=int(min_group_size),
         n_boot=int(n_boot),
         ci_quantiles=CI_QUANTILES if n_boot else None,
+        ci_resampling=ci_resampling if n_boot else None,
     )
 
 
@@ -291,8 +294,39 @@ def _bootstrap_options(n_boot: int, random_state: int) -> dict:
     )
 
 
-def _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot: int, min_group_size: int) -> FairnessTable:
-    """Group the samples by one attribute and bootstrap the metrics with MetricFrame into that attribute's table."""
+def _frames(mf, n_boot: int):
+    """``(by_group, overall, (lo_g, hi_g), (lo_o, hi_o))`` of a MetricFrame (intervals NaN without a bootstrap)."""
+    by_group, overall = mf.by_group, mf.overall
+    if n_boot:
+        return by_group, overall, mf.by_group_ci, mf.overall_ci
+    return by_group, overall, (by_group * math.nan,) * 2, (overall * math.nan,) * 2
+
+
+def _cluster_frames(metrics, y, y_pred, attr: str, groups: np.ndarray, resamples: list[np.ndarray]):
+    """Like :func:`_frames`, with percentile intervals over the given resamples (whole clusters).
+
+    fairlearn's own bootstrap resamples rows one by one; here each resample's MetricFrame is
+    built from the rows of the clusters drawn, and a group absent from a resample is NaN there."""
+    from fairlearn.metrics import MetricFrame
+
+    mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups})
+    by_group, overall = mf.by_group, mf.overall
+    stats_g, stats_o = [], []
+    for idx in resamples:
+        b = MetricFrame(metrics=metrics, y_true=y[idx], y_pred=y_pred[idx], sensitive_features={attr: groups[idx]})
+        stats_g.append(b.by_group.reindex(by_group.index).to_numpy(dtype=float))
+        stats_o.append(b.overall.to_numpy(dtype=float))
+    q_g = np.nanquantile(np.stack(stats_g), CI_QUANTILES, axis=0)
+    q_o = np.nanquantile(np.stack(stats_o), CI_QUANTILES, axis=0)
+    frame = lambda q: by_group.__class__(q, index=by_group.index, columns=by_group.columns)  # noqa: E731
+    series = lambda q: overall.__class__(q, index=overall.index)  # noqa: E731
+    return by_group, overall, (frame(q_g[0]), frame(q_g[1])), (series(q_o[0]), series(q_o[1]))
+
+
+def _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot: int, min_group_size: int,
+                     resamples: list[np.ndarray] | None) -> FairnessTable:
+    """Group the samples by one attribute and bootstrap the metrics into that attribute's table: fairlearn's
+    MetricFrame bootstrap over images, or over the given cluster ``resamples``."""
     import pandas as pd
     from fairlearn.metrics import MetricFrame
 
@@ -303,8 +337,13 @@ def _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot: int, m
         # All-NaN bootstrap slices (a group absent from a resample, a miss
         # rate without malignant cases) are expected and ignored.
         warnings.simplefilter("ignore", RuntimeWarning)
-        mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups}, **bootstrap)
-        return _table(attr, mf, pd.Series(groups).value_counts(), metrics, len(y), n_boot, min_group_size)
+        if resamples is not None:
+            frames = _cluster_frames(metrics, y, y_pred, attr, np.asarray(groups, dtype=object), resamples)
+        else:
+            mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups}, **bootstrap)
+            frames = _frames(mf, n_boot)
+        return _table(attr, frames, pd.Series(groups).value_counts(), metrics, len(y), n_boot, min_group_size,
+                      "images" if resamples is None else "clusters")
 
 
 # --------------------------------------------------------------------------- #
@@ -323,6 +362,7 @@ def fairness_report(
     random_state: int = 0,
     ages: Sequence[float] | None = None,
     age_bins: Sequence[float] = AGE_BINS,
+    clusters: Sequence | None = None,
 ) -> FairnessReport:
     """Per-group metrics with bootstrap CIs for each sensitive attribute.
 
@@ -345,6 +385,11 @@ def fairness_report(
         random_state: seed of the bootstrap.
         ages: the age of each column of 2-D age ``probs``.
         age_bins: lower edges of the age groups for ``group_accuracy``.
+        clusters: one id per sample of the unit the samples were drawn in (a
+            lesion, a patient, a chain of near-duplicate photos: a dataset's
+            ``group_id``). The intervals then resample whole clusters, the same
+            resamples for every attribute; without it fairlearn resamples
+            images, which is too narrow when clusters are large.
 
     Returns:
         A :class:`~skin.reports.FairnessReport`: one
@@ -361,7 +406,15 @@ def fairness_report(
         raise ValueError("fairness_report needs at least one sample")
     metrics = _metric_functions(kind, y_pred, malignant_classes, age_bins)
     bootstrap = _bootstrap_options(n_boot, random_state)
+    resamples = None
+    if clusters is not None and n_boot:
+        from skin.metrics import bootstrap_indices
+
+        if len(clusters) != len(y):
+            raise ValueError(f"clusters has {len(clusters)} ids for {len(y)} samples: pass one per sample")
+        resamples = list(bootstrap_indices(len(y), n_boot, random_state, groups=np.asarray(clusters, dtype=str)))
     tables = {}
     for attr, values in sensitive.items():
-        tables[attr] = _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot, min_group_size)
+        tables[attr] = _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot, min_group_size,
+                                        resamples)
     return FairnessReport(tables)

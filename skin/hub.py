@@ -85,6 +85,20 @@ def fairness_rows(fairness, metric: str) -> list[str]:
     return rows
 
 
+#: What the card says the fairness intervals resampled (``FairnessTable.ci_resampling``).
+CI_NOTES = {
+    "clusters": "they resample whole clusters of test images (the dataset's `group_id`: a lesion, a patient, "
+                "a chain of near-duplicate photos), since photos of one cluster are not independent.",
+    "images": "they resample single test images.",
+}
+
+
+def ci_note(fairness) -> str:
+    """The card's sentence on what the intervals resampled (clusters where any table did)."""
+    ways = {table.ci_resampling for table in fairness.values()} & set(CI_NOTES)
+    return CI_NOTES["clusters" if "clusters" in ways else "images"] if ways else "no intervals were computed."
+
+
 def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_card.md"):
     """A ``huggingface_hub.ModelCard`` from ``model_card.md`` and a run report
     (a :class:`~skin.reports.RunReport` or its ``report.json`` dict)."""
@@ -128,6 +142,7 @@ def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_c
         labels=", ".join(report.labels[:20]) + (" …" if len(report.labels) > 20 else ""),
         metrics_table="\n".join(f"| {m} | {_fmt(test[m])} |" for m in metric_names) or "| n/a | |",
         fairness_metric=headline.label,
+        ci_note=ci_note(report.fairness),
         fairness_table="\n".join(fairness_rows(report.fairness, headline.name))
         or "| (no group labels in this dataset) | | | | | |",
         tone_agreement=load_tone_agreement().sentence(),

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -343,6 +343,27 @@ def age_metrics(age_true, age_pred, bins: Sequence[float] = AGE_BINS) -> dict:
 # --------------------------------------------------------------------------- #
 # Bootstrap intervals and the malignancy audit
 # --------------------------------------------------------------------------- #
+def bootstrap_indices(n: int, n_boot: int, random_state: int = 0, *, groups=None) -> Iterator[np.ndarray]:
+    """``n_boot`` bootstrap resamples of ``n`` rows, as row indices.
+
+    Rows are drawn with replacement; with ``groups`` (one id per row) whole
+    groups are drawn with replacement instead, as many as there are groups,
+    and each brings all its rows (the cluster bootstrap).
+    """
+    rng = np.random.default_rng(random_state)
+    if groups is None:
+        yield from rng.integers(0, n, size=(n_boot, n))
+        return
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must hold one id per row ({n}), got shape {groups.shape}")
+    order = np.argsort(groups, kind="stable")
+    _, starts = np.unique(groups[order], return_index=True)
+    members = np.split(order, starts[1:])
+    for _ in range(n_boot):
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
 def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 200, random_state: int = 0,
                  quantiles: Sequence[float] = CI_QUANTILES, groups=None) -> MetricCI:
     """``statistic(*arrays)`` and its percentile bootstrap interval.
@@ -361,19 +382,7 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 200, ra
     value = statistic(*arrays)
     if not n_boot:
         return MetricCI(value)
-    n = len(arrays[0])
-    rng = np.random.default_rng(random_state)
-    if groups is None:
-        resamples = rng.integers(0, n, size=(n_boot, n))
-    else:
-        groups = np.asarray(groups)
-        if groups.shape != (n,):
-            raise ValueError(f"groups must hold one id per row ({n}), got shape {groups.shape}")
-        order = np.argsort(groups, kind="stable")
-        _, starts = np.unique(groups[order], return_index=True)
-        members = np.split(order, starts[1:])
-        resamples = (np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
-                     for _ in range(n_boot))
+    resamples = bootstrap_indices(len(arrays[0]), n_boot, random_state, groups=groups)
     stats = np.array([statistic(*(a[idx] for a in arrays)) for idx in resamples])
     if np.all(np.isnan(stats)):
         return MetricCI(value)
@@ -381,12 +390,14 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 200, ra
     return MetricCI(value, low, high)
 
 
-def malignancy_auc(y_true_malignant, score, *, n_boot: int = 200, random_state: int = 0) -> MetricCI:
+def malignancy_auc(y_true_malignant, score, *, n_boot: int = 200, random_state: int = 0,
+                   groups=None) -> MetricCI:
     """Malignant-vs-benign ROC-AUC of a score (scikit-learn) with its bootstrap interval.
 
     ``value`` is ``None`` when only one of the two classes is present. The
-    interval resamples the images given (call it once per Fitzpatrick group
-    for the per-group intervals of the DDI audit).
+    interval resamples the images given, or with ``groups`` whole groups (a
+    patient, a lesion), as :func:`bootstrap_ci` (call it once per Fitzpatrick
+    group for the per-group intervals of the DDI audit).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -402,5 +413,5 @@ def malignancy_auc(y_true_malignant, score, *, n_boot: int = 200, random_state: 
         raise ValueError("score contains NaN or inf")
     if y.all() or not y.any():
         return MetricCI(None)
-    ci = bootstrap_ci(binary_auc, y, s, n_boot=n_boot, random_state=random_state)
+    ci = bootstrap_ci(binary_auc, y, s, n_boot=n_boot, random_state=random_state, groups=groups)
     return MetricCI(roc_auc_score(y, s), ci.ci_low, ci.ci_high)

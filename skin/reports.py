@@ -180,6 +180,8 @@ class FairnessTable:
     min_group_size: int
     n_boot: int
     ci_quantiles: tuple[float, float] | None = CI_QUANTILES
+    #: what the bootstrap resampled: "images", "clusters" (the dataset's group ids), None without intervals
+    ci_resampling: str | None = "images"
 
     @property
     def metric_names(self) -> list[str]:
@@ -195,6 +197,8 @@ class FairnessTable:
             "min_group_size": int(self.min_group_size),
             "n_boot": int(self.n_boot),
             "ci_quantiles": None if self.ci_quantiles is None else list(self.ci_quantiles),
+            # written only where it is news: reports before it resampled images
+            **({"ci_resampling": self.ci_resampling} if self.ci_resampling not in ("images", None) else {}),
         }
 
     @classmethod
@@ -213,6 +217,8 @@ class FairnessTable:
             min_group_size=int(d.get("min_group_size", 30)),
             n_boot=int(d.get("n_boot") or 0),
             ci_quantiles=None if q is None else (float(q[0]), float(q[1])),
+            # reports written before clusters could be resampled resampled images
+            ci_resampling=d.get("ci_resampling", "images" if d.get("n_boot") else None),
         )
 
 
@@ -266,6 +272,8 @@ class MalignancyAudit:
     by_fst: dict[str, AUCRow]
     n_boot: int
     ci_quantiles: tuple[float, float] | None = CI_QUANTILES
+    #: what the bootstrap resampled (as :attr:`FairnessTable.ci_resampling`)
+    ci_resampling: str | None = "images"
 
     def to_dict(self) -> dict:
         return {
@@ -274,6 +282,8 @@ class MalignancyAudit:
             "malignancy_by_fst": {g: row.to_dict() for g, row in self.by_fst.items()},
             "n_boot": int(self.n_boot),
             "ci_quantiles": None if self.ci_quantiles is None else list(self.ci_quantiles),
+            # written only where it is news: reports before it resampled images
+            **({"ci_resampling": self.ci_resampling} if self.ci_resampling not in ("images", None) else {}),
         }
 
     @classmethod
@@ -282,7 +292,8 @@ class MalignancyAudit:
         n = sum(r.n for r in by_fst.values())
         q = d.get("ci_quantiles")
         return cls(AUCRow(int(d.get("n", n)), int(d["n_malignant"]), MetricCI.from_dict(d["malignancy_auc"])),
-                   by_fst, int(d.get("n_boot") or 0), None if q is None else (float(q[0]), float(q[1])))
+                   by_fst, int(d.get("n_boot") or 0), None if q is None else (float(q[0]), float(q[1])),
+                   d.get("ci_resampling", "images" if d.get("n_boot") else None))
 
 
 # --------------------------------------------------------------------------- #

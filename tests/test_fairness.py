@@ -163,3 +163,44 @@ def test_n_boot_zero_skips_the_bootstrap():
     json.dumps(out, allow_nan=False)
     with pytest.raises(ValueError, match="n_boot"):
         fairness_report(y, p, sens, n_boot=-1)
+
+
+def _cells(table: FairnessTable) -> dict:
+    rows = {**table.groups, "overall": table.overall}
+    return {(g, m): (c.value, c.ci_low, c.ci_high) for g, row in rows.items() for m, c in row.metrics.items()}
+
+
+def test_cluster_intervals_of_copied_photos_are_those_of_the_originals():
+    # every photo copied four times into its own cluster: resampling clusters is resampling the originals
+    y, p, sens = _classification_data(seed=3, n=240)
+    ids = np.array([f"{i:04d}" for i in range(len(y))])
+    tone = sens["tone_bucket"]
+    kw = {"malignant_classes": [0, 1], "n_boot": 30, "min_group_size": 10}
+    originals = fairness_report(y, p, {"tone_bucket": tone}, clusters=ids, **kw)["tone_bucket"]
+    copies = fairness_report(np.repeat(y, 4), np.repeat(p, 4, axis=0), {"tone_bucket": np.repeat(tone, 4)},
+                             clusters=np.repeat(ids, 4), **kw)["tone_bucket"]
+    assert originals.ci_resampling == copies.ci_resampling == "clusters"
+    a, b = _cells(originals), _cells(copies)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key] == pytest.approx(b[key], nan_ok=True), key
+    # fairlearn's bootstrap takes the four copies for four independent photos: narrower intervals
+    naive = fairness_report(np.repeat(y, 4), np.repeat(p, 4, axis=0), {"tone_bucket": np.repeat(tone, 4)},
+                            **kw)["tone_bucket"]
+    assert naive.ci_resampling == "images"
+    width = lambda t: t.overall["accuracy"].ci_high - t.overall["accuracy"].ci_low  # noqa: E731
+    assert width(copies) > 1.5 * width(naive)
+
+
+def test_cluster_resampling_is_recorded_and_read_back():
+    y, p, sens = _classification_data(seed=4, n=120)
+    clusters = np.arange(len(y)) // 3
+    out = fairness_report(y, p, {"sex": sens["sex"]}, n_boot=10, clusters=clusters)
+    assert out.to_dict()["sex"]["ci_resampling"] == "clusters"
+    assert FairnessReport.from_dict(json.loads(json.dumps(out.to_dict()))) == out
+    plain = fairness_report(y, p, {"sex": sens["sex"]}, n_boot=10).to_dict()["sex"]
+    assert "ci_resampling" not in plain  # the layout reports had before clusters could be resampled
+    assert FairnessTable.from_dict("sex", plain).ci_resampling == "images"
+    assert fairness_report(y, p, {"sex": sens["sex"]}, n_boot=0, clusters=clusters)["sex"].ci_resampling is None
+    with pytest.raises(ValueError, match="one per sample"):
+        fairness_report(y, p, {"sex": sens["sex"]}, n_boot=10, clusters=clusters[:5])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skin.hub import render_model_card
+from skin.hub import CI_NOTES, render_model_card
 from skin.tasks import get_task
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -45,6 +45,8 @@ def test_card_fairness_table_from_the_real_report(name):
             assert c_ci == "n/a"
         assert c_small == ("small" if entry["small"] else "")
     assert "n/a–n/a" not in text
+    resampled = {t.get("ci_resampling", "images") for t in report["fairness"].values()}
+    assert CI_NOTES["clusters" if "clusters" in resampled else "images"] in text
 
 
 def test_card_test_metrics_and_calibration_from_the_real_report():
