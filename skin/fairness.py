@@ -19,8 +19,8 @@ Deliberate choices:
   (``nanquantile``). With ``clusters`` (a dataset's ``group_id``: a lesion, a
   patient, a chain of near-duplicate photos) whole clusters are resampled
   instead, by :func:`skin.metrics.bootstrap_indices`, one MetricFrame per
-  resample: photos of one cluster are not independent, and on DermNet's test
-  split resampling photos gave intervals 1.4-2.2x too narrow
+  resample: photos of one cluster are not independent, and on DermNet's held-out
+  splits resampling photos gave intervals 1.4-2.2x too narrow
   (``bench/clinical_split_spread.py``). Each table records which
   (``ci_resampling``).
 * **Small groups** (``n < min_group_size``) are reported and flagged

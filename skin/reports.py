@@ -169,6 +169,17 @@ class Gap:
 # --------------------------------------------------------------------------- #
 # Fairness
 # --------------------------------------------------------------------------- #
+def _resampling_entry(ci_resampling: str | None) -> dict:
+    """The ``ci_resampling`` entry of a table's JSON, written only where it is news: every report
+    written before clusters could be resampled resampled images (or computed no interval)."""
+    return {"ci_resampling": ci_resampling} if ci_resampling not in ("images", None) else {}
+
+
+def _read_resampling(d: Mapping) -> str | None:
+    """``ci_resampling`` of a table's JSON: as written, else images where intervals were computed."""
+    return d.get("ci_resampling", "images" if d.get("n_boot") else None)
+
+
 @dataclass(frozen=True)
 class FairnessTable:
     """Per-group metrics for one sensitive attribute (see :func:`skin.fairness.fairness_report`)."""
@@ -197,8 +208,7 @@ class FairnessTable:
             "min_group_size": int(self.min_group_size),
             "n_boot": int(self.n_boot),
             "ci_quantiles": None if self.ci_quantiles is None else list(self.ci_quantiles),
-            # written only where it is news: reports before it resampled images
-            **({"ci_resampling": self.ci_resampling} if self.ci_resampling not in ("images", None) else {}),
+            **_resampling_entry(self.ci_resampling),
         }
 
     @classmethod
@@ -217,8 +227,7 @@ class FairnessTable:
             min_group_size=int(d.get("min_group_size", 30)),
             n_boot=int(d.get("n_boot") or 0),
             ci_quantiles=None if q is None else (float(q[0]), float(q[1])),
-            # reports written before clusters could be resampled resampled images
-            ci_resampling=d.get("ci_resampling", "images" if d.get("n_boot") else None),
+            ci_resampling=_read_resampling(d),
         )
 
 
@@ -282,8 +291,7 @@ class MalignancyAudit:
             "malignancy_by_fst": {g: row.to_dict() for g, row in self.by_fst.items()},
             "n_boot": int(self.n_boot),
             "ci_quantiles": None if self.ci_quantiles is None else list(self.ci_quantiles),
-            # written only where it is news: reports before it resampled images
-            **({"ci_resampling": self.ci_resampling} if self.ci_resampling not in ("images", None) else {}),
+            **_resampling_entry(self.ci_resampling),
         }
 
     @classmethod
@@ -293,7 +301,7 @@ class MalignancyAudit:
         q = d.get("ci_quantiles")
         return cls(AUCRow(int(d.get("n", n)), int(d["n_malignant"]), MetricCI.from_dict(d["malignancy_auc"])),
                    by_fst, int(d.get("n_boot") or 0), None if q is None else (float(q[0]), float(q[1])),
-                   d.get("ci_resampling", "images" if d.get("n_boot") else None))
+                   _read_resampling(d))
 
 
 # --------------------------------------------------------------------------- #
