@@ -51,21 +51,13 @@ N_LARGEST = 4  # clusters followed across seeds
 
 
 def frozen_features(ds, *, image_size: int, batch_size: int = 64) -> np.ndarray:
-    """Pooled ImageNet EfficientNet-Lite0 features (the layer before the classifier) of every row."""
-    import torch
+    """Pooled ImageNet EfficientNet-Lite0 features (the layer before the classifier) of every row: the
+    photo-type gate's :class:`skin.phototype.Backbone`."""
+    from skin.phototype import Backbone
 
-    from skin.features import timm_body
-    from skin.modeling import create_model
-
-    model, processor = create_model("efficientnet_lite0", ["x", "y"], image_size=image_size)
-    body = timm_body(model).eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(ds), batch_size):
-            images = [im.convert("RGB") for im in ds[start : start + batch_size]["image"]]
-            x = processor(images, return_tensors="pt")["pixel_values"]
-            out.append(body.forward_head(body.forward_features(x), pre_logits=True).numpy())
-    return np.concatenate(out)
+    backbone = Backbone("efficientnet_lite0", image_size)
+    return np.concatenate([backbone.features(ds[start : start + batch_size]["image"])
+                           for start in range(0, len(ds), batch_size)])
 
 
 def fit_predict(X: np.ndarray, y: np.ndarray, train: np.ndarray, C: float) -> np.ndarray:
@@ -126,9 +118,9 @@ def placements(labels: list, groups: np.ndarray, seeds: int) -> dict:
     """The split each of the largest non-oversized clusters lands in over ``seeds`` seeds, both ways."""
     from collections import Counter
 
-    from skin.splits import OVERSIZED_GROUP_MIN_ROWS, OVERSIZED_GROUP_SHARE
+    from skin.splits import oversized_limit
 
-    limit = max(OVERSIZED_GROUP_SHARE * len(groups), OVERSIZED_GROUP_MIN_ROWS)
+    limit = oversized_limit(len(groups))
     sizes = Counter(groups.tolist())
     followed = [g for g, n in sizes.most_common() if n <= limit][:N_LARGEST]
     out = {}

@@ -310,6 +310,7 @@ def _cluster_frames(metrics, y, y_pred, attr: str, groups: np.ndarray, resamples
 
     fairlearn's own bootstrap resamples rows one by one; here each resample's MetricFrame is
     built from the rows of the clusters drawn, and a group absent from a resample is NaN there."""
+    import pandas as pd
     from fairlearn.metrics import MetricFrame
 
     mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups})
@@ -321,9 +322,9 @@ def _cluster_frames(metrics, y, y_pred, attr: str, groups: np.ndarray, resamples
         stats_o.append(b.overall.to_numpy(dtype=float))
     q_g = np.nanquantile(np.stack(stats_g), CI_QUANTILES, axis=0)
     q_o = np.nanquantile(np.stack(stats_o), CI_QUANTILES, axis=0)
-    frame = lambda q: by_group.__class__(q, index=by_group.index, columns=by_group.columns)  # noqa: E731
-    series = lambda q: overall.__class__(q, index=overall.index)  # noqa: E731
-    return by_group, overall, (frame(q_g[0]), frame(q_g[1])), (series(q_o[0]), series(q_o[1]))
+    lo_g, hi_g = (pd.DataFrame(q, index=by_group.index, columns=by_group.columns) for q in q_g)
+    lo_o, hi_o = (pd.Series(q, index=overall.index) for q in q_o)
+    return by_group, overall, (lo_g, hi_g), (lo_o, hi_o)
 
 
 def _attribute_table(attr, values, y, y_pred, metrics, bootstrap, n_boot: int, min_group_size: int,

@@ -41,6 +41,11 @@ OVERSIZED_GROUP_SHARE = 0.02
 OVERSIZED_GROUP_MIN_ROWS = 20
 
 
+def oversized_limit(n: int) -> float:
+    """Rows above which a group of ``n`` rows in all is oversized and goes to train whole."""
+    return max(OVERSIZED_GROUP_SHARE * n, OVERSIZED_GROUP_MIN_ROWS)
+
+
 def _stable_unit(value: Hashable, seed: int) -> float:
     """A number in [0, 1) that depends only on ``value`` and ``seed``."""
     digest = hashlib.sha256(f"{seed}:{value}".encode()).digest()
@@ -120,7 +125,7 @@ def grouped_split(
         return _hash_split(groups, fractions, seed)
     out = np.array(["train"] * n, dtype=object)
     sizes = Counter(groups)
-    limit = max(OVERSIZED_GROUP_SHARE * n, OVERSIZED_GROUP_MIN_ROWS)
+    limit = oversized_limit(n)
     pool = np.array([i for i, g in enumerate(groups) if sizes[g] <= limit], dtype=int)
     # held-out shares are of all rows: carve proportionally more from a pool without the oversized groups
     scale = n / max(len(pool), 1)
