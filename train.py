@@ -31,9 +31,10 @@ import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from skin.losses import LOSS_NAMES
+from skin.losses import LOSS_NAMES, SOFT_TARGET_LOSSES
 from skin.modeling import FinetuneMode, list_wheel_models
 from skin.tasks import TASKS, get_task
+from skin.training import AUTO_AUGMENTS, Augment, batch_mix
 
 logger = logging.getLogger("train")
 
@@ -120,6 +121,12 @@ class DataArguments:
     vflip: bool | None = field(default=None, metadata={"help": "random vertical flips (default: off for face tasks)"})
     rotation: float = field(default=20.0, metadata={"help": "random rotation, degrees"})
     color_jitter: float = field(default=0.1, metadata={"help": "colour jitter strength"})
+    auto_augment: str = field(default="none", metadata={"help": f"one of: {', '.join(AUTO_AUGMENTS)} "
+                                                                "(torchvision's TrivialAugmentWide / RandAugment)"})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "MixUp's Beta(alpha, alpha) on training batches "
+                                                              "(0 = off; needs --loss ce, label_smoothing or cb_ce)"})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix's alpha (0 = off); with --mixup_alpha too, "
+                                                               "each batch gets one of the two"})
     tta: bool = field(default=False, metadata={"help": "test-time augmentation in the final evaluation: the "
                                                    "horizontal flip, and the vertical one unless the images are faces"})
     n_boot: int = field(default=200, metadata={"help": "bootstrap resamples for fairness CIs"})
@@ -140,6 +147,11 @@ class DataArguments:
                              "choose one")
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError("--crop_scale_min must be in (0, 1]")
+        Augment(auto_augment=self.auto_augment)  # the factories check their own options
+        batch_mix(self.mixup_alpha, self.cutmix_alpha, num_classes=2)
+        if (self.mixup_alpha or self.cutmix_alpha) and self.loss not in SOFT_TARGET_LOSSES:
+            raise ValueError(f"--mixup_alpha / --cutmix_alpha mix the labels, which --loss {self.loss} cannot take: "
+                             f"use --loss {', '.join(SOFT_TARGET_LOSSES)}")
         if self.vflip is None:
             self.vflip = not get_task(self.task).upright
 
@@ -245,7 +257,7 @@ def main(argv=None):
     # ---- data
     from skin.data import load
     from skin.modeling import freeze_batchnorm
-    from skin.training import (Augment, PhaseCallback, SkinTrainer, attach_transforms, collate, processor_spec,
+    from skin.training import (PhaseCallback, SkinTrainer, attach_transforms, collate, processor_spec,
                                sample_weights, train_transform)
 
     dsd = load(task.dataset, data_args.data_dir, cache_dir=data_args.dataset_cache_dir, **task.data_config)
@@ -301,7 +313,7 @@ def main(argv=None):
     train_targets = task.targets(dsd["train"])
     counts = np.bincount(train_targets, minlength=len(labels))
     aug = Augment(data_args.crop_scale_min, data_args.hflip, data_args.vflip, data_args.rotation,
-                  data_args.color_jitter)
+                  data_args.color_jitter, data_args.auto_augment)
     train_ds = attach_transforms(dsd["train"], task, processor, train_transform(processor_spec(processor), aug))
     eval_ds = attach_transforms(dsd["validation"], task, processor)
     loss_fn = make_loss(data_args.loss, num_classes=len(labels), class_counts=counts.tolist(),
@@ -319,6 +331,7 @@ def main(argv=None):
         model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collate,
         compute_metrics=compute_metrics, compute_loss_func=trainer_loss(loss_fn), callbacks=callbacks,
         sample_weights=sample_weights(train_targets, data_args.sampler),
+        mix=batch_mix(data_args.mixup_alpha, data_args.cutmix_alpha, len(labels)),
     )
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     # Every rank destroys the process group now, while the interpreter is fully alive. Left to interpreter

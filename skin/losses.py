@@ -29,6 +29,16 @@ where it does not:
 Labels equal to ``ignore_index`` (-100, as in torch and transformers) are
 skipped: they contribute nothing, and ``"mean"`` divides by the number of
 labelled samples.
+
+Soft targets: the losses of :data:`SOFT_TARGET_LOSSES` also take ``(N, C)``
+class probabilities in place of integer labels, the targets MixUp and CutMix
+make (:func:`skin.training.batch_mix`). That is torch's own
+``CrossEntropyLoss`` with probability targets (class weights and label
+smoothing apply to them as to integer labels); against a mixture
+``lam * onehot(a) + (1 - lam) * onehot(b)`` it equals
+``lam * loss(a) + (1 - lam) * loss(b)``, the loss of Zhang et al. (ICLR 2018).
+The focal and ordinal losses are not linear in the target and take integer
+labels only.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ from torch import nn
 
 #: Every loss :func:`make_loss` builds (``train.py --loss`` offers these).
 LOSS_NAMES = ("ce", "label_smoothing", "focal", "cb_ce", "cb_focal", "masked_label_smoothing")
+#: The losses that also take class probabilities as targets (MixUp / CutMix).
+SOFT_TARGET_LOSSES = ("ce", "label_smoothing", "cb_ce")
 IGNORE_INDEX = -100
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -129,7 +141,8 @@ class ClassificationLoss(nn.Module):
     """A per-sample ``criterion`` with input checks and SkinLens's reduction.
 
     ``forward(logits, labels, reduction="mean")``: ``logits`` of shape ``(N, C)``,
-    integer ``labels`` of shape ``(N,)``; ``reduction`` is ``"mean"`` (over
+    integer ``labels`` of shape ``(N,)`` or, for :data:`SOFT_TARGET_LOSSES`,
+    class probabilities of shape ``(N, C)``; ``reduction`` is ``"mean"`` (over
     labelled samples), ``"sum"`` or ``"none"`` (per sample, 0 where ignored).
     Logits are cast to float32 first (mixed-precision training).
     """
@@ -149,6 +162,8 @@ class ClassificationLoss(nn.Module):
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         if logits.ndim != 2 or logits.shape[-1] != self.num_classes:
             raise ValueError(f"logits must have shape (N, {self.num_classes}), got {tuple(logits.shape)}")
+        if labels.is_floating_point() and labels.ndim == 2:
+            return self._soft(logits, labels, reduction)
         labels = labels.reshape(-1).long().to(logits.device)
         if labels.shape[0] != logits.shape[0]:
             raise ValueError(f"{labels.shape[0]} labels for {logits.shape[0]} rows of logits")
@@ -161,6 +176,20 @@ class ClassificationLoss(nn.Module):
             return per_sample
         total = per_sample.sum()
         return total if reduction == "sum" else total / valid.sum().clamp_min(1)
+
+    def _soft(self, logits: torch.Tensor, probs: torch.Tensor, reduction: str) -> torch.Tensor:
+        """The loss against class probabilities ``probs`` (N, C): every row counts."""
+        if self.name not in SOFT_TARGET_LOSSES:
+            raise ValueError(f"loss {self.name!r} takes integer labels only; soft targets (MixUp / CutMix) need "
+                             f"one of {SOFT_TARGET_LOSSES}")
+        if probs.shape != logits.shape:
+            raise ValueError(f"soft targets must have the logits' shape {tuple(logits.shape)}, "
+                             f"got {tuple(probs.shape)}")
+        self.criterion.to(logits.device)
+        per_sample = self.criterion(logits.float(), probs.float().to(logits.device))
+        if reduction == "none":
+            return per_sample
+        return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
 
 def make_loss(
@@ -238,6 +267,7 @@ def trainer_loss(loss_fn: LossFn) -> Callable[..., torch.Tensor]:
 __all__ = [
     "IGNORE_INDEX",
     "LOSS_NAMES",
+    "SOFT_TARGET_LOSSES",
     "ClassificationLoss",
     "FocalLoss",
     "OrdinalLabelSmoothing",

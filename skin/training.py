@@ -28,15 +28,25 @@ def processor_spec(processor) -> dict:
     return {"size": int(side), "mean": list(processor.image_mean), "std": list(processor.image_std)}
 
 
+#: ``--auto_augment`` choices: none, torchvision's ``TrivialAugmentWide`` (Müller & Hutter, ICCV 2021: one
+#: random operation at a random strength per image, no tuning) or ``RandAugment`` (Cubuk et al., 2020: 2 ops).
+AUTO_AUGMENTS = ("none", "trivial", "randaugment")
+
+
 @dataclass
 class Augment:
-    """Training augmentation; each knob 0/False disables its transform."""
+    """Training augmentation; each knob 0/False/"none" disables its transform."""
 
     crop_scale_min: float = 0.6  # RandomResizedCrop scale=(min, 1)
     hflip: bool = True
     vflip: bool = True  # lesions have no up/down; faces do: tasks turn this off
     rotation: float = 20.0  # degrees
     color_jitter: float = 0.1  # brightness/contrast/saturation strength
+    auto_augment: str = "none"  # one of AUTO_AUGMENTS, after the geometric steps and before the colour jitter
+
+    def __post_init__(self):
+        if self.auto_augment not in AUTO_AUGMENTS:
+            raise ValueError(f"--auto_augment must be one of {', '.join(AUTO_AUGMENTS)}, not {self.auto_augment!r}")
 
 
 def train_transform(spec: dict, aug: Augment):
@@ -50,6 +60,10 @@ def train_transform(spec: dict, aug: Augment):
         steps.append(T.RandomVerticalFlip())
     if aug.rotation:
         steps.append(T.RandomRotation(aug.rotation))
+    if aug.auto_augment == "trivial":
+        steps.append(T.TrivialAugmentWide())
+    elif aug.auto_augment == "randaugment":
+        steps.append(T.RandAugment())
     if aug.color_jitter:
         c = aug.color_jitter
         steps.append(T.ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(c / 4, 0.05)))
@@ -83,6 +97,26 @@ def collate(examples):
     }
 
 
+def batch_mix(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
+    """MixUp (Zhang et al., ICLR 2018) and / or CutMix (Yun et al., ICCV 2019) on a training batch, or ``None``.
+
+    torchvision's ``transforms.v2.MixUp`` / ``CutMix``: ``(pixel_values, labels) -> (pixel_values, probs)``,
+    the labels becoming ``(N, C)`` class probabilities (the losses of
+    :data:`skin.losses.SOFT_TARGET_LOSSES` take them). With both alphas above 0,
+    each batch gets one of the two at random, as in timm's ``Mixup``. An alpha of
+    0 leaves that method out.
+    """
+    if mixup_alpha < 0 or cutmix_alpha < 0:
+        raise ValueError("--mixup_alpha and --cutmix_alpha must be >= 0 (0 turns the method off; 0.2 to 1 are usual)")
+    from torchvision.transforms import v2
+
+    mixes = ([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha > 0 else []) + \
+        ([v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha > 0 else [])
+    if not mixes:
+        return None
+    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
+
+
 # ---------------------------------------------------------------- sampling
 def sample_weights(targets: np.ndarray, scheme: str) -> np.ndarray | None:
     """Per-row weights for ``WeightedRandomSampler``.
@@ -98,11 +132,23 @@ def sample_weights(targets: np.ndarray, scheme: str) -> np.ndarray | None:
 
 
 class SkinTrainer(Trainer):
-    """Trainer with an optional class-rebalancing sampler."""
+    """Trainer with an optional class-rebalancing sampler and an optional batch mix (:func:`batch_mix`).
 
-    def __init__(self, *args, sample_weights: np.ndarray | None = None, **kwargs):
+    The mix is applied in :meth:`training_step` only, so evaluation reads plain
+    images and integer labels; Trainer has counted the batch's labels before it
+    (``num_items_in_batch``), so the summed loss is still divided by the batch size.
+    """
+
+    def __init__(self, *args, sample_weights: np.ndarray | None = None, mix=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._sample_weights = sample_weights
+        self._mix = mix
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._mix is not None:
+            pixel_values, labels = self._mix(inputs["pixel_values"], inputs["labels"])
+            inputs = {**inputs, "pixel_values": pixel_values, "labels": labels}
+        return super().training_step(model, inputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset=None):
         if self._sample_weights is None:

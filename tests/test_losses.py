@@ -11,6 +11,7 @@ import torch
 
 from skin.losses import (
     LOSS_NAMES,
+    SOFT_TARGET_LOSSES,
     ClassificationLoss,
     class_balanced_weights,
     make_loss,
@@ -206,6 +207,31 @@ def test_trainer_calls_compute_loss_func(tmp_path):
     result = trainer.train()
     assert calls == [4, 4, 4, 4]  # two micro-batches of 2 per optimizer step
     assert math.isfinite(result.training_loss) and result.training_loss > 0
+
+
+@pytest.mark.parametrize("name", SOFT_TARGET_LOSSES)
+def test_soft_targets_match_integer_labels_and_mix_linearly(name):
+    """One-hot probabilities give the integer labels' loss; a MixUp target ``lam * a + (1 - lam) * b``
+    gives ``lam * loss(a) + (1 - lam) * loss(b)`` per sample (Zhang et al.'s mixed loss)."""
+    loss = make_loss(name, num_classes=3, class_counts=[5, 3, 1], label_smoothing=0.1)
+    other = torch.tensor([1, 0])
+    onehot = torch.nn.functional.one_hot(LABELS, 3).float()
+    assert torch.allclose(loss(LOGITS, onehot, reduction="none"), loss(LOGITS, LABELS, reduction="none"))
+    lam = 0.3
+    mixed = lam * onehot + (1 - lam) * torch.nn.functional.one_hot(other, 3).float()
+    expected = lam * loss(LOGITS, LABELS, reduction="none") + (1 - lam) * loss(LOGITS, other, reduction="none")
+    assert torch.allclose(loss(LOGITS, mixed, reduction="none"), expected, atol=1e-6)
+    assert float(loss(LOGITS, mixed)) == pytest.approx(float(expected.mean()), rel=1e-6)
+    assert float(loss(LOGITS, mixed, reduction="sum")) == pytest.approx(float(expected.sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(set(LOSS_NAMES) - set(SOFT_TARGET_LOSSES)))
+def test_losses_without_soft_targets_refuse_them_by_name(name):
+    loss = make_loss(name, num_classes=3, class_counts=[5, 3, 1])
+    with pytest.raises(ValueError, match="integer labels only.*label_smoothing"):
+        loss(LOGITS, torch.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="shape"):
+        make_loss("ce", num_classes=3)(LOGITS, torch.full((2, 4), 0.25))
 
 
 def _hand_written_loss(name, logits, labels, *, num_classes, counts, eps, gamma, beta, reduction):

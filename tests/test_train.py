@@ -100,7 +100,8 @@ def test_adapter_reloads_to_merged_logits(lora_run):
 def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
     """Phased schedule head → partial unfreezing: the adapter folder holds only the unfrozen stages, and
     base + adapter + temperature give the merged checkpoint's probabilities. Trained channels-last under
-    bf16 autocast (the fast CPU path), the exports are ordinary float32 tensors."""
+    bf16 autocast (the fast CPU path), with TrivialAugment and MixUp / CutMix batches, the exports are
+    ordinary float32 tensors."""
     import torch
 
     import train
@@ -110,8 +111,10 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
 
     report = train.main(tiny_args(ham, tmp_path, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
                                   "--finetune_mode", "partial", "--unfreeze_last", "1", "--head_epochs", "1",
-                                  "--channels_last", "true", "--bf16", "true"))
+                                  "--channels_last", "true", "--bf16", "true",
+                                  "--auto_augment", "trivial", "--mixup_alpha", "0.2", "--cutmix_alpha", "1.0"))
     run = tmp_path / "run"
+    assert json.loads((run / "args.json").read_text())["data"]["cutmix_alpha"] == 1.0
     assert report["mode"] == "partial" and report["trainable_parameters"] < report["total_parameters"]
     weights = run / "adapter" / PARTIAL_WEIGHTS_FILE
     assert weights.is_file() and weights.stat().st_size < 0.5 * (run / "merged" / "model.safetensors").stat().st_size
@@ -146,6 +149,9 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
         (["--task", "nope"], "unknown task"),
         (["--model_name_or_path", "google/vit-base-patch16-224", "--channels_last", "true"], "--channels_last only"),
         (["--init_adapter", "tests"], "holds no adapter (adapter_config.json or partial_model.safetensors)"),
+        (["--loss", "focal", "--mixup_alpha", "0.2"], "use --loss ce, label_smoothing, cb_ce"),
+        (["--auto_augment", "autoaugment"], "--auto_augment must be one of none, trivial, randaugment"),
+        (["--cutmix_alpha", "-1"], "must be >= 0"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time_with_the_fix(ham, tmp_path, extra, message):
