@@ -55,10 +55,13 @@ def test_stage_pools_are_the_stage_outputs_pooled(gated):
     assert concat(store, STAGES).shape == (1, d)
 
 
-def test_one_forward_pass_serves_the_gate_and_the_prediction(gated):
+@pytest.mark.parametrize("cache", ["64", "0"])
+def test_one_forward_pass_serves_the_gate_and_the_prediction(gated, cache, monkeypatch):
     """The gate reads the condition model's stages off the pass that then answers: one forward pass for
-    both, and the gate sees the numbers it was fitted on (:class:`ModelFeatures` on the same photo)."""
+    both, also with the prediction cache off (``SKINLENS_PREDICTION_CACHE=0``: the request keeps its own
+    passes), and the gate sees the numbers it was fitted on (:class:`ModelFeatures` on the same photo)."""
     cfg, ref, _ = gated
+    monkeypatch.setenv("SKINLENS_PREDICTION_CACHE", cache)
     service = SkinLensService(load_config(cfg))
     lm = service.model("condition")
     photo = skin_photo(seed=4)

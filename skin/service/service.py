@@ -37,7 +37,7 @@ from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out, target_index
 from skin.service.routing import face_rule, gate_model_key, load_gate, out_of_scope_message, routing_reason
-from skin.service.views import model_input_image, model_view, needs_face
+from skin.service.views import model_input_image, model_view, needs_face, photo_tone
 from skin.phototype import PhotoType, parse_photo_type
 from skin.tasks import TaskKind, get_task
 from skin.uploads import LoadedImage, load_image
@@ -73,23 +73,25 @@ class SkinLensService:
         """``{"on": bool, "folder", "problem"}``: whether uploads are sorted by photo type before the models."""
         return {"on": self._gate is not None, "folder": self.config.phototype, "problem": self._gate_problem}
 
-    def photo_type(self, image, photo_type: str | None = None) -> PhotoType:
+    def photo_type(self, image, photo_type: str | None = None, memo: dict | None = None) -> PhotoType:
         """The photo type PIL ``image`` is treated as: detected by the gate, or ``photo_type`` when given
-        (one of :data:`skin.phototype.PHOTO_TYPES`). Gate off and none given: ``label`` is ``None``."""
+        (one of :data:`skin.phototype.PHOTO_TYPES`). Gate off and none given: ``label`` is ``None``.
+        ``memo``: the request's passes (:meth:`_forward`)."""
         forced = parse_photo_type(photo_type)
         if self._gate is None:
             return PhotoType(label=forced, overridden=forced is not None)
         if self._gate_key is not None and self.model_problem(self._gate_key) is None:
             # the gate reads that model's features: one forward pass serves the gate, then its prediction
-            return self._gate.from_features(self._forward(self.model(self._gate_key), image).gate_features, forced)
+            features = self._forward(self.model(self._gate_key), image, memo).gate_features
+            return self._gate.from_features(features, forced)
         return self._gate.predict(image, forced)
 
-    def _photo_type_of_upload(self, image, photo_type: str | None, face_cache: dict) -> PhotoType:
+    def _photo_type_of_upload(self, image, photo_type: str | None, memo: dict) -> PhotoType:
         """:meth:`photo_type`, then :func:`~skin.service.routing.face_rule` (a portrait with a background is
         a face photo), detecting the face at most once per photo."""
-        kind = self.photo_type(image, photo_type)
+        kind = self.photo_type(image, photo_type, memo)
         if kind.out_of_scope and not kind.overridden:
-            face = self._face(image, face_cache)
+            face = self._face(image, memo)
             kind = face_rule(kind, None if face is None else face.area / (image.width * image.height))
         return kind
 
@@ -210,30 +212,33 @@ class SkinLensService:
             return LoadedImage(rgb, None, rgb.size, image.mode, [])
         return self.load_upload(image)
 
-    def _face(self, image, face_cache: dict):
+    def _face(self, image, memo: dict):
         """The photo's largest face (:func:`skin.faces.largest_face`), detected at most once per request
-        (``face_cache``) and kept with the photo's forward passes (Explain after Predict does not detect again)."""
+        (``memo``) and kept with the photo's forward passes (Explain after Predict does not detect again)."""
         from skin.faces import largest_face
 
-        if "face" not in face_cache:
+        if "face" not in memo:
             key = photo_key(FACE_DETECTOR, image)
             if (hit := self.cache.get(key)) is None:
                 self.cache.put(key, hit := FaceFound(largest_face(image)))
-            face_cache["face"] = hit.face
-        return face_cache["face"]
+            memo["face"] = hit.face
+        return memo["face"]
 
-    def _model_view(self, spec: ModelSpec, image, face_cache: dict, kind: PhotoType | None = None):
+    def _model_view(self, spec: ModelSpec, image, memo: dict, kind: PhotoType | None = None):
         """:func:`~skin.service.views.model_view` for a photo of type ``kind``, the face detected at most once."""
-        face = self._face(image, face_cache) if needs_face(spec, kind) else None
+        face = self._face(image, memo) if needs_face(spec, kind) else None
         return model_view(spec, image, face, kind)
 
     # ---------------- predict ----------------
-    def _forward(self, lm: LoadedModel, view) -> ForwardPass:
+    def _forward(self, lm: LoadedModel, view, memo: dict | None = None) -> ForwardPass:
         """Model ``lm`` on the picture ``view``, or the same photo's cached pass (see :mod:`skin.service.cache`).
 
         For timm CNNs the forward pass also records the feature map Grad-CAM
         reads, so Grad-CAM after Predict needs only a backward pass through
-        the classifier head.
+        the classifier head. ``memo`` (one request's dict, as for the face)
+        keeps the pass for the rest of the request whatever the cache's size:
+        the photo-type gate reads the condition model's features, and the
+        condition answer then reuses that pass even with the cache off.
         """
         import torch
 
@@ -242,7 +247,7 @@ class SkinLensService:
 
         rgb = view if view.mode == "RGB" else view.convert("RGB")
         key = photo_key(lm.spec.key, rgb)
-        hit = self.cache.get(key)
+        hit = (memo or {}).get(key) or self.cache.get(key)
         if hit is None:
             x = lm.pixel_values(rgb)
             stages = self._gate.stages if lm.spec.key == self._gate_key else ()
@@ -252,6 +257,8 @@ class SkinLensService:
             probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
             hit = ForwardPass(probs, x, store.get("features"), concat(pooled, stages) if stages else None)
             self.cache.put(key, hit)
+        if memo is not None:
+            memo[key] = hit
         return hit._replace(probs=hit.probs.copy())
 
     def predict(self, image, photo_type: str | None = None) -> dict:
@@ -269,8 +276,8 @@ class SkinLensService:
         parse_photo_type(photo_type)  # a wrong value is refused before any work
         loaded = self._as_loaded(image)
         img = loaded.image
-        face_cache: dict = {}
-        kind = self._photo_type_of_upload(img, photo_type, face_cache)
+        memo: dict = {}
+        kind = self._photo_type_of_upload(img, photo_type, memo)
         self.cache.put(photo_key(PHOTO_TYPE, img), kind)  # Explain picks the model's picture for the same type
         quality = to_jsonable(check_quality(img))
         problems = quality.get("problems") or []
@@ -278,9 +285,9 @@ class SkinLensService:
         if not any(s["available"] for s in status.values()):
             missing = "; ".join(s["problem"] for s in status.values())
             raise ModelUnavailable(f"no model is available: {missing}. To fix: {BUILD_HINT}")
-        tasks = {key: self._predict_one(spec, img, status[key], quality, face_cache, kind)
+        tasks = {key: self._predict_one(spec, img, status[key], quality, memo, kind)
                  for key, spec in self.config.models.items()}
-        face = face_cache.get("face")
+        face = memo.get("face")
         return {
             "disclaimer": "Not medical advice. A research demo; see a doctor about any skin concern.",
             "image": loaded.summary(),
@@ -288,13 +295,13 @@ class SkinLensService:
                            "message": out_of_scope_message(kind) if kind.out_of_scope else None},
             "quality": quality,
             "tips": [p.get("tip") for p in problems if isinstance(p, dict) and p.get("tip")],
-            "tone": self._tone(img, face),
-            "face": None if "face" not in face_cache else {"found": face is not None,
+            "tone": photo_tone(img, face),
+            "face": None if "face" not in memo else {"found": face is not None,
                                                             "box": to_jsonable(face) if face is not None else None},
             "tasks": tasks,
         }
 
-    def _predict_one(self, spec: ModelSpec, img, status: dict, quality: dict, face_cache: dict,
+    def _predict_one(self, spec: ModelSpec, img, status: dict, quality: dict, memo: dict,
                      kind: PhotoType) -> dict:
         """The entry of one model in :meth:`predict`'s ``tasks``: its answer, or why it abstained."""
         entry: dict[str, Any] = {"task": spec.task, "title": spec.title, "model": spec.model,
@@ -313,7 +320,7 @@ class SkinLensService:
                 or "the photo failed the quality check"
             entry.update(status="abstain", abstained=True, reason=f"photo quality: {msgs}")
             return entry
-        view, reason = self._model_view(spec, img, face_cache, kind)
+        view, reason = self._model_view(spec, img, memo, kind)
         if view is None:
             entry.update(status="abstain", abstained=True, reason=reason)
             return entry
@@ -322,7 +329,7 @@ class SkinLensService:
         except ModelUnavailable as e:
             entry.update(status="unavailable", abstained=True, reason=str(e))
             return entry
-        entry.update(self._read_out(lm, self._forward(lm, view).probs))
+        entry.update(self._read_out(lm, self._forward(lm, view, memo).probs))
         entry["status"] = "abstain" if entry["abstained"] else "ok"
         return entry
 
@@ -333,14 +340,15 @@ class SkinLensService:
         from skin.history.scores import model_scores
 
         img = self._as_loaded(image).image
-        face_cache: dict = {}
+        memo: dict = {}
         out: dict[str, float] = {}
         for key, spec in self.config.models.items():
-            view, _ = self._model_view(spec, img, face_cache)
+            view, _ = self._model_view(spec, img, memo)
             if view is None or self.model_problem(key) is not None:
                 continue
             lm = self.model(key)
-            out.update(model_scores(key, lm.labels, self._forward(lm, view).probs, age=lm.kind is TaskKind.AGE,
+            probs = self._forward(lm, view, memo).probs
+            out.update(model_scores(key, lm.labels, probs, age=lm.kind is TaskKind.AGE,
                                     malignant=get_task(spec.task).malignant))
         return out
 
@@ -348,17 +356,6 @@ class SkinLensService:
         """:func:`~skin.service.readout.read_out` with model ``lm``'s labels and threshold."""
         return read_out(probs, lm.labels, age=lm.kind is TaskKind.AGE, top_k=self.config.top_k,
                         abstain_below=lm.spec.abstain_below, names=get_task(lm.spec.task).label_names)
-
-    @staticmethod
-    def _tone(img, face) -> dict:
-        """ITA tone bucket of the face crop when a face was found, else of the photo around its centre."""
-        from skin.tone import estimate_tone
-
-        if face is not None:
-            from skin.faces import crop_face
-
-            return {**to_jsonable(estimate_tone(crop_face(img, face))), "source": "face"}
-        return {**to_jsonable(estimate_tone(img, lesion_photo=True)), "source": "photo (central lesion excluded)"}
 
     # ---------------- explain ----------------
     def faithfulness(self, key: str | None = None) -> dict[str, dict]:

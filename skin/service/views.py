@@ -6,6 +6,7 @@ portrait (a face filling at least ``PORTRAIT_FACE_FRACTION`` of the photo),
 because it was trained on close-ups of one lesion, not on photos of people.
 Explanations are drawn over the model's own input, de-normalised
 (:func:`model_input_image`), so the map and the picture line up by construction.
+The skin tone is read from the face crop when there is a face (:func:`photo_tone`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def model_view(spec: ModelSpec, image, face, kind: PhotoType | None = None):
     from skin.faces import crop_face
 
     return crop_face(image, face), None
+
+
+def photo_tone(image, face) -> dict:
+    """ITA tone bucket (:func:`skin.tone.estimate_tone`) of the face crop when a face was found, else of
+    the photo with its central lesion excluded; ``source`` says which."""
+    from skin.reports import to_jsonable
+    from skin.tone import estimate_tone
+
+    if face is not None:
+        from skin.faces import crop_face
+
+        return {**to_jsonable(estimate_tone(crop_face(image, face))), "source": "face"}
+    return {**to_jsonable(estimate_tone(image, lesion_photo=True)), "source": "photo (central lesion excluded)"}
 
 
 def _mean_std(processor) -> tuple[np.ndarray, np.ndarray]:
