@@ -297,7 +297,7 @@ class SkinLensService:
             "tips": [p.get("tip") for p in problems if isinstance(p, dict) and p.get("tip")],
             "tone": photo_tone(img, face),
             "face": None if "face" not in memo else {"found": face is not None,
-                                                            "box": to_jsonable(face) if face is not None else None},
+                                                      "box": to_jsonable(face) if face is not None else None},
             "tasks": tasks,
         }
 
