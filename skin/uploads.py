@@ -6,8 +6,11 @@ web framework already decoded), so every check runs on the raw bytes:
 * **Size first**: a file over :data:`MAX_UPLOAD_BYTES` is refused before it is
   read; an empty file is refused by name.
 * **What is it?** The first bytes are matched against the signatures of
-  documents and formats that people upload by mistake (PDF, HEIC, ZIP/Office,
+  documents and formats that people upload by mistake (PDF, video, ZIP/Office,
   HTML, SVG, ...), so "a PDF renamed to .jpg" is answered as such.
+* **Phone formats**: HEIC/HEIF, the iPhone camera's default, is read through
+  ``pillow-heif`` (libheif applies the photo's rotation); AVIF through
+  Pillow's own plugin. A damaged one is refused naming its format.
 * **Decompression bombs**: Pillow's :data:`PIL.Image.MAX_IMAGE_PIXELS` is set to
   :data:`MAX_PIXELS` (64 megapixels: above any phone's default output, 48-MP
   sensors save 12 MP; a 200-MP mode must be downsized first) and the header's
@@ -42,6 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
+
+# HEIC / HEIF through libheif, as Pillow's own formats; Pillow reads AVIF itself.
+register_heif_opener()
 
 #: Largest upload accepted, in bytes (20 MB: a 48-MP phone JPEG is ~15 MB).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -63,12 +70,6 @@ _FIX_EXPORT = "export or screenshot it as a JPEG or PNG photo and upload that"
 #: (signature, offset, what it is, how to fix it) for files that are not photos.
 _SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
     (b"%PDF", 0, "a PDF document, not a photo", _FIX_EXPORT),
-    (b"ftypheic", 4, "an HEIC photo (iPhone format), which this app cannot read",
-     "on iPhone choose Settings → Camera → Formats → Most Compatible, or export the photo as JPEG"),
-    (b"ftypheix", 4, "an HEIC photo (iPhone format), which this app cannot read",
-     "on iPhone choose Settings → Camera → Formats → Most Compatible, or export the photo as JPEG"),
-    (b"ftypmif1", 4, "an HEIF image, which this app cannot read", "export the photo as JPEG or PNG"),
-    (b"ftypavif", 4, "an AVIF image, which this app cannot read", "export the photo as JPEG or PNG"),
     (b"ftyp", 4, "a video (MP4/MOV), not a photo", "take a still photo, or a screenshot of the video frame"),
     (b"PK\x03\x04", 0, "a ZIP archive or Office document, not a photo", "unzip it / export the picture and upload the photo itself"),
     (b"\x1f\x8b", 0, "a compressed (gzip) file, not a photo", "decompress it and upload the photo itself"),
@@ -79,6 +80,12 @@ _SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
     (b"<html", 0, "a web page (HTML), not a photo",
      "save the image itself (right-click → Save image as), not the page"),
 )
+
+
+#: ISO-BMFF brands (bytes 8-12, after ``ftyp``) of still photos, decoded rather than
+#: refused as video: HEIC / HEIF (iPhones, many Android phones) and AVIF.
+_PHOTO_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC",
+                 b"mif1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 
 
 class UploadError(ValueError):
@@ -109,8 +116,15 @@ class LoadedImage:
                 "original_mode": self.original_mode, "width": w, "height": h, "notes": list(self.notes)}
 
 
+def _photo_container(head: bytes) -> str | None:
+    """``"HEIC"``, ``"HEIF"`` or ``"AVIF"`` when the first bytes open such a photo file."""
+    return _PHOTO_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
+
+
 def _sniff(head: bytes) -> tuple[str, str] | None:
     """(what, fix) when the first bytes are a known non-photo signature."""
+    if _photo_container(head):
+        return None
     stripped = head.lstrip()
     for sig, offset, what, fix in _SIGNATURES:
         data = stripped if sig.startswith(b"<") else head
@@ -195,8 +209,13 @@ def _open_header(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise _bomb(_pixels_in(str(e)), max_pixels) from e
     except UnidentifiedImageError as e:
+        container = _photo_container(data[:16])
+        if container:
+            raise UploadError("corrupt", f"this {container} photo is damaged or incomplete and cannot be "
+                                         "decoded: upload it again, or export it as JPEG and upload that") from e
         raise UploadError("not_image", "this file is not an image Pillow can read (not a JPEG, PNG, WebP, "
-                                       "GIF, BMP or TIFF photo): upload the photo itself as JPEG or PNG") from e
+                                       "HEIC, AVIF, GIF, BMP or TIFF photo): upload the photo itself as "
+                                       "JPEG or PNG") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise UploadError("corrupt", f"the image header is damaged ({e}): re-save the photo as JPEG "
                                      "or PNG and upload it again") from e
@@ -245,6 +264,8 @@ def _upright_rgb(im: Image.Image, size, work_side: int, notes: list[str]) -> Ima
     if orientation not in (1, None):
         im = ImageOps.exif_transpose(im)
         notes.append(f"rotated upright from the camera's EXIF orientation ({orientation})")
+    elif im.info.get("original_orientation", 1) not in (1, None):  # HEIF: libheif has already turned it
+        notes.append(f"rotated upright from the camera's orientation ({im.info['original_orientation']})")
     rgb = to_rgb(im, notes)
     if max(rgb.size) > work_side:
         rgb.thumbnail((work_side, work_side), Image.Resampling.LANCZOS)

@@ -78,11 +78,13 @@ def decompression_bomb(side: int = 20000) -> bytes:
             + _png_chunk(b"IEND", b""))
 
 
-def exif_rotated_jpeg() -> bytes:
+def sideways_photo(fmt: str = "JPEG") -> bytes:
     """A landscape photo stored sideways: pixels 240 wide × 320 high, EXIF orientation 6.
 
     Upright (after ``exif_transpose``) it is 320×240 with a **red top edge**;
-    stored, the red band is on the left-hand side of the pixel grid.
+    stored, the red band is on the left-hand side of the pixel grid. ``fmt``
+    ``"HEIF"`` writes it as an iPhone does (pillow-heif turns the EXIF tag into
+    the file's rotation box), ``"AVIF"`` through Pillow's own plugin.
     """
     upright = skin_photo((320, 240), seed=3)
     arr = np.asarray(upright).copy()
@@ -91,7 +93,11 @@ def exif_rotated_jpeg() -> bytes:
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # orientation 6: the viewer rotates 90° CW back
     exif = Image.Exif()
     exif[0x0112] = 6
-    return _encode(stored, "JPEG", quality=92, exif=exif.tobytes())
+    if fmt == "HEIF":  # the HEIF writer (skin.uploads registers the same plugin for reading)
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    return _encode(stored, fmt, quality=92, exif=exif.tobytes())
 
 
 def png16() -> bytes:
@@ -147,8 +153,8 @@ def corpus(max_upload_bytes: int = 20 * 1024 * 1024) -> list[BadUpload]:
         BadUpload("pdf_renamed", "scan.jpg", MINIMAL_PDF, "error", "PDF", description="a PDF named .jpg"),
         BadUpload("html_renamed", "image.jpg", b"<!DOCTYPE html><html><body><img src=x></body></html>", "error",
                   "web page", description="a saved web page named .jpg"),
-        BadUpload("heic_renamed", "IMG_0001.jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64,
-                  "error", "HEIC", description="an iPhone HEIC named .jpg"),
+        BadUpload("heic_damaged", "IMG_0001.HEIC", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64,
+                  "error", "HEIC", description="an iPhone HEIC whose data is missing"),
         BadUpload("very_large_file", "huge.png", noise_png(max_upload_bytes + 1024), "error", "limit",
                   description=f"a PNG over the {max_upload_bytes // 2**20} MB limit"),
         BadUpload("cmyk_jpeg", "print.jpg", _encode(good.convert("CMYK"), "JPEG", quality=90), "ok", "CMYK",
@@ -160,8 +166,12 @@ def corpus(max_upload_bytes: int = 20 * 1024 * 1024) -> list[BadUpload]:
                   description="8-bit greyscale JPEG"),
         BadUpload("palette_png", "indexed.png", _encode(good.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
                   "ok", "palette", description="palette (indexed) PNG"),
-        BadUpload("exif_rotated", "phone.jpg", exif_rotated_jpeg(), "ok", "rotated upright",
+        BadUpload("exif_rotated", "phone.jpg", sideways_photo(), "ok", "rotated upright",
                   description="EXIF orientation 6 (stored sideways)"),
+        BadUpload("heic_photo", "IMG_0002.HEIC", sideways_photo("HEIF"), "ok", "rotated upright",
+                  description="an iPhone-style HEIC photo, stored sideways with its rotation"),
+        BadUpload("avif_photo", "photo.avif", sideways_photo("AVIF"), "ok", "rotated upright",
+                  description="an AVIF photo, stored sideways with EXIF orientation 6"),
         BadUpload("animated_gif", "anim.gif", animated_gif(), "ok", "first frame", description="3-frame GIF"),
         BadUpload("no_face", "arm.jpg", jpeg, "abstain", "no face", task="age",
                   description="a skin close-up given to the face (age) model"),

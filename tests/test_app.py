@@ -120,9 +120,10 @@ def test_bad_upload_corpus_through_the_app(app_server, corpus_dir, good_photo):
                 task = res["tasks"][item.task]
                 assert task["abstained"] and item.keyword in task["reason"], f"{item.name}: {task}"
             seen[item.name] = "ok"
-    # the rotated photo was analysed upright
-    res = client.predict(handle_file(str(out / "exif_rotated" / "phone.jpg")), api_name="/predict")
-    assert (res["image"]["width"], res["image"]["height"]) == (320, 240)
+    # the rotated photos (JPEG, iPhone HEIC, AVIF) were analysed upright
+    for name, filename in (("exif_rotated", "phone.jpg"), ("heic_photo", "IMG_0002.HEIC"), ("avif_photo", "photo.avif")):
+        res = client.predict(handle_file(str(out / name / filename)), api_name="/predict")
+        assert (res["image"]["width"], res["image"]["height"]) == (320, 240), name
     # and after all of that the server still answers a good request
     res = client.predict(handle_file(good_photo), api_name="/predict")
     assert res["tasks"]["condition"]["status"] == "ok"
