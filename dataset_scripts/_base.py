@@ -57,6 +57,11 @@ class SkinBuilderConfig(datasets.BuilderConfig):
         self.split_seed = split_seed
         self.split_fractions = tuple(split_fractions)
 
+    def check(self) -> None:
+        """Refuse bad option values, naming the fix. The builder calls it once its config is final:
+        ``datasets`` applies options given with a predefined config (DermNet's groupings) by
+        ``setattr`` on a copy, so checks in ``__init__`` alone would not see them."""
+
 
 class SkinImageBuilder(datasets.GeneratorBasedBuilder):
     """Base class; subclasses set ``LAYOUT`` and implement ``_info`` and ``scan``."""
@@ -82,6 +87,7 @@ class SkinImageBuilder(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, hash: str | None = None, **kwargs):
         super().__init__(*args, hash=f"{hash}-{self.PREPARED_REVISION}" if hash else self.PREPARED_REVISION, **kwargs)
+        self.config.check()
 
     # -- for subclasses -----------------------------------------------------
     def dataset_info(self, features: dict) -> datasets.DatasetInfo:

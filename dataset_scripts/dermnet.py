@@ -15,7 +15,11 @@ Deliberate choices:
   builder names them, where a folder fits one; Benign Keratosis-like Lesions
   has no DermNet folder here and keeps its index with no images). A folder that
   a grouping leaves out is skipped with one summary entry (how many images);
-  ``condition`` keeps the folder name whatever the grouping.
+  ``condition`` keeps the folder name whatever the grouping. With
+  ``folder_labels=True`` the label is the folder itself (the grouping's folders,
+  its split): a model trained on the finer labels is measured on exactly the
+  grouping's held-out photos once its folder probabilities are summed into
+  classes (Esteva et al. 2017's "inference class partitioning").
 * **Leak-free groups without patient ids.** The same photo appears cropped,
   resized, recoloured, renamed and in two condition folders (``Discoid
   eczema`` and ``Nummular eczematous dermatitis`` share many files byte for
@@ -59,15 +63,23 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 class DermNetConfig(SkinBuilderConfig):
-    """The grouping is the config name; ``neighbour_numbers`` switches the neighbouring-number rule."""
+    """The grouping is the config name; ``neighbour_numbers`` switches the neighbouring-number rule;
+    ``folder_labels`` labels each image with its folder instead of its class, keeping the grouping's
+    folders and its split (the split is still stratified by the grouping's class)."""
 
-    def __init__(self, *args, neighbour_numbers: bool = True, **kwargs):
+    def __init__(self, *args, neighbour_numbers: bool = True, folder_labels: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.neighbour_numbers = neighbour_numbers
+        self.folder_labels = folder_labels
+        self.check()
+
+    def check(self) -> None:
+        super().check()
         if self.name not in GROUPINGS:
             raise ValueError(f"unknown DermNet grouping {self.name!r}: choose one of {', '.join(GROUPINGS)}")
-        if not isinstance(neighbour_numbers, bool):
-            raise ValueError(f"neighbour_numbers must be true or false, got {neighbour_numbers!r}")
-        self.neighbour_numbers = neighbour_numbers
+        for key in ("neighbour_numbers", "folder_labels"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false, got {getattr(self, key)!r}")
 
 
 class DermNet(SkinImageBuilder):
@@ -90,11 +102,20 @@ class DermNet(SkinImageBuilder):
 }
 """
 
+    @staticmethod
+    def label_names(grouping: str, folder_labels: bool = False) -> list[str]:
+        """The ``label`` classes: the grouping's class ids, or with ``folder_labels`` its folders (sorted)."""
+        return sorted(folder_classes(grouping)) if folder_labels else list(GROUPINGS[grouping])
+
+    def stratify_key(self, record: dict) -> str:
+        """The grouping's class, also under ``folder_labels``: the same images in the same splits either way."""
+        return record["_class"]
+
     def _info(self):
         return self.dataset_info(
             {
                 "image": datasets.Image(),
-                "label": datasets.ClassLabel(names=list(GROUPINGS[self.config.name])),
+                "label": datasets.ClassLabel(names=self.label_names(self.config.name, self.config.folder_labels)),
                 "condition": datasets.Value("string"),
                 "malignant": datasets.Value("bool"),
                 "group_id": datasets.Value("string"),
@@ -170,7 +191,8 @@ class DermNet(SkinImageBuilder):
             records.append(
                 {
                     "image": os.path.join(self.root, "images", folder, name),
-                    "label": cls,
+                    "label": folder if self.config.folder_labels else cls,
+                    "_class": cls,
                     "condition": folder,
                     "malignant": classes[cls].malignant,
                     "group_id": first[label],

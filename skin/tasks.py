@@ -29,6 +29,7 @@ from enum import Enum
 import numpy as np
 
 from dataset_scripts.dermnet_groupings import CLINICAL as DERMNET_CLINICAL
+from dataset_scripts.dermnet_groupings import folder_classes
 
 
 class TaskKind(str, Enum):
@@ -189,6 +190,10 @@ TASKS: dict[str, Task] = {
              "clinical photos", sensitive=("tone_bucket_estimated",),
              malignant=tuple(c for c, spec in DERMNET_CLINICAL.items() if spec.malignant),
              label_names={c: spec.name for c, spec in DERMNET_CLINICAL.items()}),
+        Task("condition_dermnet_folders", "dermnet", _CLS, "the clinical grouping's DermNet folders as "
+             "classes, on its split (sum a folder model's probabilities into the grouping's classes)",
+             sensitive=("tone_bucket_estimated",), data_config={"folder_labels": True},
+             malignant=tuple(sorted(f for f, c in folder_classes("clinical").items() if DERMNET_CLINICAL[c].malignant))),
         Task("malignancy_ddi", "ddi", _CLS, "benign vs malignant on DDI (audit set)",
              sensitive=("tone_bucket", "tone_bucket_estimated"), malignant=("malignant",)),
         Task("age_utkface", "utkface", _AGE, "age in years (DEX expectation) and the five age groups",

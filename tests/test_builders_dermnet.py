@@ -177,6 +177,34 @@ def test_fixture_other_groupings(fixture_layout, tmp_path):
     assert "Acne vulgaris/141.jpg" not in rows and "Atopic dermatitis/acne-copy.jpg" in rows
 
 
+def test_folder_labels_keep_the_groupings_photos_and_splits(fixture_layout, prepared, tmp_path):
+    """``folder_labels``: each photo labelled with its folder, in the same split as under its grouping,
+    and the task that trains on it names the malignant folders."""
+    from skin.tasks import get_task
+
+    task = get_task("condition_dermnet_folders")
+    dsd = data.load("dermnet", fixture_layout.data_dir, cache_dir=str(tmp_path), **task.data_config)
+    names = task.labels(next(iter(dsd.values())).features)
+    assert names == sorted(groupings.folder_classes("clinical"))
+    rows, clinical = _rows_by_path(dsd, fixture_layout.data_dir), prepared[2]
+    assert rows.keys() == clinical.keys()
+    for path, row in rows.items():
+        assert names[row["label"]] == row["condition"] == clinical[path]["condition"]
+        assert row["split"] == clinical[path]["split"], path
+    malignant = {f for f, c in groupings.folder_classes("clinical").items() if groupings.CLINICAL[c].malignant}
+    assert set(task.malignant) == malignant and "Melanoma" in malignant and "Basal cell carcinoma" in malignant
+
+
+
+@pytest.mark.parametrize("config_name", [None, "fine"])
+@pytest.mark.parametrize("key", ["folder_labels", "neighbour_numbers"])
+def test_bad_option_values_are_refused_with_a_predefined_grouping(fixture_layout, tmp_path, key, config_name):
+    """``datasets`` sets options given with a predefined config by ``setattr``: the builder still checks them."""
+    named = {"config_name": config_name} if config_name else {}
+    with pytest.raises(ValueError, match=f"{key} must be true or false, got 'no'"):
+        data.get_builder("dermnet", fixture_layout.data_dir, cache_dir=str(tmp_path), **named, **{key: "no"})
+
+
 def test_neighbour_numbers_can_be_switched_off(fixture_layout, tmp_path):
     builder = data.get_builder(
         "dermnet", fixture_layout.data_dir, cache_dir=str(tmp_path), neighbour_numbers=False
