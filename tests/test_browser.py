@@ -29,7 +29,7 @@ import pytest
 
 from skin.history.users import Users
 from tests.app_helpers import RunningApp, make_app_models
-from tests.bad_uploads import skin_photo
+from tests.bad_uploads import sideways_photo, skin_photo
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -127,6 +127,29 @@ def test_browser_default_models_show_the_photo_type_and_fairness_numbers(tmp_pat
             assert "not measured for any skin tone" not in cards
             assert "(you)" in cards  # the visitor's bucket highlighted
             _screenshot(page, tmp_path / "skinlens_default_models.png")
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_browser_heic_photo_is_analysed_upright(tmp_path):
+    """An iPhone HEIC, stored sideways, picked in a browser that knows its type (macOS: ``image/heic``):
+    Gradio's widget accepts it as ``image/*`` and the app reads and turns it (Chromium cannot show its
+    preview; where the browser gives no type, Gradio's widget refuses the file before it is sent)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    chromium = _chromium()
+    with RunningApp(make_app_models(tmp_path), tmp_path) as app, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(app.url, wait_until="domcontentloaded")
+            page.get_by_text("Not medical advice").first.wait_for(timeout=60_000)
+            page.locator("#photo input[type=file]").set_input_files(
+                {"name": "IMG_0002.HEIC", "mimeType": "image/heic", "buffer": sideways_photo("HEIF")})
+            page.locator("#photo button[aria-label='Remove Image']").wait_for(timeout=60_000)  # upload done
+            page.locator("#analyse").click()
+            page.locator("#predictions").get_by_text("probability").first.wait_for(timeout=120_000)
+            assert "rotated upright from the camera's orientation (6)" in page.locator("#quality").inner_text()
         finally:
             browser.close()
 
