@@ -240,12 +240,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def grouping_config(dataset: str, model_labels: list[str]) -> dict:
     """``{"config_name": ...}`` of the dataset's grouping whose classes are the model's, so that a
-    model is scored in its own grouping (DermNet's ``clinical`` / ``fine`` / ``kaggle10``); ``{}`` when
-    the dataset has one grouping or none matches (the task's default config is used)."""
+    model is scored in its own grouping (DermNet's ``clinical`` / ``fine`` / ``kaggle10``), with
+    ``"folder_labels": True`` when the model's classes are a grouping's folders; ``{}`` when the
+    dataset has one grouping or none matches (the task's default config is used)."""
     from skin.data import builder_class
 
-    groupings = getattr(builder_class(dataset), "GROUPINGS", None) or {}
-    return next(({"config_name": name} for name, classes in groupings.items() if list(classes) == model_labels), {})
+    builder = builder_class(dataset)
+    groupings = getattr(builder, "GROUPINGS", None) or {}
+    for name, classes in groupings.items():
+        if list(classes) == model_labels:
+            return {"config_name": name}
+    for name in groupings:
+        if builder.label_names(name, folder_labels=True) == model_labels:
+            return {"config_name": name, "folder_labels": True}
+    return {}
 
 
 def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: str | None = None,

@@ -202,11 +202,12 @@ def test_malignancy_audit_on_pad_ufes20_groups_by_fitzpatrick_pairs(tmp_path, ca
                                                                None]
 
 
-@pytest.mark.parametrize("grouping", ["clinical", "fine"])
+@pytest.mark.parametrize("grouping", ["clinical", "fine", "clinical folders"])
 def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_counted(grouping, tmp_path, capsys,
                                                                                      monkeypatch):
     """``--dataset dermnet --split all`` on any folder in DermNet's layout: the grouping is the model's
-    (its class names pick the builder config); folders the grouping lacks and bad files are counted."""
+    (its class names pick the builder config; a grouping's folders pick it with ``folder_labels``);
+    folders the grouping lacks and bad files are counted."""
     from types import SimpleNamespace
 
     import numpy as np
@@ -214,9 +215,9 @@ def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_count
     import skin.evaluate
     import skin.hub
     import skin.inference
-    from dataset_scripts.dermnet_groupings import GROUPINGS
+    from dataset_scripts.dermnet import DermNet
 
-    labels = list(GROUPINGS[grouping])
+    labels = DermNet.label_names(grouping.split()[0], folder_labels=grouping.endswith("folders"))
     model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(labels)), num_labels=len(labels)))
     monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
     monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
@@ -234,7 +235,7 @@ def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_count
     report = json.loads(capsys.readouterr().out)
     assert report["accuracy"] == 1.0
     left_out = "condition not in the clinical grouping"
-    if grouping == "clinical":
+    if grouping.startswith("clinical"):
         assert report["n"] == layout.n_good  # Urticaria is not in the clinical grouping
         assert report["skipped"][left_out] == 1 and report["n_skipped"] == 3  # + a truncated JPEG, a text file
     else:
