@@ -80,10 +80,12 @@ def median_seconds(fn, data: bytes, repeats: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, nargs=2, default=PHONE_SIZE, metavar=("W", "H"),
+                        help="the photo's size (default: a phone's 12 MP)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "uploads.json"))
     args = parser.parse_args(argv)
 
-    photo = phone_photo()
+    photo = phone_photo(tuple(args.size))
     rows = []
     for fmt, options in FORMATS.items():
         buf = io.BytesIO()
@@ -98,7 +100,7 @@ def main(argv=None) -> int:
         print(f"{fmt:>5} {row['file_kb']:6d} KB  load_image {row['load_image_s']:.3f} s  plain Pillow "
               f"{row['plain_pillow_s']:.3f} s  ({row['speedup']:.1f}x)", flush=True)
     worst = max(rows, key=lambda r: r["load_image_s"])
-    result = {"photo": f"skimage astronaut at {PHONE_SIZE[0]}x{PHONE_SIZE[1]}, noise sigma 2",
+    result = {"photo": f"skimage astronaut at {args.size[0]}x{args.size[1]}, noise sigma 2",
               "work_side": WORK_SIDE, "repeats": args.repeats, "cpu_count": os.cpu_count(), "rows": rows,
               "targets": {f"every format read in <= {TARGET_S:.0f} s (slowest: {worst['format']})":
                           worst["load_image_s"] <= TARGET_S},

@@ -173,3 +173,17 @@ def test_read_upload_refuses_empty_and_over_size_files_before_reading(tmp_path):
         read_upload(big, max_bytes=1024)
     assert err.value.code == "too_large_file"
     assert read_upload(big) == b"\xff" * 2048
+
+
+def test_bench_uploads_reads_every_phone_format(tmp_path):
+    """bench/bench_uploads.py on a small photo: one row per format, both readers, the same output size."""
+    import json
+
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("bench_uploads")
+    out = tmp_path / "uploads.json"
+    assert bench.main(["--repeats", "1", "--size", "640", "480", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["format"] for r in rows] == ["JPEG", "HEIF", "AVIF", "WEBP"]
+    assert all(r["decoded_to"] == [640, 480] and r["load_image_s"] > 0 and r["plain_pillow_s"] > 0 for r in rows)
