@@ -129,6 +129,7 @@ def corpus(max_upload_bytes: int = 20 * 1024 * 1024) -> list[BadUpload]:
     """All kinds, in a fixed order. ``max_upload_bytes`` sizes the over-size file."""
     good = skin_photo()
     jpeg = _encode(good, "JPEG", quality=90)
+    heic = sideways_photo("HEIF")
     png = _encode(good, "PNG")
     rgba = good.convert("RGBA")
     alpha = np.full((good.height, good.width), 255, np.uint8)
@@ -168,7 +169,9 @@ def corpus(max_upload_bytes: int = 20 * 1024 * 1024) -> list[BadUpload]:
                   "ok", "palette", description="palette (indexed) PNG"),
         BadUpload("exif_rotated", "phone.jpg", sideways_photo(), "ok", "rotated upright",
                   description="EXIF orientation 6 (stored sideways)"),
-        BadUpload("heic_photo", "IMG_0002.HEIC", sideways_photo("HEIF"), "ok", "rotated upright",
+        BadUpload("truncated_heic", "IMG_0003.HEIC", heic[: len(heic) * 2 // 3], "error", "damaged",
+                  description="the first two thirds of an iPhone-style HEIC"),
+        BadUpload("heic_photo", "IMG_0002.HEIC", heic, "ok", "rotated upright",
                   description="an iPhone-style HEIC photo, stored sideways with its rotation"),
         BadUpload("avif_photo", "photo.avif", sideways_photo("AVIF"), "ok", "rotated upright",
                   description="an AVIF photo, stored sideways with EXIF orientation 6"),
