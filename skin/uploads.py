@@ -103,7 +103,7 @@ class LoadedImage:
     image: Image.Image
     #: ``"JPEG"``, ``"PNG"``, ... as Pillow identified the bytes
     format: str | None
-    #: size of the file as stored (before EXIF rotation and downscaling)
+    #: size of the file as stored (before EXIF rotation and downscaling; a HEIF as libheif turns it)
     original_size: tuple[int, int]
     #: Pillow mode of the file (``"CMYK"``, ``"I;16"``, ...)
     original_mode: str
