@@ -80,9 +80,10 @@ KAGGLE10 = {
 #: Every DermNet folder this builder knows (the 64 in ``../shared/data/dermnet``).
 FOLDERS = tuple(sorted({f for c in CLINICAL.values() for f in c.folders}
                        | {"Alopecia areata", "Keratosis pilaris", "Urticaria"}))  # fmt: skip
-_CLINICAL_MALIGNANT = {f for c in CLINICAL.values() if c.malignant for f in c.folders}
+#: The folders of the clinical grouping's malignant classes (melanoma, BCC / SCC).
+MALIGNANT_FOLDERS = tuple(sorted(f for c in CLINICAL.values() if c.malignant for f in c.folders))
 #: One class per folder; malignant when its clinical class is.
-FINE = {f: ConditionClass(f, f in _CLINICAL_MALIGNANT, (f,)) for f in FOLDERS}
+FINE = {f: ConditionClass(f, f in MALIGNANT_FOLDERS, (f,)) for f in FOLDERS}
 
 GROUPINGS = {"clinical": CLINICAL, "fine": FINE, "kaggle10": KAGGLE10}
 DEFAULT_GROUPING = "clinical"

@@ -246,13 +246,10 @@ def grouping_config(dataset: str, model_labels: list[str]) -> dict:
     from skin.data import builder_class
 
     builder = builder_class(dataset)
-    groupings = getattr(builder, "GROUPINGS", None) or {}
-    for name, classes in groupings.items():
-        if list(classes) == model_labels:
-            return {"config_name": name}
-    for name in groupings:
-        if builder.label_names(name, folder_labels=True) == model_labels:
-            return {"config_name": name, "folder_labels": True}
+    for folder_labels in (False, True):
+        for name in getattr(builder, "GROUPINGS", None) or {}:
+            if builder.label_names(name, folder_labels) == model_labels:
+                return {"config_name": name, **({"folder_labels": True} if folder_labels else {})}
     return {}
 
 

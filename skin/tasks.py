@@ -29,7 +29,7 @@ from enum import Enum
 import numpy as np
 
 from dataset_scripts.dermnet_groupings import CLINICAL as DERMNET_CLINICAL
-from dataset_scripts.dermnet_groupings import folder_classes
+from dataset_scripts.dermnet_groupings import MALIGNANT_FOLDERS as DERMNET_MALIGNANT_FOLDERS
 
 
 class TaskKind(str, Enum):
@@ -193,7 +193,7 @@ TASKS: dict[str, Task] = {
         Task("condition_dermnet_folders", "dermnet", _CLS, "the clinical grouping's DermNet folders as "
              "classes, on its split (sum a folder model's probabilities into the grouping's classes)",
              sensitive=("tone_bucket_estimated",), data_config={"folder_labels": True},
-             malignant=tuple(sorted(f for f, c in folder_classes("clinical").items() if DERMNET_CLINICAL[c].malignant))),
+             malignant=DERMNET_MALIGNANT_FOLDERS),
         Task("malignancy_ddi", "ddi", _CLS, "benign vs malignant on DDI (audit set)",
              sensitive=("tone_bucket", "tone_bucket_estimated"), malignant=("malignant",)),
         Task("age_utkface", "utkface", _AGE, "age in years (DEX expectation) and the five age groups",
