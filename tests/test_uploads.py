@@ -73,7 +73,7 @@ def test_png16_is_not_white():
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "HEIF", "AVIF"])
-def test_exif_rotated_photo_is_upright(fmt):
+def test_sideways_photo_is_upright(fmt):
     data = sideways_photo(fmt)
     loaded = load_image(data)
     assert loaded.format == fmt
