@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skin.metrics import accuracy, balanced_accuracy, bootstrap_ci  # noqa: E402
+from skin.metrics import accuracy, balanced_accuracy, balanced_accuracy_gain  # noqa: E402
 from skin.reports import to_jsonable  # noqa: E402
 
 SPLITS = ("validation", "test")
@@ -40,11 +40,7 @@ def scores(y: np.ndarray, probs: np.ndarray) -> dict:
 
 def gain_ci(y: np.ndarray, first: np.ndarray, mean: np.ndarray, n_boot: int) -> dict:
     """Balanced accuracy of the average minus the first model's, with a paired bootstrap 95 % interval."""
-    def diff(yy, a, b):
-        return balanced_accuracy(yy, b.argmax(1)) - balanced_accuracy(yy, a.argmax(1))
-
-    ci = bootstrap_ci(diff, y, first, mean, n_boot=n_boot)
-    return to_jsonable(ci)
+    return to_jsonable(balanced_accuracy_gain(y, first, mean, n_boot=n_boot))
 
 
 def main(argv=None) -> int:

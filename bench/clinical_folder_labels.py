@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skin.metrics import balanced_accuracy, bootstrap_ci, classification_metrics  # noqa: E402
+from skin.metrics import balanced_accuracy_gain, classification_metrics  # noqa: E402
 from skin.reports import to_jsonable  # noqa: E402
 
 SPLITS = ("validation", "test")
@@ -98,8 +98,7 @@ def main(argv=None) -> int:
         p_fold = group_probs(softmax(logits["folders", split], t_fold), class_groups)
         rows.append({"split": split, "model": args.baseline, "temperature": t_base, "n": len(y[split]),
                      **scores(y[split], p_base, labels)})
-        ci = bootstrap_ci(lambda yy, a, b: balanced_accuracy(yy, b.argmax(1)) - balanced_accuracy(yy, a.argmax(1)),
-                          y[split], p_base, p_fold, n_boot=args.n_boot)
+        ci = balanced_accuracy_gain(y[split], p_base, p_fold, n_boot=args.n_boot)
         rows.append({"split": split, "model": args.folder_model, "temperature": t_fold, "n": len(y[split]),
                      **scores(y[split], p_fold, labels), "balanced_accuracy_gain": to_jsonable(ci)})
     print(f"{'split':>10} {'acc':>6} {'bal':>6} {'F1':>6} {'AUC':>6} {'ECE':>6}  model")

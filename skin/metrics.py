@@ -390,6 +390,15 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, n_boot: int = 200, ra
     return MetricCI(value, low, high)
 
 
+def balanced_accuracy_gain(y_true, probs_a, probs_b, *, n_boot: int = 200, random_state: int = 0) -> MetricCI:
+    """Balanced accuracy of ``probs_b``'s answers minus ``probs_a``'s on the same rows, with a paired
+    bootstrap interval (both models' answers on a row resampled together)."""
+    def diff(y, a, b):
+        return balanced_accuracy(y, b.argmax(1)) - balanced_accuracy(y, a.argmax(1))
+
+    return bootstrap_ci(diff, y_true, probs_a, probs_b, n_boot=n_boot, random_state=random_state)
+
+
 def malignancy_auc(y_true_malignant, score, *, n_boot: int = 200, random_state: int = 0,
                    groups=None) -> MetricCI:
     """Malignant-vs-benign ROC-AUC of a score (scikit-learn) with its bootstrap interval.

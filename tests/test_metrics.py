@@ -161,3 +161,18 @@ def test_cluster_bootstrap_of_copied_rows_is_the_row_bootstrap_of_the_originals(
 def test_cluster_bootstrap_needs_one_group_per_row():
     with pytest.raises(ValueError, match="one id per row"):
         M.bootstrap_ci(np.mean, np.arange(4.0), groups=[0, 1])
+
+
+def test_balanced_accuracy_gain_is_paired_and_signed():
+    from skin.metrics import balanced_accuracy_gain
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    noise = rng.dirichlet(np.ones(3), 90)
+    right = np.eye(3)[y] * 0.8 + noise * 0.2
+    same = balanced_accuracy_gain(y, noise, noise, n_boot=50)
+    assert (same.value, same.ci_low, same.ci_high) == (0, 0, 0)  # paired: identical answers never differ
+    gain = balanced_accuracy_gain(y, noise, right, n_boot=50)
+    assert gain.value == pytest.approx(1.0 - M.balanced_accuracy(y, noise.argmax(1)))
+    assert 0 < gain.ci_low <= gain.value <= gain.ci_high
+    assert balanced_accuracy_gain(y, right, noise, n_boot=0).value == pytest.approx(-gain.value)
