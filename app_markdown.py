@@ -8,6 +8,7 @@ them, so wording and layout change here without touching the service.
 from __future__ import annotations
 
 from skin.service import ExamplePhoto
+from skin.tasks import completed_years
 
 
 def _fmt2(v) -> str:
@@ -61,7 +62,7 @@ def predictions_markdown(result: dict) -> str:
             lines.append(f"**No confident answer** — {t['reason']}. For transparency, the model's "
                          "(unreliable) top guesses were:")
         elif "estimate" in t:
-            lines.append(f"**Estimated age: {t['estimate']:.0f} years** — age group **{t['group']}** "
+            lines.append(f"**Estimated age: {completed_years(t['estimate'])} years** — age group **{t['group']}** "
                          f"(probability {_pct(t['group_probability'])})")
         lines.append("\n| | probability |\n|---|---|")
         lines += [f"| {r.get('name', r['label'])} | {_pct(r['probability'])} |" for r in t.get("top_k", [])]

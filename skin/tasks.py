@@ -74,6 +74,16 @@ def age_to_group(age, bins=AGE_BINS):
     return int(g) if g.ndim == 0 else g.astype(np.int64)
 
 
+def completed_years(age: float) -> int:
+    """An age estimate as the app states it: whole years completed (74.6 → 74).
+
+    Counted the way :func:`age_to_group` counts (an age belongs to the group
+    whose lower edge it has reached), so a stated age always lies in the group
+    stated beside it; rounding would show 74.6 as "75" in the group 50-74.
+    """
+    return max(int(np.floor(float(age))), 0)
+
+
 def label_ages(labels) -> np.ndarray:
     """The age of each class of an age model (``"0"``, ..., ``"100+"`` → 0.0 .. 100.0)."""
     try:

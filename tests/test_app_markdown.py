@@ -33,7 +33,7 @@ def card():
 def test_predictions_answers():
     md = predictions_markdown(RESULT)
     assert "### Skin condition (test)" in md and "| nv | 81% |" in md
-    assert "**Estimated age: 32 years** — age group **25-49** (probability 70%)" in md
+    assert "**Estimated age: 31 years** — age group **25-49** (probability 70%)" in md  # 31.6: years completed
     assert "Probabilities are calibrated" in md
 
 

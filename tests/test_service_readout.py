@@ -7,7 +7,7 @@ import pytest
 
 from skin.metrics import expected_age
 from skin.service.readout import read_out
-from skin.tasks import AGE_LABELS
+from skin.tasks import AGE_LABELS, age_group_names, age_to_group, completed_years
 from tests.app_helpers import HAM_LABELS
 
 
@@ -56,7 +56,19 @@ def test_age_abstention_names_the_estimates_group_not_the_most_likely():
     out = read_out(probs, AGE_LABELS, age=True, top_k=3, abstain_below=0.5)
     assert out["group"] == "25-49" and out["top_k"][0]["label"] == "0-24"
     assert out["abstained"] and "most likely" not in out["reason"]
-    assert "the estimate (32 years) falls in the age group 25-49, which has probability 20%" in out["reason"]
+    assert "the estimate (31 years) falls in the age group 25-49, which has probability 20%" in out["reason"]
+
+
+def test_stated_age_lies_in_the_stated_group():
+    """An estimate just under a group's edge (74.6) is stated as 74 years in 50-74, never as "75 years" in 50-74."""
+    probs = np.zeros(101)
+    probs[[70, 80]] = [0.54, 0.46]  # estimate 74.6 years
+    out = read_out(probs, AGE_LABELS, age=True, top_k=3, abstain_below=0.6)
+    assert out["estimate"] == pytest.approx(74.6) and out["group"] == "50-74"
+    assert "the estimate (74 years) falls in the age group 50-74" in out["reason"]
+    names = age_group_names()
+    for estimate in np.linspace(0, 100.9, 1010):
+        assert names[age_to_group(completed_years(estimate))] == names[age_to_group(estimate)]
 
 
 def test_age_labels_must_be_ages():

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from skin.tasks import completed_years
+
 
 def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abstain_below: float,
              names: Mapping[str, str] | None = None) -> dict:
@@ -37,7 +39,7 @@ def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abs
     if out["confidence"] < abstain_below:
         out["abstained"] = True
         if age:
-            what = f"the estimate ({out['estimate']:.0f} years) falls in the age group {out['group']}, which"
+            what = f"the estimate ({completed_years(out['estimate'])} years) falls in the age group {out['group']}, which"
         else:
             what = "the most likely answer"
         out["reason"] = (f"not confident: {what} has probability {out['confidence']:.0%}, "
