@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,18 @@ def test_adapter_roundtrip_identical_logits(arch, lora_trained, tmp_path):
     else:
         with pytest.raises(ValueError, match="drop --image_size"):
             M.load_adapter(tmp_path / "adapter", image_size=40)
+
+
+def test_loading_a_lora_adapter_leaves_no_deprecation_line_in_the_log(lora_trained, tmp_path):
+    """peft reads transformers' deprecated ``is_gradient_checkpointing`` when it wraps a model; the server log
+    of every LoRA model load showed that FutureWarning. skin.modeling silences that one message only."""
+    _, model, _, state, _ = lora_trained("vit")
+    M.save_adapter(model, tmp_path, state)
+    with warnings.catch_warnings(record=True) as caught:
+        M.load_adapter(tmp_path)
+        warnings.warn("another FutureWarning still shows", FutureWarning)
+    messages = [str(w.message) for w in caught if w.category is FutureWarning]
+    assert messages == ["another FutureWarning still shows"]
 
 
 def test_plain_peft_adapter_needs_labels(lora_trained, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from skin.modeling.factory import create_model, head_module_names, is_peft_model
+from skin.modeling.factory import create_model, head_module_names, is_peft_model, quiet_peft_wrap
 from skin.modeling.imports import serialized
 from skin.modeling.finetune import Phase, set_trainable_phase
 from skin.modeling.state import ADAPTER_STATE_FILE, FinetuneMode, FinetuneState
@@ -141,7 +141,8 @@ def load_adapter(
     else:
         from peft import PeftModel  # imported only for LoRA adapters: it pulls in much of transformers
 
-        model = PeftModel.from_pretrained(base, out, is_trainable=is_trainable)
+        with quiet_peft_wrap():
+            model = PeftModel.from_pretrained(base, out, is_trainable=is_trainable)
     if not is_trainable:
         model.eval()
     return model, processor, FinetuneState.from_config(base.config, state.mode, state.base_model,

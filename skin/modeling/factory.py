@@ -20,6 +20,9 @@ adapters all locate layers through them, for a plain model or one inside a
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import torch
 
 from skin.modeling.imports import serialized, transformers_attrs
@@ -173,6 +176,20 @@ def is_peft_model(model: torch.nn.Module) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(model, PeftModel)
+
+
+@contextlib.contextmanager
+def quiet_peft_wrap():
+    """Around peft's wrapping of a model: silence the one FutureWarning it causes.
+
+    peft 0.21 (the newest) reads ``model.is_gradient_checkpointing``, an alias that
+    transformers 5 deprecates, so every LoRA model load put a FutureWarning no one
+    here can act on into the server log. Only that message is silenced, and only
+    while peft wraps (warning filters are process-wide, so not at import).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def is_timm_wrapper(model: torch.nn.Module) -> bool:

@@ -15,7 +15,7 @@ from enum import Enum
 import torch
 
 from skin.modeling.factory import (batchnorm_module_names, head_module_names, is_peft_model, is_timm_wrapper,
-                                   lora_target_modules, unfrozen_module_names, unwrap)
+                                   lora_target_modules, quiet_peft_wrap, unfrozen_module_names, unwrap)
 from skin.modeling.state import FinetuneMode, FinetuneState
 from skin.modeling.wheels import INSTALL_HINT
 
@@ -51,7 +51,8 @@ def _add_lora(model, *, lora_r: int, lora_alpha: int, lora_dropout: float, targe
         modules_to_save=head_module_names(model) + batchnorm_module_names(model),
         bias="none",
     )
-    model = get_peft_model(model, config)  # leaves only LoRA + modules_to_save trainable
+    with quiet_peft_wrap():
+        model = get_peft_model(model, config)  # leaves only LoRA + modules_to_save trainable
     model.peft_config["default"].base_model_name_or_path = base_model
     return model
 
