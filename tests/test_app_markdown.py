@@ -97,3 +97,14 @@ def test_fairness_card_tta_other_groups_and_unknown_tone(card):
     md = fairness_markdown(other)
     assert "could not be estimated" in md and "| skin tone |" not in md
     assert "- **sex**: male: 0.50 (n=12), female: – (n=0)" in md
+
+
+def test_out_of_scope_answer_ends_in_one_full_stop():
+    """The routing message is a clause; the Markdown closes it (it read "... photo type yourself.." once)."""
+    from skin.phototype import OUT_OF_SCOPE, PhotoType
+    from skin.service.routing import out_of_scope_message
+
+    kind = PhotoType(OUT_OF_SCOPE, {OUT_OF_SCOPE: 0.92})
+    md = predictions_markdown({"photo_type": {"label": OUT_OF_SCOPE, "probability": 0.92,
+                                              "message": out_of_scope_message(kind)}, "tasks": {}})
+    assert md.endswith("Choose the photo type yourself.") and ".." not in md

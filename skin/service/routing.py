@@ -73,7 +73,7 @@ def out_of_scope_message(kind: PhotoType) -> str:
         why = "you chose 'not a photo of skin'"
     else:
         why = f"out_of_scope, {kind.probability:.0%}" if kind.probability is not None else "out_of_scope"
-    return f"this does not look like a photo of skin ({why}). SkinLens reads: {readable}. {HOW_TO}."
+    return f"this does not look like a photo of skin ({why}). SkinLens reads: {readable}. {HOW_TO}"
 
 
 def routing_reason(spec: ModelSpec, kind: PhotoType) -> str | None:
