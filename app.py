@@ -83,6 +83,13 @@ class PhotoInput(gr.Image):
 _user_errors = user_errors("SkinLens")
 
 
+def explained_model(result: dict, current: str | None) -> str | None:
+    """The model the Explain panel should show after Analyse: the one already chosen if it read the photo,
+    else the first that did (answered, or listed its guesses under the threshold), else no change."""
+    read = [key for key, t in result["tasks"].items() if t.get("top_k")]
+    return current if current in read or not read else read[0]
+
+
 class Handlers:
     """What each event does, on one service: the named API endpoints (``api_*``) and the page's events
     (``ui_*``; Gradio names an event after its function, so the two sets of names must not meet)."""
@@ -100,11 +107,12 @@ class Handlers:
         return self.service.predict(image, photo_type or None)
 
     @_user_errors
-    def api_explain(self, image: str, task: str, method: str, target: str = ""):
-        """Heatmap over the model's input and a JSON summary (method, target, faithfulness)."""
+    def api_explain(self, image: str, task: str, method: str, target: str = "", photo_type: str = ""):
+        """Heatmap over the model's input and a JSON summary (method, target, faithfulness); ``photo_type``
+        (optional) as for ``/predict``: a model that does not read the photo's type is refused."""
         if not image:
             raise ValueError("no image: pass an image file, e.g. handle_file('photo.jpg')")
-        return self.service.explain(image, task, method or "gradcam", target or None)
+        return self.service.explain(image, task, method or "gradcam", target or None, photo_type or None)
 
     @_user_errors
     def api_fairness(self, task: str, tone_bucket: str = ""):
@@ -113,7 +121,7 @@ class Handlers:
         return fairness_markdown(card), card
 
     @_user_errors
-    def ui_analyse(self, path, photo_type, state):
+    def ui_analyse(self, path, photo_type, state, explain_model=None):
         """Analyse: predictions, quality, every model's fairness card; the decoded photo kept for Explain."""
         if not path:
             raise ValueError("no photo yet: upload one or take one with the webcam, then press Analyse")
@@ -124,8 +132,9 @@ class Handlers:
         result = self.service.predict(loaded, photo_type)
         bucket = (result.get("tone") or {}).get("bucket")
         cards = "\n\n---\n\n".join(fairness_markdown(self.service.fairness(k, bucket)) for k in self.keys)
-        return ({"path": path, "loaded": loaded, "bucket": bucket}, predictions_markdown(result),
-                quality_markdown(result), cards, result)
+        return ({"path": path, "loaded": loaded, "bucket": bucket, "photo_type": photo_type},
+                predictions_markdown(result), quality_markdown(result), cards, result,
+                gr.Dropdown(value=explained_model(result, explain_model)))
 
     @_user_errors
     def ui_explain(self, state, task, method, target):
@@ -133,7 +142,7 @@ class Handlers:
         if not state:
             raise ValueError("analyse a photo first, then ask for an explanation")
         target = None if target in (None, "", PREDICTED) else target
-        return self.service.explain(state["loaded"], task, method, target)
+        return self.service.explain(state["loaded"], task, method, target, state.get("photo_type"))
 
     def ui_targets(self, task, method):
         """For the chosen model: its classes for the "Explain which class" picker, and the method picker
@@ -181,7 +190,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
             with gr.Row():
                 with gr.Column(scale=1):
                     exp_task = gr.Dropdown([(config.models[k].title, k) for k in keys], value=keys[0],
-                                           label="Model")
+                                           label="Model", elem_id="explain-model")
                     exp_method = gr.Radio(service.method_choices(), value="gradcam",
                                           label="Method (measured faithfulness: insertion − deletion AUC, "
                                                 "higher = the map points at what really drives the score)")
@@ -191,7 +200,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
                 with gr.Column(scale=1):
                     heatmap = gr.Image(label="Heatmap over what the model saw", type="pil", elem_id="heatmap",
                                        interactive=False)
-                    exp_json = gr.JSON(label="Explanation details")
+                    exp_json = gr.JSON(label="Explanation details", elem_id="explain-details")
         with gr.Accordion("Fairness card: how well does it work for your skin tone?", open=True):
             fairness_md = gr.Markdown(elem_id="fairness")
         add_history_panel(demo, history, state, oauth=oauth)
@@ -218,7 +227,8 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
             api_explain_btn = gr.Button()
             api_fairness_btn = gr.Button()
 
-        analyse.click(on.ui_analyse, [photo, photo_type, state], [state, predictions, quality, fairness_md, result_json],
+        analyse.click(on.ui_analyse, [photo, photo_type, state, exp_task],
+                      [state, predictions, quality, fairness_md, result_json, exp_task],
                       api_visibility="private", concurrency_id="model", concurrency_limit=CONCURRENCY)
         exp_task.change(on.ui_targets, [exp_task, exp_method], [exp_target, exp_method], api_visibility="private")
         demo.load(on.ui_targets, [exp_task, exp_method], [exp_target, exp_method], api_visibility="private")
@@ -228,8 +238,9 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
                               api_description="image file[, photo_type] → photo type, predictions per task, "
                                               "quality check, tone bucket",
                               concurrency_id="model")
-        api_explain_btn.click(on.api_explain, [api_image, api_task, api_method, api_target], [api_heatmap, api_json],
-                              api_name="explain", api_description="image, task, method[, target] → heatmap, JSON",
+        api_explain_btn.click(on.api_explain, [api_image, api_task, api_method, api_target, api_photo_type],
+                              [api_heatmap, api_json], api_name="explain",
+                              api_description="image, task, method[, target, photo_type] → heatmap, JSON",
                               concurrency_id="model")
         api_fairness_btn.click(on.api_fairness, [api_task, api_bucket], [api_markdown, api_json], api_name="fairness",
                                api_description="task[, tone bucket] → fairness card (markdown, JSON)")

@@ -49,7 +49,8 @@ def test_named_endpoints_are_documented(app_server):
     api = client.view_api(return_format="dict", print_info=False)
     named = api["named_endpoints"]
     assert {"/predict", "/explain", "/fairness"} <= set(named)
-    assert [p["parameter_name"] for p in named["/explain"]["parameters"]] == ["image", "task", "method", "target"]
+    assert [p["parameter_name"] for p in named["/explain"]["parameters"]] == ["image", "task", "method", "target",
+                                                                                 "photo_type"]
     # UI-only events are private: the public API is exactly the named endpoints (history: app_history)
     assert set(named) == {"/predict", "/explain", "/fairness", "/history_save", "/history", "/history_delete",
                           "/history_export", "/compare"}
@@ -214,3 +215,18 @@ def test_importing_app_builds_the_page_and_nothing_else(tmp_path):
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_explain_panel_follows_the_model_that_read_the_photo():
+    """After Analyse the Explain panel shows a model that read the photo: the one chosen if it did, else the
+    first that did; when none did (out of scope, or no model available) the choice is left alone."""
+    from app import explained_model
+
+    def result(**tasks):
+        return {"tasks": {k: ({"top_k": [{"label": "x", "probability": 0.4}]} if read else {"abstained": True})
+                          for k, read in tasks.items()}}
+
+    assert explained_model(result(condition=False, clinical=True, age=False), "condition") == "clinical"
+    assert explained_model(result(condition=False, clinical=True, age=True), "age") == "age"
+    assert explained_model(result(condition=True, clinical=False, age=False), "age") == "condition"
+    assert explained_model(result(condition=False, clinical=False, age=False), "age") == "age"

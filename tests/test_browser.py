@@ -126,6 +126,11 @@ def test_browser_default_models_show_the_photo_type_and_fairness_numbers(tmp_pat
             assert cards.count("95 % CI") == 3  # one table with numbers per shipped model
             assert "not measured for any skin tone" not in cards
             assert "(you)" in cards  # the visitor's bucket highlighted
+            # Explain offers the model that read the photo, not the close-up model that refused it
+            clinical_title = "Skin condition, ordinary photo"
+            assert page.locator("#explain-model input").input_value().startswith(clinical_title)
+            page.locator("#explain").click()
+            page.locator("#explain-details").get_by_text("clinical").first.wait_for(timeout=120_000)
             _screenshot(page, tmp_path / "skinlens_default_models.png")
         finally:
             browser.close()

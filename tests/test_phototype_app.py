@@ -130,6 +130,32 @@ def test_package_portraits_are_face_photos(gate_config):
         assert not routed_away(res["tasks"]["age"]) and routed_away(res["tasks"]["condition"])
 
 
+def test_explain_refuses_a_model_that_does_not_read_the_photo(gate_config):
+    """Explain follows Predict's routing: the close-up model's answer on a portrait was withheld, so no
+    heatmap of it either (it showed that withheld answer, e.g. a lesion class for an acne photo); the
+    refusal names the models that read the photo, which explain it, and a chosen type is honoured."""
+    import skimage.data
+    from PIL import Image
+
+    from skin.service import SkinLensService, load_config
+
+    service = SkinLensService(load_config(gate_config))
+    portrait = Image.fromarray(skimage.data.astronaut())
+    for predicted_first in (False, True):  # the type Predict read it as, or detected by Explain itself
+        service.cache.clear()
+        if predicted_first:
+            service.predict(portrait)
+        with pytest.raises(ValueError, match=r"no explanation: this looks like a face photo .*answers only: "
+                                             r"dermatoscope close-up.*models that read it: Ordinary photo \(test\), "):
+            service.explain(portrait, "condition", "gradcam")
+        _, info = service.explain(portrait, "age", "gradcam")
+        assert info["task"] == "age"
+    with pytest.raises(ValueError, match="you chose the photo type 'dermatoscope close-up'"):
+        service.explain(portrait, "age", "gradcam", photo_type="dermoscopy")
+    with pytest.raises(ValueError, match="unknown photo_type 'selfie'"):
+        service.explain(portrait, "age", "gradcam", photo_type="selfie")
+
+
 def _out_of_scope_corpus(out: Path) -> list[Path]:
     """Generated pictures (test seeds) and the held-out package photographs, whole, as files."""
     paths = []
@@ -167,6 +193,12 @@ def test_out_of_scope_corpus_and_override_through_the_app(gate_config, tmp_path)
         assert forced["tasks"]["clinical"]["reason"].startswith("you chose the photo type 'dermatoscope close-up'")
         with pytest.raises(AppError, match="unknown photo_type 'selfie'.*dermoscopy, clinical, face, out_of_scope"):
             app.client.predict(handle_file(str(corpus[0])), "selfie", api_name="/predict")
+        # no heatmap of an answer the app withheld; a chosen type is honoured by /explain too
+        with pytest.raises(AppError, match="no explanation: this does not look like a photo of skin"):
+            app.client.predict(handle_file(str(corpus[0])), "condition", "gradcam", "", api_name="/explain")
+        _, info = app.client.predict(handle_file(str(corpus[0])), "condition", "gradcam", "", "dermoscopy",
+                                     api_name="/explain")
+        assert info["task"] == "condition"
         # and the server keeps serving
         again = app.client.predict(handle_file(str(corpus[-1])), "auto", api_name="/predict")
         assert again["photo_type"]["label"] == "out_of_scope"

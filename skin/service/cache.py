@@ -5,9 +5,8 @@ processor it saves), the cache keeps the softmax, the input tensor and, for
 timm CNNs, the last feature map Grad-CAM reads; never the photo itself. The
 face detector's answer is kept the same way (:class:`FaceFound`, under
 :data:`FACE_DETECTOR`): Explain needs it again to pick the model's picture,
-and detecting costs about as much as a model's forward pass. So is the photo
-type Predict used (:class:`~skin.phototype.PhotoType`, under :data:`PHOTO_TYPE`):
-Explain reads the same picture of the photo as Predict did.
+and detecting costs about as much as a model's forward pass. With both kept,
+Explain finds the photo type Predict found without running anything again.
 ``functools.lru_cache`` does not fit: the key is computed from the photo, and
 the values must be shared between threads and cleared by the benchmarks.
 """
@@ -39,9 +38,8 @@ class FaceFound(NamedTuple):
     face: Any
 
 
-#: The cache key's "model" for the face detector's answers, and for the photo type Predict used.
+#: The cache key's "model" for the face detector's answers.
 FACE_DETECTOR = "face-detector"
-PHOTO_TYPE = "photo-type"
 
 
 def photo_key(model_key: str, rgb) -> tuple:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from skin.reports import to_jsonable
-from skin.service.cache import FACE_DETECTOR, PHOTO_TYPE, FaceFound, ForwardPass, PredictionCache, photo_key
+from skin.service.cache import FACE_DETECTOR, FaceFound, ForwardPass, PredictionCache, photo_key
 from skin.service.cards import fairness_card, parse_bucket
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
@@ -278,7 +278,6 @@ class SkinLensService:
         img = loaded.image
         memo: dict = {}
         kind = self._photo_type_of_upload(img, photo_type, memo)
-        self.cache.put(photo_key(PHOTO_TYPE, img), kind)  # Explain picks the model's picture for the same type
         quality = to_jsonable(check_quality(img))
         problems = quality.get("problems") or []
         status = self.status()
@@ -379,21 +378,33 @@ class SkinLensService:
         """Class names of model ``key`` (loads it)."""
         return list(self.model(key).labels)
 
-    def explain(self, image, key: str, method: str = "gradcam", target: str | int | None = None):
+    def explain(self, image, key: str, method: str = "gradcam", target: str | int | None = None,
+                photo_type: str | None = None):
         """``(overlay PIL image, info dict)`` for model ``key``'s prediction on ``image``.
 
         ``target``: a class label or index of that model; ``None`` / ``""`` =
         the predicted class. The map is drawn over the model's own input.
+        ``photo_type``: as for :meth:`predict` (``None`` = detect it, from
+        the passes Predict cached). A model that does not read photos of
+        that type is refused as in Predict: its answer there was withheld, so
+        a heatmap of it would show the answer the app declined to give.
         """
         from skin.explain import METHODS, explain, overlay
 
         if method not in METHODS:
             raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
         spec = self._spec(key)
+        forced = parse_photo_type(photo_type)  # a wrong value is refused before any work
         loaded = self._as_loaded(image)
+        memo: dict = {}
+        kind = self._photo_type_of_upload(loaded.image, forced, memo)  # from the cached passes after Predict
+        refusal = routing_reason(spec, kind)
+        if refusal:
+            readers = [s.title for s in self.config.models.values() if s.accepts(kind.label)]
+            also = f"; models that read it: {', '.join(readers)}" if readers else ""
+            raise ValueError(f"no explanation: {refusal}{also}")
         lm = self.model(key)
-        kind = self.cache.get(photo_key(PHOTO_TYPE, loaded.image))  # the type Predict read it as, if it ran
-        view, reason = self._model_view(spec, loaded.image, {}, kind)
+        view, reason = self._model_view(spec, loaded.image, memo, kind)
         if view is None:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
         target_idx = target_index(lm.labels, key, target)
