@@ -148,10 +148,10 @@ class Handlers:
         """For the chosen model: its classes for the "Explain which class" picker, and the method picker
         with the faithfulness measured on that model."""
         try:
-            labels = self.service.labels(task)
+            classes = self.service.label_choices(task)
         except ValueError:
-            labels = []
-        return (gr.Dropdown(choices=[PREDICTED, *labels], value=PREDICTED),
+            classes = []
+        return (gr.Dropdown(choices=[(PREDICTED, PREDICTED), *classes], value=PREDICTED),
                 gr.Radio(choices=self.service.method_choices(task), value=method))
 
 

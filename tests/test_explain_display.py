@@ -42,6 +42,24 @@ def test_overlay_returns_rgb_of_photo_size():
         overlay(photo, np.zeros((3, 32, 32)))
 
 
+def test_a_long_class_name_is_shortened_to_fit_the_legend():
+    from PIL import Image, ImageDraw
+
+    from skin.explain.display import _legend_font, fit_text
+
+    font = _legend_font(13)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    long = "high contribution to Benign keratosis (seborrhoeic keratosis, sun spot)"
+    assert draw.textlength(long, font=font) > 250
+    fitted = fit_text(long, font, 250)
+    assert fitted.endswith("…") and long.startswith(fitted[:-1]) and draw.textlength(fitted, font=font) <= 250
+    assert fit_text("high contribution to Melanoma", font, 250) == "high contribution to Melanoma"
+    # the strip the app draws (384 px wide) ends in the shortened name, not off the edge
+    photo = Image.fromarray(np.full((384, 384, 3), 200, np.uint8), "RGB")
+    out = np.asarray(overlay(photo, np.ones((8, 8), np.float32), label=long[21:]))
+    assert (out[-8:, -4:] == 0).all()  # the strip's black margin on the right is left free
+
+
 def test_overlay_colours_are_the_colormap_s():
     """The 256-entry colour table draws what matplotlib's colormap draws (to quantisation)."""
     from matplotlib import colormaps

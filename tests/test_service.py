@@ -221,6 +221,10 @@ def test_gradcam_after_predict_reuses_the_forward_pass(service, monkeypatch):
 def test_explain_user_target_and_errors(service):
     _, info = service.explain(skin_photo(), "condition", "saliency", "mel")
     assert info["target"] == "mel" and info["target_index"] == HAM_LABELS.index("mel")
+    assert info["target_name"] == "Melanoma"  # the readable name, as in the answers and on the heatmap
+    choices = service.label_choices("condition")
+    assert [label for _, label in choices] == HAM_LABELS and ("Melanoma", "mel") in choices
+    assert service.label_choices("age")[:2] == [("0", "0"), ("1", "1")]  # ages have no other name
     with pytest.raises(ValueError, match="unknown target class"):
         service.explain(skin_photo(), "condition", "saliency", "melanoma-ish")
     with pytest.raises(ValueError, match="unknown explanation method"):

@@ -137,5 +137,23 @@ def _legend_strip(width: int, height: int, cmap: str, label: str | None):
     bar = np.repeat(ramp[None], max(1, strip_h - 2 * pad), axis=0)
     strip.paste(Image.fromarray(bar, "RGB"), (x, pad))
     x += bar_w + pad
-    draw.text((x, pad), f"high {tail}", fill=(255, 255, 255), font=font)
+    draw.text((x, pad), fit_text(f"high {tail}", font, width - x - pad), fill=(255, 255, 255), font=font)
     return strip
+
+
+def fit_text(text: str, font, room: float) -> str:
+    """``text``, or its longest start that fits ``room`` pixels in ``font`` with "…" after it (a long
+    class name, "Benign keratosis (seborrhoeic keratosis, sun spot)", ran off the legend's right edge)."""
+    from PIL import Image, ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    if draw.textlength(text, font=font) <= room:
+        return text
+    lo, hi = 0, len(text)  # the longest prefix that fits, by bisection
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if draw.textlength(text[:mid].rstrip() + "…", font=font) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…"

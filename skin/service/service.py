@@ -375,8 +375,14 @@ class SkinLensService:
         return picker_choices(self.faithfulness(key))
 
     def labels(self, key: str) -> list[str]:
-        """Class names of model ``key`` (loads it)."""
+        """Class labels of model ``key`` (loads it)."""
         return list(self.model(key).labels)
+
+    def label_choices(self, key: str) -> list[tuple[str, str]]:
+        """``(readable name, label)`` of each class of model ``key``, for a picker (the label where the task
+        names none, e.g. the ages)."""
+        names = get_task(self._spec(key).task).label_names
+        return [(names.get(label, label), label) for label in self.labels(key)]
 
     def explain(self, image, key: str, method: str = "gradcam", target: str | int | None = None,
                 photo_type: str | None = None):
@@ -415,10 +421,11 @@ class SkinLensService:
         with lm.lock:
             exp = explain(lm.model, x, target=target_idx, method=method, **options)
         label = lm.labels[exp.target]
+        name = get_task(spec.task).label_names.get(label, label)
         # blended at the model's own resolution, then shown at >= 384 px with a readable legend
-        picture = overlay(model_input_image(x, lm.processor, min_side=0), exp.attribution, label=label, min_side=384)
+        picture = overlay(model_input_image(x, lm.processor, min_side=0), exp.attribution, label=name, min_side=384)
         info = {
-            "task": key, "method": method, "target": label, "target_index": int(exp.target),
+            "task": key, "method": method, "target": label, "target_name": name, "target_index": int(exp.target),
             "target_probability": float(probs[exp.target]), "predicted": lm.labels[int(np.argmax(probs))],
             "seconds": round(float(exp.seconds), 3), "signed": bool(exp.signed),
             "faithfulness": self.faithfulness(key)[method],
