@@ -8,6 +8,7 @@ them, so wording and layout change here without touching the service.
 from __future__ import annotations
 
 from skin.service import ExamplePhoto
+from skin.service.readout import NOT_CONFIDENT
 from skin.tasks import completed_years
 
 
@@ -59,8 +60,9 @@ def predictions_markdown(result: dict) -> str:
             continue
         lines = [head]
         if t.get("abstained"):
-            lines.append(f"**No confident answer** — {t['reason']}. For transparency, the model's "
-                         "(unreliable) top guesses were:")
+            why = t["reason"].removeprefix(NOT_CONFIDENT)
+            lines.append(f"**No confident answer** — {why}. For transparency, the model's (unreliable) top "
+                         "guesses were:")
         elif "estimate" in t:
             lines.append(f"**Estimated age: {completed_years(t['estimate'])} years** — age group **{t['group']}** "
                          f"(probability {_pct(t['group_probability'])})")

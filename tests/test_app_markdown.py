@@ -46,13 +46,13 @@ def test_predictions_show_a_class_name_where_the_task_has_one():
 
 def test_predictions_abstained_unavailable_and_no_answer():
     tasks = {
-        "a": {"title": "A", "abstained": True, "reason": "not confident: …", "top_k": [{"label": "x",
+        "a": {"title": "A", "abstained": True, "reason": "not confident: the most likely …", "top_k": [{"label": "x",
                                                                                         "probability": 0.3}]},
         "b": {"title": "B", "status": "unavailable", "abstained": True, "reason": "model 'b' is missing"},
         "c": {"title": "C", "status": "abstain", "abstained": True, "reason": "no face found: …"},
     }
     md = predictions_markdown({"tasks": tasks})
-    assert "**No confident answer** — not confident: …" in md and "| x | 30% |" in md
+    assert "**No confident answer** — the most likely …" in md and "| x | 30% |" in md  # said once, not twice
     assert "### B\n⚠️ Not available: model 'b' is missing" in md
     assert "### C\n**No answer** — no face found: …" in md
 

@@ -26,6 +26,10 @@ import numpy as np
 from skin.tasks import completed_years
 
 
+#: How the reason for a low-confidence abstention starts (the page's heading already says it, and drops it).
+NOT_CONFIDENT = "not confident: "
+
+
 def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abstain_below: float,
              names: Mapping[str, str] | None = None) -> dict:
     """``{"top_k", "confidence", ("estimate", "group", "group_probability"), ("abstained", "reason")}``.
@@ -42,7 +46,7 @@ def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abs
             what = f"the estimate ({completed_years(out['estimate'])} years) falls in the age group {out['group']}, which"
         else:
             what = "the most likely answer"
-        out["reason"] = (f"not confident: {what} has probability {out['confidence']:.0%}, "
+        out["reason"] = (f"{NOT_CONFIDENT}{what} has probability {out['confidence']:.0%}, "
                          f"below this app's threshold of {abstain_below:.0%}. The photo may be out of "
                          "scope for this model (e.g. not the kind of image it was trained on)")
     return out
