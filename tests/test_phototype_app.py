@@ -156,6 +156,30 @@ def test_explain_refuses_a_model_that_does_not_read_the_photo(gate_config):
         service.explain(portrait, "age", "gradcam", photo_type="selfie")
 
 
+def test_history_scores_only_what_the_app_would_answer(gate_config, tmp_path):
+    """The history is scored under Predict's routing: a portrait keeps the age scores, not the close-up
+    model's (whose answer Predict withholds), and a picture no model reads is not saved at all."""
+    import skimage.data
+    from PIL import Image
+
+    from skin.history.store import HistoryStore
+    from skin.service import SkinLensService, load_config
+    from skin.service.history import HistoryService
+
+    service = SkinLensService(load_config(gate_config))
+    history = HistoryService(service, HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite'}"))
+    portrait, rocket = tmp_path / "astronaut.jpg", tmp_path / "rocket.jpg"
+    Image.fromarray(skimage.data.astronaut()).save(portrait, quality=90)
+    Image.fromarray(skimage.data.rocket()).save(rocket, quality=90)
+    entry = history.analyse(str(portrait))
+    assert {name.split(":")[0] for name in entry.scores} == {"age"}
+    assert set(entry.noise) == set(entry.scores)
+    assert service.photo_type_of(str(rocket)).label == "out_of_scope"
+    with pytest.raises(ValueError, match="nothing to keep: no model reads this photo .this does not look like"):
+        history.save("ann", str(rocket))
+    assert history.entries("ann")["entries"] == []
+
+
 def _out_of_scope_corpus(out: Path) -> list[Path]:
     """Generated pictures (test seeds) and the held-out package photographs, whole, as files."""
     paths = []

@@ -4,8 +4,10 @@ Every method takes the signed-in user as its first argument; the app takes it
 from the request (``gr.Request.username``), never from what a client sends,
 and without a signed-in user each method raises :class:`SignInRequired`.
 An entry is scored by :meth:`SkinLensService.scores` (every class
-probability, the malignant sum, the age estimate), with the test-retest noise
-of each score measured on the same photo (:func:`skin.history.verdict.retest_noise`).
+probability, the malignant sum, the age estimate of each model that reads the
+photo's type, as in Predict), with the test-retest noise of each score
+measured on variations of the same photo read as the same type
+(:func:`skin.history.verdict.retest_noise`). A photo no model reads is refused.
 """
 
 from __future__ import annotations
@@ -62,8 +64,14 @@ class HistoryService:
         """The entry of one photo: scores, their noise, photo type, tone bucket, quality flags."""
         loaded = self.service.load_upload(image) if isinstance(image, (str, bytes, Path)) else image
         result = self.service.predict(loaded)
-        scores = self.service.scores(loaded)
-        noise = retest_noise(self.service.scores, loaded.image, first=scores) if scores else {}
+        kind = self.service.photo_type_of(loaded)
+        scores = self.service.scores(loaded, kind)
+        if not scores:
+            why = (result["photo_type"].get("message")
+                   or "; ".join(f"{t['title']}: {t['reason']}" for t in result["tasks"].values()))
+            raise ValueError(f"nothing to keep: no model reads this photo ({why})")
+        # the variations are read as the same type of photo: a retake is compared under one routing
+        noise = retest_noise(lambda variant: self.service.scores(variant, kind), loaded.image, first=scores)
         face = result.get("face") or {}
         photo = None
         if keep_photo:

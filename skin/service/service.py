@@ -332,18 +332,27 @@ class SkinLensService:
         entry["status"] = "abstain" if entry["abstained"] else "ok"
         return entry
 
-    def scores(self, image) -> dict[str, float]:
+    def photo_type_of(self, image) -> PhotoType:
+        """The photo type Predict finds for ``image`` (detected; from the cached passes after Predict)."""
+        return self._photo_type_of_upload(self._as_loaded(image).image, None, {})
+
+    def scores(self, image, kind: PhotoType | None = None) -> dict[str, float]:
         """The history's scores of a photo (:mod:`skin.history.scores`): every class probability, the
-        malignant sum and the age estimate of each model that can read it (none for a model that is
-        unavailable or refuses the photo). No quality check: the history records the flags beside them."""
+        malignant sum and the age estimate of each model that reads it as Predict does: routed to it
+        by the photo type (``kind``, or detected), available, and not refusing the picture (a portrait
+        for a close-up model). The history scores what the app would answer, never a model whose answer
+        Predict withholds. No quality check: the history records the flags beside them."""
         from skin.history.scores import model_scores
 
         img = self._as_loaded(image).image
         memo: dict = {}
+        kind = kind or self._photo_type_of_upload(img, None, memo)
         out: dict[str, float] = {}
         for key, spec in self.config.models.items():
-            view, _ = self._model_view(spec, img, memo)
-            if view is None or self.model_problem(key) is not None:
+            if routing_reason(spec, kind) or self.model_problem(key) is not None:
+                continue
+            view, _ = self._model_view(spec, img, memo, kind)
+            if view is None:
                 continue
             lm = self.model(key)
             probs = self._forward(lm, view, memo).probs
