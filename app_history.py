@@ -105,13 +105,14 @@ class HistoryHandlers:
         return self.history, user
 
     @_errors
-    def api_history_save(self, image: str, note: str = "", keep_photo: bool = False,
+    def api_history_save(self, image: str, note: str = "", keep_photo: bool = False, photo_type: str = "",
                          request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> dict:
-        """Analyse a photo and save its scores in the signed-in user's history."""
+        """Analyse a photo and save its scores in the signed-in user's history; ``photo_type`` (optional)
+        as for ``/predict``."""
         history, user = self._on(request, profile)
         if not image:
             raise ValueError("no image: pass an image file, e.g. handle_file('photo.jpg')")
-        return history.save(user, image, note=note or "", keep_photo=bool(keep_photo))
+        return history.save(user, image, note=note or "", keep_photo=bool(keep_photo), photo_type=photo_type or None)
 
     @_errors
     def api_history(self, request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> dict:
@@ -166,7 +167,8 @@ class HistoryHandlers:
         history, user = self._on(request, profile)
         if not state:
             raise ValueError("analyse a photo first (Analyse button), then save it to your history")
-        saved = history.save(user, state["loaded"], note=note or "", keep_photo=bool(keep_photo))
+        saved = history.save(user, state["loaded"], note=note or "", keep_photo=bool(keep_photo),
+                             photo_type=state.get("photo_type"))  # the type Analyse used, if the user chose one
         return self._view(history, user, f"Saved at {saved['saved_at'][:19].replace('T', ' ')} (UTC).")
 
     @_errors
@@ -283,14 +285,15 @@ def add_history_endpoints(history: HistoryService | None, image_input, *, oauth:
     with gr.Column(visible=False):
         note = gr.Textbox(label="note", value="")
         keep = gr.Checkbox(label="keep_photo", value=False)
+        photo_type = gr.Textbox(label="photo_type", value="")
         entry_id = gr.Textbox(label="id", value="")
         id_a = gr.Textbox(label="id_a", value="")
         id_b = gr.Textbox(label="id_b", value="")
         out = gr.JSON(label="result")
         out_file = gr.File(label="export")
         buttons = [gr.Button() for _ in range(5)]
-    buttons[0].click(on.api_history_save, [image_input, note, keep], out, api_name="history_save",
-                     api_description="image[, note, keep_photo] → {id, saved_at} (signed-in users)",
+    buttons[0].click(on.api_history_save, [image_input, note, keep, photo_type], out, api_name="history_save",
+                     api_description="image[, note, keep_photo, photo_type] → {id, saved_at} (signed-in users)",
                      concurrency_id="model")
     buttons[1].click(on.api_history, None, out, api_name="history",
                      api_description="→ {entries, trends}, newest first (signed-in users)")

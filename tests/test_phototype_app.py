@@ -178,6 +178,10 @@ def test_history_scores_only_what_the_app_would_answer(gate_config, tmp_path):
     with pytest.raises(ValueError, match="nothing to keep: no model reads this photo .this does not look like"):
         history.save("ann", str(rocket))
     assert history.entries("ann")["entries"] == []
+    # a type the user chose is honoured, as in Predict: the close-up model reads it then
+    history.save("ann", str(rocket), photo_type="dermoscopy")
+    (saved,) = history.entries("ann")["entries"]
+    assert {name.split(":")[0] for name in saved["scores"]} == {"condition"}
 
 
 def _out_of_scope_corpus(out: Path) -> list[Path]:

@@ -60,11 +60,12 @@ class HistoryService:
         self._exports: list[tuple[float, Path]] = []
         self._exports_lock = threading.Lock()
 
-    def analyse(self, image, *, note: str = "", keep_photo: bool = False) -> NewEntry:
-        """The entry of one photo: scores, their noise, photo type, tone bucket, quality flags."""
+    def analyse(self, image, *, note: str = "", keep_photo: bool = False, photo_type: str | None = None) -> NewEntry:
+        """The entry of one photo: scores, their noise, photo type, tone bucket, quality flags.
+        ``photo_type``: as for :meth:`SkinLensService.predict` (``None`` = detect it)."""
         loaded = self.service.load_upload(image) if isinstance(image, (str, bytes, Path)) else image
-        result = self.service.predict(loaded)
-        kind = self.service.photo_type_of(loaded)
+        result = self.service.predict(loaded, photo_type)
+        kind = self.service.photo_type_of(loaded, photo_type)
         scores = self.service.scores(loaded, kind)
         if not scores:
             why = (result["photo_type"].get("message")
@@ -83,10 +84,11 @@ class HistoryService:
                         quality_flags=tuple(p["code"] for p in result["quality"].get("problems") or []),
                         note=str(note or ""), photo=photo)
 
-    def save(self, user: str | None, image, note: str = "", keep_photo: bool = False) -> dict:
+    def save(self, user: str | None, image, note: str = "", keep_photo: bool = False,
+             photo_type: str | None = None) -> dict:
         """``{"id", "saved_at"}`` once the entry is committed."""
         user = _user(user)
-        saved = self.store.save(user, self.analyse(image, note=note, keep_photo=keep_photo))
+        saved = self.store.save(user, self.analyse(image, note=note, keep_photo=keep_photo, photo_type=photo_type))
         return {"id": saved.id, "saved_at": saved.saved_at.isoformat()}
 
     def entries(self, user: str | None) -> dict:

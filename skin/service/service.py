@@ -332,9 +332,10 @@ class SkinLensService:
         entry["status"] = "abstain" if entry["abstained"] else "ok"
         return entry
 
-    def photo_type_of(self, image) -> PhotoType:
-        """The photo type Predict finds for ``image`` (detected; from the cached passes after Predict)."""
-        return self._photo_type_of_upload(self._as_loaded(image).image, None, {})
+    def photo_type_of(self, image, photo_type: str | None = None) -> PhotoType:
+        """The photo type Predict reads ``image`` as with the same ``photo_type`` (``None``: detected, from
+        the cached passes after Predict)."""
+        return self._photo_type_of_upload(self._as_loaded(image).image, parse_photo_type(photo_type), {})
 
     def scores(self, image, kind: PhotoType | None = None) -> dict[str, float]:
         """The history's scores of a photo (:mod:`skin.history.scores`): every class probability, the
