@@ -216,3 +216,12 @@ def test_models_build_from_several_threads_at_once_in_a_fresh_process():
                              timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
         assert "errors: []" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
+def test_a_model_that_cannot_be_loaded_is_named_with_the_choices(monkeypatch):
+    """A misspelt wheel backbone is not a Hub id anyone has (here: no Hub at all); train.py printed
+    transformers' OSError trace, now a ValueError (train.py's "error: ...") naming the choices."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match=r"cannot load model 'efficientnet_lite9' .*Did you mean 'efficientnet_lite"
+                                         r".*efficientnet_lite0, efficientnet_lite1"):
+        M.create_model("efficientnet_lite9", list(LABELS))

