@@ -167,6 +167,8 @@ def fst_groups(ds) -> np.ndarray:
 
     if "fst_group" in ds.column_names:
         return np.asarray(ds["fst_group"])
+    if "fitzpatrick" not in ds.column_names:  # HAM10000, DermNet: no tone labels
+        return np.full(len(ds), "unknown")
     return np.asarray([fst_pair(f) or "unknown" for f in ds["fitzpatrick"]])
 
 
@@ -175,15 +177,17 @@ def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int
     """Malignancy ROC-AUC overall and per Fitzpatrick group, each with a bootstrap interval.
 
     The DDI audit of Daneshjou et al. (2022), on any dataset with a
-    ``malignant`` column (DDI, PAD-UFES-20, ...): the score is the summed
-    probability of the model's malignant classes (any label a task in
-    :mod:`skin.tasks` calls malignant); groups are Fitzpatrick pairs I-II /
-    III-IV / V-VI (DDI's ``skin_tone`` 12 / 34 / 56, :func:`fst_groups`). Each
+    ``malignant`` column (DDI, PAD-UFES-20, HAM10000, DermNet): the score is
+    the summed probability of the model's malignant classes (any label a task
+    in :mod:`skin.tasks` calls malignant); groups are Fitzpatrick pairs I-II /
+    III-IV / V-VI (DDI's ``skin_tone`` 12 / 34 / 56, :func:`fst_groups`;
+    ``unknown`` without labels) and the estimated tone buckets. Each
     interval is a percentile bootstrap over that set's own clusters (``group_id``: a
     patient, a lesion), or images where there are none (:func:`skin.metrics.malignancy_auc`,
     ``n_boot`` resamples).
     """
     from skin.metrics import malignancy_auc
+    from skin.tone import ESTIMATED_TONE_COLUMN, TONE_BUCKETS
 
     idx = malignant_indices(model_labels)
     if not idx:
@@ -199,9 +203,14 @@ def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int
         return AUCRow(n=int(mask.sum()), n_malignant=int(truth[mask].sum()), auc=auc)
 
     by_fst = {str(g): row(fst == g) for g in sorted(set(fst))}
+    by_tone = {}
+    if ESTIMATED_TONE_COLUMN in ds.column_names:
+        tone = np.asarray([g or "unknown" for g in _group_names(ds, ESTIMATED_TONE_COLUMN)], dtype=object)
+        by_tone = {b: row(tone == b) for b in (*TONE_BUCKETS, "unknown") if (tone == b).any()}
     return MalignancyAudit(overall=row(np.ones(len(truth), bool)), by_fst=by_fst, n_boot=n_boot,
                            ci_quantiles=CI_QUANTILES if n_boot else None,
-                           ci_resampling=(("images" if clusters is None else "clusters") if n_boot else None))
+                           ci_resampling=(("images" if clusters is None else "clusters") if n_boot else None),
+                           by_tone_estimated=by_tone)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -275,7 +275,9 @@ class AUCRow:
 
 @dataclass(frozen=True)
 class MalignancyAudit:
-    """The DDI audit: ROC-AUC of the summed malignant probability, overall and per Fitzpatrick group."""
+    """The DDI audit: ROC-AUC of the summed malignant probability, overall, per Fitzpatrick group
+    (``"unknown"`` where a set has no Fitzpatrick labels) and per estimated tone bucket (the tone
+    every builder estimates from the pixels; empty for a set without it)."""
 
     overall: AUCRow
     by_fst: dict[str, AUCRow]
@@ -283,12 +285,15 @@ class MalignancyAudit:
     ci_quantiles: tuple[float, float] | None = CI_QUANTILES
     #: what the bootstrap resampled (as :attr:`FairnessTable.ci_resampling`)
     ci_resampling: str | None = "images"
+    by_tone_estimated: dict[str, AUCRow] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        tone = {"malignancy_by_tone_estimated": {g: row.to_dict() for g, row in self.by_tone_estimated.items()}}
         return {
             "malignancy_auc": self.overall.auc.to_dict(),
             "n_malignant": int(self.overall.n_malignant),
             "malignancy_by_fst": {g: row.to_dict() for g, row in self.by_fst.items()},
+            **(tone if self.by_tone_estimated else {}),
             "n_boot": int(self.n_boot),
             "ci_quantiles": None if self.ci_quantiles is None else list(self.ci_quantiles),
             **_resampling_entry(self.ci_resampling),
@@ -297,11 +302,12 @@ class MalignancyAudit:
     @classmethod
     def from_dict(cls, d: Mapping) -> MalignancyAudit:
         by_fst = {str(g): AUCRow.from_dict(r) for g, r in d["malignancy_by_fst"].items()}
+        by_tone = {str(g): AUCRow.from_dict(r) for g, r in (d.get("malignancy_by_tone_estimated") or {}).items()}
         n = sum(r.n for r in by_fst.values())
         q = d.get("ci_quantiles")
         return cls(AUCRow(int(d.get("n", n)), int(d["n_malignant"]), MetricCI.from_dict(d["malignancy_auc"])),
                    by_fst, int(d.get("n_boot") or 0), None if q is None else (float(q[0]), float(q[1])),
-                   _read_resampling(d))
+                   _read_resampling(d), by_tone)
 
 
 # --------------------------------------------------------------------------- #

@@ -202,6 +202,42 @@ def test_malignancy_audit_on_pad_ufes20_groups_by_fitzpatrick_pairs(tmp_path, ca
                                                                None]
 
 
+def test_malignancy_audit_on_a_set_without_fitzpatrick_labels_groups_by_estimated_tone(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """The clinical model on HAM10000 (no Fitzpatrick column): it failed with "Column 'fitzpatrick' doesn't
+    exist"; now one "unknown" Fitzpatrick row and a row per estimated tone bucket, covering every image."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import skin.evaluate
+    import skin.hub
+    import skin.inference
+    from skin.data import builder_class
+
+    labels = builder_class("dermnet").label_names("clinical", False)
+    model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(labels)), num_labels=len(labels)))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
+
+    def logits(model, processor, ds, **kwargs):
+        probs = np.full((len(ds), len(labels)), 1e-6)
+        probs[np.arange(len(ds)), [labels.index("melanoma" if m else "naevus") for m in ds["malignant"]]] = 1.0
+        return np.log(probs)
+
+    monkeypatch.setattr(skin.evaluate, "predict_logits", logits)
+    ham = make_ham10000(tmp_path).data_dir
+    rc = skin.evaluate.main(["--model", "stand-in", "--dataset", "ham10000", "--data-dir", str(ham), "--split",
+                             "all", "--json", "--n-boot", "20", "--cache-dir", str(tmp_path / "cache")])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["malignancy_auc"]["value"] == 1.0
+    assert list(report["malignancy_by_fst"]) == ["unknown"] and report["malignancy_by_fst"]["unknown"]["n"] == report["n"]
+    by_tone = report["malignancy_by_tone_estimated"]
+    assert set(by_tone) <= {"light", "medium", "dark", "unknown"}
+    assert sum(row["n"] for row in by_tone.values()) == report["n"]
+
+
 @pytest.mark.parametrize("grouping", ["clinical", "fine", "clinical folders"])
 def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_counted(grouping, tmp_path, capsys,
                                                                                      monkeypatch):

@@ -69,6 +69,12 @@ def test_eval_report_layouts():
     assert out["malignancy_auc"] == {"value": 0.75, "ci_low": 0.5, "ci_high": 1.0} and out["n_malignant"] == 2
     assert out["malignancy_by_fst"]["I-II"] == {"n": 4, "n_malignant": 2, "malignancy_auc": out["malignancy_auc"]}
     assert EvalReport.from_dict(json.loads(json.dumps(out))).malignancy == audit
+    assert "malignancy_by_tone_estimated" not in out  # a set without the estimated tone: no empty table
+    toned = MalignancyAudit(audit.overall, {"unknown": audit.overall}, n_boot=10,
+                            by_tone_estimated={"dark": AUCRow(4, 2, MetricCI(0.75, 0.5, 1.0))})
+    out = EvalReport("m", "ham10000", "all", 4, malignancy=toned).to_dict()
+    assert out["malignancy_by_tone_estimated"]["dark"]["n"] == 4
+    assert EvalReport.from_dict(json.loads(json.dumps(out))).malignancy == toned
 
 
 class _Colour(Enum):
