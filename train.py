@@ -33,6 +33,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from skin.losses import LOSS_NAMES, SOFT_TARGET_LOSSES
 from skin.modeling import FinetuneMode, list_wheel_models
+from skin.paths import make_output_dir
 from skin.tasks import TASKS, get_task
 from skin.training import AUTO_AUGMENTS, Augment, batch_mix
 
@@ -251,7 +252,7 @@ def main(argv=None):
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
     run_dir = training_args.output_dir
-    os.makedirs(run_dir, exist_ok=True)
+    make_output_dir(run_dir, "--output_dir")
     started = time.time()
 
     # ---- data

@@ -25,6 +25,8 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
+from skin.paths import make_output_dir
+
 BUILDERS = {
     "scin": "dataset_scripts.scin:Scin",
     "kaggle": "dataset_scripts.kaggle_skin_diseases:KaggleSkinDiseases",
@@ -179,8 +181,8 @@ def export(name: str, data_dir: str, out: str, cache_dir: str | None = None, pus
     """
     from datasets.table import embed_table_storage
 
+    make_output_dir(out, "--out")  # before the preparation, which can take minutes
     dsd = load(name, data_dir, cache_dir=cache_dir, **config)
-    os.makedirs(out, exist_ok=True)
     written = []
     for split, ds in dsd.items():
         embedded = ds.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)

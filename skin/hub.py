@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from skin.modeling.imports import serialized
+from skin.paths import make_output_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = Path(os.environ.get("SKINLENS_MODELS_DIR", REPO_ROOT / "models"))
@@ -171,8 +172,8 @@ def export(ref: str, out: str) -> dict:
     """``merged/`` + ``adapter/`` (when the model has one) + ``README.md`` card in ``out``."""
     from skin.modeling import export_merged
 
+    make_output_dir(out, "--out")
     model, processor = load_classifier(ref)
-    os.makedirs(out, exist_ok=True)
     written = {"merged": export_merged(model, processor, os.path.join(out, "merged"))}
     if ref in DEFAULTS:
         shutil.copytree(default_dir(ref) / "adapter", os.path.join(out, "adapter"), dirs_exist_ok=True)
