@@ -188,10 +188,11 @@ class SkinTrainingArguments(TrainingArguments):
         self.push_to_hub = False
         if self.output_dir is None:
             self.output_dir = os.path.join("experiments", self.run_name or "run")
-        if self.gradient_checkpointing and self.gradient_checkpointing_kwargs is None:
+        checkpointing = self.activation_checkpointing or self.gradient_checkpointing  # the old name still works
+        if checkpointing and self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
             # Re-entrant checkpointing passes no gradient to LoRA weights when the layer inputs
             # do not require grad (frozen embeddings): the non-reentrant form does.
-            self.gradient_checkpointing_kwargs = {"use_reentrant": False}
+            self.activation_checkpointing_kwargs = {"use_reentrant": False}
         super().__post_init__()
 
 

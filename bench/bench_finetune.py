@@ -73,8 +73,8 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
     if mode != "full":
         freeze_batchnorm(model)
     rss_loaded = _rss_mb()
-    if mode == "lora_gc":  # LoRA + gradient checkpointing (train.py: --gradient_checkpointing true)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if mode == "lora_gc":  # LoRA + activation (gradient) checkpointing (train.py: --activation_checkpointing true)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     # partial: the last 2 stages train (EfficientNet: blocks 5-6 of 7 + conv_head; ViT-B: layers 11-12).
     model, _ = prepare_finetune(model, mode.removesuffix("_gc"), lora_r=16, lora_alpha=32, unfreeze_last=2)
     model.train()
