@@ -248,13 +248,23 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
     return demo
 
 
+#: The page's own style. On a phone the fairness tables' columns were squeezed until words broke letter by
+#: letter ("bal/an/ce/d"): tables scroll sideways instead, and words break only between words.
+CSS = """
+#predictions table, #fairness table, #history-verdicts table { display: block; overflow-x: auto; max-width: 100%; }
+#predictions th, #predictions td, #fairness th, #fairness td, #history-verdicts th, #history-verdicts td {
+  word-break: normal; overflow-wrap: normal; hyphens: manual; min-width: 4.5em;
+}
+"""
+
+
 def launch_kwargs(service: SkinLensService) -> dict:
     """How the app is served: never shared, no run history, bounded uploads.
 
     Host and port come from ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``,
     read by Gradio itself.
     """
-    return {"share": False, "max_file_size": GRADIO_MAX_FILE_SIZE, "run_history": False, "ssr_mode": False,
+    return {"share": False, "max_file_size": GRADIO_MAX_FILE_SIZE, "run_history": False, "ssr_mode": False, "css": CSS,
             "footer_links": ["api"],
             # the example photos live outside the app folder: allow exactly those files, nothing around them
             "allowed_paths": [e.path for e in service.config.available_examples()]}

@@ -131,7 +131,7 @@ def fairness_markdown(card: dict) -> str:
             cell = (f" {c['mean_confidence']:.0%} → {c['accuracy']:.0%} |" if c else " – |") if confidence else ""
             lines.append(f"| {name} | {r['n']}{flag} | {val} | {ci} |{cell}")
         if confidence:
-            lines.append("<sub>Confidence as the app answers (your photo alone, calibrated): when the two "
+            lines.append("\n<sub>Confidence as the app answers (your photo alone, calibrated): when the two "
                          "percentages are close, the app's stated confidence can be taken at its word for "
                          "that skin tone.</sub>")
     if card.get("overall"):

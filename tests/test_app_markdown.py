@@ -88,6 +88,15 @@ def test_fairness_card_table(card):
     assert "[HAM10000](https://doi.org/10.7910/DVN/DBW86T) — licence: CC BY-NC-SA" in md
 
 
+def test_fairness_card_confidence_note_is_below_the_table_not_a_row_of_it(card):
+    """The note under the confidence column was written straight after the last row, so Markdown made it a
+    sixth row (a long note squeezed into the first column: on a phone, a column of single words)."""
+    rows = [{**r, "confidence": {"mean_confidence": 0.8, "accuracy": 0.75}} for r in card["rows"]]
+    md = fairness_markdown({**card, "rows": rows})
+    table_end = md.index("\n<sub>Confidence as the app answers")
+    assert md[:table_end].rstrip().endswith("80% → 75% |") and md[table_end - 1] == "\n"  # a blank line first
+
+
 def test_fairness_card_tta_other_groups_and_unknown_tone(card):
     assert ("test-time augmentation" in fairness_markdown(card)) is card["tta"]
     assert "test-time augmentation" in fairness_markdown({**card, "tta": True})

@@ -194,3 +194,47 @@ def _save_twice_and_compare(page) -> None:
     page.locator("#history-verdicts").get_by_text("no meaningful change").first.wait_for(timeout=120_000)
     _loaded(page, "#history-heatmap-older")
     _loaded(page, "#history-heatmap-newer")
+
+
+@pytest.mark.slow
+def test_browser_phone_width_tables_scroll_instead_of_breaking_words(tmp_path):
+    """At a phone's width (390 px) the fairness table's columns were squeezed until words broke letter by
+    letter (a 12-line "balanced accuracy" header): the tables now scroll sideways, the page itself does not."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    chromium = _chromium()
+    photo, _ = _photo(tmp_path)
+    # the default models: their cards have the widest table (five columns, with the confidence column)
+    with RunningApp(REPO / "skinlens.yaml", tmp_path) as app, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            page.goto(app.url, wait_until="domcontentloaded")
+            page.get_by_text("Not medical advice").first.wait_for(timeout=60_000)
+            page.locator("#photo input[type=file]").set_input_files(str(photo))
+            page.locator("#photo img").first.wait_for(timeout=60_000)
+            page.locator("#analyse").click()
+            page.locator("#fairness").get_by_text("95 % CI").first.wait_for(timeout=120_000)
+            layout = page.evaluate("""() => {
+                // every word of every cell must fit its cell's width: a narrower cell broke the word
+                const probe = document.createElement('span');
+                probe.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap';
+                document.body.appendChild(probe);
+                const broken = [];
+                for (const cell of document.querySelectorAll('#fairness th, #fairness td')) {
+                    const style = getComputedStyle(cell);
+                    probe.style.font = style.font;
+                    const room = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+                    // a line may break at a space or after a dash ("0.53–" / "0.71"), nowhere else
+                    for (const word of cell.innerText.split(/\\s+|(?<=[–-])/).filter(Boolean)) {
+                        probe.textContent = word;
+                        if (probe.getBoundingClientRect().width > room + 1) broken.push(word);
+                    }
+                }
+                probe.remove();
+                return {broken, page: document.documentElement.scrollWidth, view: window.innerWidth};
+            }""")
+            _screenshot(page, tmp_path / "skinlens_phone.png")
+            assert layout["broken"] == [], layout
+            assert layout["page"] <= layout["view"], layout
+        finally:
+            browser.close()
