@@ -137,6 +137,21 @@ def test_compare_shows_verdicts_and_the_kept_photos_heatmaps_side_by_side(histor
         on.ui_compare(unkept, unkept, request=ann)
 
 
+def test_compare_keeps_its_verdicts_when_the_heatmaps_cannot_be_drawn(history, analysed, monkeypatch):
+    """Explain refuses a model that no longer reads a kept photo (its type read anew): the comparison's
+    verdicts are still shown, with the reason instead of the heatmaps."""
+    on = HistoryHandlers(history)
+    kept = [history.store.save("ann", entry(0.2, photo=_jpeg(state))).id for state in analysed]
+
+    def refuse(*args, **kwargs):
+        raise ValueError("no explanation: this looks like a face photo (face, 90%)")
+
+    monkeypatch.setattr(history.service, "explain", refuse)
+    text, older, newer = on.ui_compare(*kept, request=_request("ann"))
+    assert "| condition:mel |" in text and "no heatmaps: no explanation: this looks like a face photo" in text
+    assert older is None and newer is None
+
+
 def test_saving_needs_an_analysed_photo(history):
     with pytest.raises(gr.Error, match="analyse a photo first"):
         HistoryHandlers(history).ui_save(None, "", False, request=_request("ann"))

@@ -158,5 +158,8 @@ class HistoryService:
                     if all(any(n.startswith(k + SEPARATOR) for n in e.scores) for e in pair)), None)
         if key is None:
             return HeatmapPair(None, (None, None), "no model scored both photos")
-        images = tuple(self.service.explain(self.service.load_upload(e.photo), key, method)[0] for e in pair)
+        try:
+            images = tuple(self.service.explain(self.service.load_upload(e.photo), key, method)[0] for e in pair)
+        except ValueError as e:  # e.g. a kept photo now read as another type: the verdicts still stand
+            return HeatmapPair(None, (None, None), f"no heatmaps: {e}")
         return HeatmapPair(key, images)

@@ -347,7 +347,8 @@ class SkinLensService:
 
         img = self._as_loaded(image).image
         memo: dict = {}
-        kind = kind or self._photo_type_of_upload(img, None, memo)
+        if kind is None:
+            kind = self._photo_type_of_upload(img, None, memo)
         out: dict[str, float] = {}
         for key, spec in self.config.models.items():
             if routing_reason(spec, kind) or self.model_problem(key) is not None:
@@ -424,7 +425,7 @@ class SkinLensService:
         if view is None:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
         target_idx = target_index(lm.labels, key, target)
-        probs, x, features, _ = self._forward(lm, view)
+        probs, x, features, _ = self._forward(lm, view, memo)  # the gate may have run this very pass
         if target_idx is None:
             target_idx = int(np.argmax(probs))
         options = {"features": features} if method == "gradcam" and features is not None else {}
