@@ -59,8 +59,18 @@ def _bright(im):
     return Image.fromarray(np.clip(np.asarray(im, np.float32) * 1.8 + 60, 0, 255).astype(np.uint8))
 
 
+def _grey(im):
+    """Black and white, as a phone's mono filter saves it: an RGB JPEG whose edges JPEG tinted."""
+    import io
+
+    buf = io.BytesIO()
+    im.convert("L").convert("RGB").save(buf, "JPEG", quality=85)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
 DEGRADATIONS = {
     "too_dark": _darken,
+    "no_colour": _grey,
     "blurry": _blur,
     "glare": _glare,
     "low_resolution": _tiny,
@@ -94,6 +104,7 @@ def test_tips_say_what_to_do():
     assert "light" in tips["too_dark"] and "light" in tips["too_bright"] and "light" in tips["glare"]
     assert "steady" in tips["blurry"] and "focus" in tips["blurry"]
     assert "closer" in tips["low_resolution"]
+    assert "colour photo" in tips["no_colour"]
     assert str(MIN_SHORT_SIDE) in check_quality(_tiny(_textured())).problems[0].message
 
 
@@ -105,7 +116,8 @@ def test_several_problems_are_all_reported():
 def test_array_and_pil_inputs_agree_and_bad_inputs_raise():
     im = _textured()
     assert check_quality(np.asarray(im)).measurements == check_quality(im).measurements
-    assert check_quality(im.convert("L")).ok  # greyscale PIL images are converted
+    # greyscale PIL images are converted, and read as what they are: black and white
+    assert check_quality(im.convert("L")).codes == ["no_colour"]
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         check_quality(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="no pixels"):
@@ -155,6 +167,7 @@ def test_real_photos_mostly_pass_and_their_degraded_copies_are_flagged():
             im = im.convert("RGB")
         passed += check_quality(im).ok
         degraded = {
+            "no_colour": _grey(im),
             "too_dark": _darken(im),
             "blurry": _blur(im),
             "low_resolution": _tiny(im),

@@ -218,6 +218,17 @@ def test_gradcam_after_predict_reuses_the_forward_pass(service, monkeypatch):
     assert info["target"] == info["predicted"]
 
 
+def test_a_black_and_white_photo_withholds_the_condition_answer_but_not_the_face_models(service):
+    """Colour is much of what a skin condition model reads, and none saw a black-and-white photo: it
+    abstains with the tip. The age model was trained on UTKFace, black-and-white portraits among them:
+    the missing colour is no reason for it to abstain."""
+    grey = skin_photo(seed=4).convert("L").convert("RGB")
+    res = service.predict(_jpeg(grey))
+    assert [p["code"] for p in res["quality"]["problems"]] == ["no_colour"]
+    assert res["tasks"]["condition"]["reason"].startswith("photo quality: The photo is black and white")
+    assert not (res["tasks"]["age"]["reason"] or "").startswith("photo quality")
+
+
 def test_explain_user_target_and_errors(service):
     _, info = service.explain(skin_photo(), "condition", "saliency", "mel")
     assert info["target"] == "mel" and info["target_index"] == HAM_LABELS.index("mel")

@@ -37,7 +37,7 @@ from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out, target_index
 from skin.service.routing import face_rule, gate_model_key, load_gate, out_of_scope_message, routing_reason
-from skin.service.views import model_input_image, model_view, needs_face, photo_tone
+from skin.service.views import blocking_problems, model_input_image, model_view, needs_face, photo_tone
 from skin.phototype import PhotoType, parse_photo_type
 from skin.tasks import TaskKind, get_task
 from skin.uploads import LoadedImage, load_image
@@ -314,9 +314,9 @@ class SkinLensService:
         if refusal:
             entry.update(status="abstain", abstained=True, reason=refusal)
             return entry
-        if not quality.get("ok", True):
-            msgs = "; ".join(str(p.get("message", p)) for p in quality.get("problems") or []) \
-                or "the photo failed the quality check"
+        blocking = blocking_problems(spec, quality.get("problems") or [])
+        if blocking:
+            msgs = "; ".join(str(p.get("message", p)) for p in blocking)
             entry.update(status="abstain", abstained=True, reason=f"photo quality: {msgs}")
             return entry
         view, reason = self._model_view(spec, img, memo, kind)

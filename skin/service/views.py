@@ -17,6 +17,13 @@ from skin.phototype import PhotoType
 from skin.service.config import PORTRAIT_FACE_FRACTION, ModelSpec
 
 
+def blocking_problems(spec: ModelSpec, problems: list[dict]) -> list[dict]:
+    """The photo-quality problems (:func:`skin.quality.check_quality`'s, as dicts) that withhold model
+    ``spec``'s answer: every one, except a black-and-white photo for a face model, which was trained on
+    UTKFace's portraits, black-and-white ones among them (:data:`skin.quality.NO_COLOUR_CHROMA`)."""
+    return [p for p in problems if not (spec.input == "face" and p.get("code") == "no_colour")]
+
+
 def needs_face(spec: ModelSpec, kind: PhotoType | None = None) -> bool:
     """Whether model ``spec`` needs the face detector on a photo of type ``kind``: it reads faces, or it
     refuses portraits and the photo was not detected as a dermatoscope close-up.
