@@ -74,3 +74,18 @@ def test_stated_age_lies_in_the_stated_group():
 def test_age_labels_must_be_ages():
     with pytest.raises(ValueError, match="age model labels must be ages"):
         read_out(np.full(7, 1 / 7), HAM_LABELS, age=True, top_k=3, abstain_below=0.5)
+
+
+def test_explain_target_by_label_index_or_readable_name():
+    """The class to explain may be named as the answers show it ("Melanoma"), in any case, with stray spaces."""
+    from skin.service.readout import target_index
+
+    labels = ["akiec", "bcc", "mel", "nv"]
+    names = {"mel": "Melanoma", "nv": "Melanocytic naevus (mole)"}
+    assert target_index(labels, "condition", None) is None and target_index(labels, "condition", " ") is None
+    assert target_index(labels, "condition", "mel") == 2 and target_index(labels, "condition", 3) == 3
+    assert target_index(labels, "condition", "Melanoma", names) == 2
+    assert target_index(labels, "condition", "  MEL ", names) == 2
+    assert target_index(labels, "condition", "melanocytic naevus (mole)", names) == 3
+    with pytest.raises(ValueError, match="unknown target class 'melanomas'.*use one of: akiec, bcc, mel, nv"):
+        target_index(labels, "condition", "melanomas", names)

@@ -78,13 +78,20 @@ def _age_read_out(probs: np.ndarray, labels: list[str], k: int) -> dict:
             "confidence": float(group_p[g])}
 
 
-def target_index(labels: list[str], model_key: str, target) -> int | None:
-    """The class index Explain should explain: ``target`` is a label or an index of ``labels``; ``None`` or
-    blank = the predicted class (``None`` returned). Anything else is a ``ValueError`` listing the labels."""
+def target_index(labels: list[str], model_key: str, target, names: Mapping[str, str] | None = None) -> int | None:
+    """The class index Explain should explain: ``target`` is a label or an index of ``labels``, or a class's
+    readable name from ``names`` (label → name, as the answers show it; case and surrounding spaces do not
+    matter); ``None`` or blank = the predicted class (``None`` returned). Anything else is a ``ValueError``
+    listing the labels."""
     if target is None or (isinstance(target, str) and not target.strip()):
         return None
     if isinstance(target, str) and target in labels:
         return labels.index(target)
+    if isinstance(target, str):
+        wanted = target.strip().casefold()
+        for i, label in enumerate(labels):
+            if wanted in (label.casefold(), (names or {}).get(label, label).casefold()):
+                return i
     try:
         idx = int(target)
     except (TypeError, ValueError):

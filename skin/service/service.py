@@ -424,7 +424,7 @@ class SkinLensService:
         view, reason = self._model_view(spec, loaded.image, memo, kind)
         if view is None:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
-        target_idx = target_index(lm.labels, key, target)
+        target_idx = target_index(lm.labels, key, target, get_task(spec.task).label_names)
         probs, x, features, _ = self._forward(lm, view, memo)  # the gate may have run this very pass
         if target_idx is None:
             target_idx = int(np.argmax(probs))
