@@ -28,7 +28,7 @@ import threading
 import gradio as gr
 
 from app_history import add_history_endpoints, add_history_panel, auth_from_env, oauth_enabled, user_errors
-from app_markdown import examples_markdown, fairness_markdown, predictions_markdown, quality_markdown
+from app_markdown import examples_markdown, fairness_markdown, notice_markdown, predictions_markdown, quality_markdown
 from skin.phototype import AUTO, PHOTO_TYPE_NAMES, PHOTO_TYPES
 from skin.service import DISCLAIMER, SkinLensService
 from skin.service.history import HistoryService
@@ -162,7 +162,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
     on = Handlers(service)
     keys = on.keys
     config = service.config
-    notice = service.notice()
+    notice = notice_markdown(service.status(), service.gate())
     with gr.Blocks(title="SkinLens — not medical advice", delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
         gr.Markdown(f"# SkinLens\n\n> ⚠️ {DISCLAIMER}", elem_id="disclaimer")
         gr.Markdown(notice or "", visible=bool(notice), elem_id="model-notice")

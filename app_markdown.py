@@ -8,6 +8,7 @@ them, so wording and layout change here without touching the service.
 from __future__ import annotations
 
 from skin.service import ExamplePhoto
+from skin.service.service import BUILD_HINT
 from skin.service.readout import NOT_CONFIDENT
 from skin.tasks import completed_years
 
@@ -41,6 +42,20 @@ def photo_type_markdown(result: dict) -> str | None:
     if kind.get("message"):
         line += f"\n\n**No answer** — {kind['message']}."
     return line
+
+
+def notice_markdown(status: dict[str, dict], gate: dict) -> str | None:
+    """The page's notice from :meth:`SkinLensService.status` and ``.gate()``: the missing models and how to
+    build them, and whether the photo-type gate is off (``None`` when everything is there)."""
+    parts = []
+    missing = [s["problem"] for s in status.values() if not s["available"]]
+    if missing:
+        lines = "\n".join(f"- {p}" for p in missing)
+        parts.append(f"⚠️ **Some models are missing**, so their results are not shown:\n{lines}\n\n"
+                     f"To fix: {BUILD_HINT}.")
+    if not gate["on"]:
+        parts.append(f"⚠️ **Photo-type gate off**: every model answers every photo. {gate['problem']}.")
+    return "\n\n".join(parts) or None
 
 
 def predictions_markdown(result: dict) -> str:

@@ -171,7 +171,8 @@ def test_app_starts_without_models_and_says_what_is_missing(no_model_app, good_p
     from gradio_client.exceptions import AppError
 
     client, service = no_model_app
-    notice = service.notice()
+    from app_markdown import notice_markdown  # the page's notice
+    notice = notice_markdown(service.status(), service.gate())
     assert "default:condition" in notice and "default:age" in notice and "README.md" in notice
     # no models/phototype either: the page says the photo-type gate is off and how to build it
     assert not service.gate()["on"] and "Photo-type gate off" in notice and "python -m skin.phototype train" in notice

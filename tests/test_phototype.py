@@ -149,7 +149,8 @@ def test_missing_phototype_folder_leaves_every_model_answering(tmp_path, monkeyp
     monkeypatch.setattr(skin.hub, "MODELS_DIR", tmp_path / "no-models")
     service = SkinLensService(load_config(cfg))
     assert service.gate()["on"] is False and "python -m skin.phototype train" in service.gate()["problem"]
-    assert "Photo-type gate off" in service.notice()
+    from app_markdown import notice_markdown  # the page's notice
+    assert "Photo-type gate off" in notice_markdown(service.status(), service.gate())
     res = service.predict(skin_photo())
     assert res["photo_type"]["gate"] == "off" and res["photo_type"]["label"] is None
     assert res["tasks"]["condition"]["abstained"] is False and res["tasks"]["condition"]["top_k"]

@@ -173,7 +173,9 @@ def test_missing_default_model_is_named_with_the_fix(tmp_path, monkeypatch):
     cfg.write_text("models:\n  condition: {task: condition_ham10000, model: 'default:condition'}\n")
     svc = SkinLensService(load_config(cfg))
     assert svc.status()["condition"]["available"] is False
-    assert "README.md" in svc.notice() and "default:condition" in svc.notice()
+    from app_markdown import notice_markdown  # the page's notice
+    notice = notice_markdown(svc.status(), svc.gate())
+    assert "README.md" in notice and "default:condition" in notice
     with pytest.raises(ModelUnavailable, match="README.md"):
         svc.predict(skin_photo())
     card = svc.fairness("condition", "light")

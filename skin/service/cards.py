@@ -51,6 +51,21 @@ def parse_bucket(tone_bucket: str | None) -> str | None:
     return bucket
 
 
+def read_report(spec) -> tuple[RunReport | None, str | None]:
+    """Model ``spec``'s evaluation report (:func:`skin.hub.load_report`) as a :class:`RunReport`, or ``None``
+    with the reason it cannot be read (``None`` reason: the model simply has none)."""
+    from skin.hub import load_report
+
+    try:
+        stored = load_report(spec.model)
+    except ValueError as e:
+        return None, str(e)
+    try:
+        return (None if stored is None else RunReport.from_dict(stored)), None
+    except (KeyError, TypeError, ValueError) as e:
+        return None, f"model '{spec.key}': its report.json cannot be read ({type(e).__name__}: {e})"
+
+
 def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, problem: str | None,
                   model_card_url: str) -> dict:
     """The card of model ``spec`` (a :class:`~skin.service.config.ModelSpec`) for ``task``.

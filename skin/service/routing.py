@@ -85,3 +85,13 @@ def routing_reason(spec: ModelSpec, kind: PhotoType) -> str | None:
     reads = ", ".join(PHOTO_TYPE_NAMES[t] for t in spec.photo_types)
     return (f"{_seen_as(kind)}; the model '{spec.title}' answers only: {reads}. "
             "Not right? Choose the photo type yourself")
+
+
+def explanation_refusal(spec: ModelSpec, kind: PhotoType, models) -> str | None:
+    """Why Explain will not draw model ``spec``'s heatmap of a photo of type ``kind`` (its Predict answer
+    was withheld for that type), naming the configured ``models`` that read it; ``None`` when it will."""
+    refusal = routing_reason(spec, kind)
+    if refusal is None:
+        return None
+    readers = [m.title for m in models if m.accepts(kind.label)]
+    return f"no explanation: {refusal}" + (f"; models that read it: {', '.join(readers)}" if readers else "")

@@ -32,11 +32,12 @@ import numpy as np
 
 from skin.reports import to_jsonable
 from skin.service.cache import FACE_DETECTOR, FaceFound, ForwardPass, PredictionCache, photo_key
-from skin.service.cards import fairness_card, parse_bucket
+from skin.service.cards import fairness_card, parse_bucket, read_report
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
 from skin.service.readout import read_out, target_index
-from skin.service.routing import face_rule, gate_model_key, load_gate, out_of_scope_message, routing_reason
+from skin.service.routing import (explanation_refusal, face_rule, gate_model_key, load_gate, out_of_scope_message,
+                                  routing_reason)
 from skin.service.views import blocking_problems, model_input_image, model_view, needs_face, photo_tone
 from skin.phototype import PhotoType, parse_photo_type
 from skin.tasks import TaskKind, get_task
@@ -114,19 +115,6 @@ class SkinLensService:
                         "available": problem is None, "problem": problem,
                         "loaded": key in self._models}
         return out
-
-    def notice(self) -> str | None:
-        """Markdown notice listing missing models and how to build them, and saying when the photo-type
-        gate is off (``None`` when everything is there)."""
-        parts = []
-        missing = [s["problem"] for s in self.status().values() if not s["available"]]
-        if missing:
-            lines = "\n".join(f"- {p}" for p in missing)
-            parts.append(f"⚠️ **Some models are missing**, so their results are not shown:\n{lines}\n\n"
-                         f"To fix: {BUILD_HINT}.")
-        if self._gate is None:
-            parts.append(f"⚠️ **Photo-type gate off**: every model answers every photo. {self._gate_problem}.")
-        return "\n\n".join(parts) or None
 
     def _spec(self, key: str) -> ModelSpec:
         if key not in self.config.models:
@@ -415,11 +403,9 @@ class SkinLensService:
         loaded = self._as_loaded(image)
         memo: dict = {}
         kind = self._photo_type_of_upload(loaded.image, forced, memo)  # from the cached passes after Predict
-        refusal = routing_reason(spec, kind)
+        refusal = explanation_refusal(spec, kind, self.config.models.values())
         if refusal:
-            readers = [s.title for s in self.config.models.values() if s.accepts(kind.label)]
-            also = f"; models that read it: {', '.join(readers)}" if readers else ""
-            raise ValueError(f"no explanation: {refusal}{also}")
+            raise ValueError(refusal)
         lm = self.model(key)
         view, reason = self._model_view(spec, loaded.image, memo, kind)
         if view is None:
@@ -450,22 +436,9 @@ class SkinLensService:
     # ---------------- fairness card ----------------
     def fairness(self, key: str, tone_bucket: str | None = None) -> dict:
         """The fairness card of model ``key`` (:mod:`skin.service.cards`), highlighting ``tone_bucket``."""
-        from skin.hub import load_report
-        from skin.reports import RunReport
-
         spec = self._spec(key)
         bucket = parse_bucket(tone_bucket)
         problem = self.model_problem(key)
-        report = None
-        if problem is None:
-            try:
-                stored = load_report(spec.model)
-            except ValueError as e:
-                problem = str(e)
-            else:
-                try:
-                    report = None if stored is None else RunReport.from_dict(stored)
-                except (KeyError, TypeError, ValueError) as e:
-                    problem = f"model '{key}': its report.json cannot be read ({type(e).__name__}: {e})"
+        report, problem = read_report(spec) if problem is None else (None, problem)
         return fairness_card(spec, get_task(spec.task), report, bucket=bucket, problem=problem,
                              model_card_url=self.config.model_card_url)
