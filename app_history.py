@@ -19,6 +19,7 @@ The store is ``SKINLENS_DB`` (:mod:`skin.history.store`).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import warnings
@@ -29,6 +30,8 @@ import gradio as gr
 from skin.history.trend_plot import trend_figure
 from skin.history.users import USERS_ENV, Users
 from skin.service.history import SIGN_IN, HistoryService
+
+logger = logging.getLogger(__name__)
 
 #: Set on a Hugging Face Space (``SYSTEM=spaces``) whose README metadata has ``hf_oauth: true``.
 OAUTH_ENVS = ("SPACE_ID", "OAUTH_CLIENT_ID")
@@ -72,7 +75,8 @@ def resolve_user(request: gr.Request | None, profile=None, *, oauth: bool = Fals
 
 def user_errors(title: str):
     """Decorator: ValueErrors (bad upload, no sign-in, unknown entry, bad argument) → ``gr.Error``
-    with the message, under ``title``."""
+    with the message, under ``title``. The server log gets one line per such error, not Gradio's
+    traceback (a user's wrong input is no fault of the server's)."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -80,7 +84,8 @@ def user_errors(title: str):
             try:
                 return fn(*args, **kwargs)
             except ValueError as e:
-                raise gr.Error(str(e), title=title) from e
+                logger.info("%s: refused %s: %s", title, fn.__name__, e)
+                raise gr.Error(str(e), title=title, print_exception=False) from e
 
         return wrapper
 

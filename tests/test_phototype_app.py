@@ -230,3 +230,5 @@ def test_out_of_scope_corpus_and_override_through_the_app(gate_config, tmp_path)
         # and the server keeps serving
         again = app.client.predict(handle_file(str(corpus[-1])), "auto", api_name="/predict")
         assert again["photo_type"]["label"] == "out_of_scope"
+        # the refusals above are the users' doing: no traceback in the server's log for them
+        assert "Traceback" not in app.log.read_text()
