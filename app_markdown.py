@@ -41,6 +41,10 @@ def photo_type_markdown(result: dict) -> str | None:
             "Choose the photo type under the photo and press Analyse again.")
     if kind.get("message"):
         line += f"\n\n**No answer** — {kind['message']}."
+        problems = (result.get("quality") or {}).get("problems") or []
+        if problems:  # a dark, blurred or washed-out photo of skin can look like no photo of skin at all
+            names = "; ".join(p.get("message", "").rstrip(".") for p in problems)
+            line += f" The photo itself may be why: {names}. Try the tips below, then analyse again."
     return line
 
 

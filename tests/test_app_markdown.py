@@ -117,3 +117,11 @@ def test_out_of_scope_answer_ends_in_one_full_stop():
     md = predictions_markdown({"photo_type": {"label": OUT_OF_SCOPE, "probability": 0.92,
                                               "message": out_of_scope_message(kind)}, "tasks": {}})
     assert md.endswith("Choose the photo type yourself.") and ".." not in md
+    # a photo too dark to recognise: the answer points at the photo's own problem and its tips
+    dark = predictions_markdown({"photo_type": {"label": OUT_OF_SCOPE, "probability": 0.92,
+                                                "message": out_of_scope_message(kind)},
+                                 "quality": {"ok": False, "problems": [{"code": "too_dark", "message":
+                                             "The photo is too dark to see the skin's colour and texture."}]},
+                                 "tasks": {}})
+    assert dark.endswith("yourself. The photo itself may be why: The photo is too dark to see the skin's colour "
+                         "and texture. Try the tips below, then analyse again.")
