@@ -85,9 +85,11 @@ _user_errors = user_errors("SkinLens")
 
 def explained_model(result: dict, current: str | None) -> str | None:
     """The model the Explain panel should show after Analyse: the one already chosen if it read the photo,
-    else the first that did (answered, or listed its guesses under the threshold), else no change."""
+    else the first that answered, else the first that listed its guesses under the threshold, else no
+    change."""
     read = [key for key, t in result["tasks"].items() if t.get("top_k")]
-    return current if current in read or not read else read[0]
+    answered = [key for key in read if not result["tasks"][key].get("abstained")]
+    return current if current in read or not read else (answered or read)[0]
 
 
 class Handlers:

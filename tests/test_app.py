@@ -223,11 +223,15 @@ def test_explain_panel_follows_the_model_that_read_the_photo():
     first that did; when none did (out of scope, or no model available) the choice is left alone."""
     from app import explained_model
 
-    def result(**tasks):
-        return {"tasks": {k: ({"top_k": [{"label": "x", "probability": 0.4}]} if read else {"abstained": True})
-                          for k, read in tasks.items()}}
+    def result(**tasks):  # False: routed away; "guesses": abstained under the threshold; True: answered
+        entry = {False: {"abstained": True}, "guesses": {"abstained": True, "top_k": [{"label": "x"}]},
+                 True: {"abstained": False, "top_k": [{"label": "x"}]}}
+        return {"tasks": {k: entry[read] for k, read in tasks.items()}}
 
     assert explained_model(result(condition=False, clinical=True, age=False), "condition") == "clinical"
     assert explained_model(result(condition=False, clinical=True, age=True), "age") == "age"
     assert explained_model(result(condition=True, clinical=False, age=False), "age") == "condition"
     assert explained_model(result(condition=False, clinical=False, age=False), "age") == "age"
+    # a model that answered comes before one that only guessed (a face: the age answered, the clinical guessed)
+    assert explained_model(result(condition=False, clinical="guesses", age=True), "condition") == "age"
+    assert explained_model(result(condition=False, clinical="guesses", age="guesses"), "condition") == "clinical"
