@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,12 @@ class PhotoType:
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "probability": self.probability, "probabilities": dict(self.probabilities),
                 "overridden": self.overridden, "detected": self.detected, "rule": self.rule}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PhotoType:
+        """The inverse of :meth:`to_dict` (extra keys, such as Predict's ``gate`` and ``message``, ignored)."""
+        return cls(d.get("label"), dict(d.get("probabilities") or {}), bool(d.get("overridden")),
+                   d.get("detected"), d.get("rule"))
 
 
 @dataclass(frozen=True)

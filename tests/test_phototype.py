@@ -267,3 +267,11 @@ def test_the_gate_backbone_runs_prepared_with_the_same_features():
         reference = body.forward_head(body.forward_features(x), pre_logits=True).numpy()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.body.modules())
     np.testing.assert_allclose(prepared.features(images), reference, atol=1e-4)
+
+
+def test_photo_type_round_trips_through_predicts_json():
+    """The history reads the photo type Predict found from Predict's JSON instead of finding it again."""
+    for kind in (PhotoType(None), PhotoType("dermoscopy", {"dermoscopy": 0.9, "clinical": 0.1}),
+                 PhotoType("face", {"out_of_scope": 0.7, "face": 0.3}, detected="out_of_scope", rule="face detector"),
+                 PhotoType("clinical", {"face": 0.6, "clinical": 0.4}, overridden=True, detected="face")):
+        assert PhotoType.from_dict({**kind.to_dict(), "gate": "on", "message": None}) == kind

@@ -174,7 +174,7 @@ def test_history_scores_only_what_the_app_would_answer(gate_config, tmp_path):
     entry = history.analyse(str(portrait))
     assert {name.split(":")[0] for name in entry.scores} == {"age"}
     assert set(entry.noise) == set(entry.scores)
-    assert service.photo_type_of(str(rocket)).label == "out_of_scope"
+    assert service.predict(str(rocket))["photo_type"]["label"] == "out_of_scope"
     with pytest.raises(ValueError, match="nothing to keep: no model reads this photo .this does not look like"):
         history.save("ann", str(rocket))
     assert history.entries("ann")["entries"] == []

@@ -25,6 +25,7 @@ from skin.history.scores import SEPARATOR
 from skin.history.store import HistoryStore, NewEntry
 from skin.history.trends import HistoryTab, history_tab
 from skin.history.verdict import compare, retest_noise
+from skin.phototype import PhotoType
 
 #: Seconds an export's temporary files are kept (the app's own copies; Gradio serves its copy of them).
 EXPORT_TTL_S = 120
@@ -65,7 +66,7 @@ class HistoryService:
         ``photo_type``: as for :meth:`SkinLensService.predict` (``None`` = detect it)."""
         loaded = self.service.load_upload(image) if isinstance(image, (str, bytes, Path)) else image
         result = self.service.predict(loaded, photo_type)
-        kind = self.service.photo_type_of(loaded, photo_type)
+        kind = PhotoType.from_dict(result["photo_type"])  # the type Predict read it as, not found again
         scores = self.service.scores(loaded, kind)
         if not scores:
             why = (result["photo_type"].get("message")

@@ -320,11 +320,6 @@ class SkinLensService:
         entry["status"] = "abstain" if entry["abstained"] else "ok"
         return entry
 
-    def photo_type_of(self, image, photo_type: str | None = None) -> PhotoType:
-        """The photo type Predict reads ``image`` as with the same ``photo_type`` (``None``: detected, from
-        the cached passes after Predict)."""
-        return self._photo_type_of_upload(self._as_loaded(image).image, parse_photo_type(photo_type), {})
-
     def scores(self, image, kind: PhotoType | None = None) -> dict[str, float]:
         """The history's scores of a photo (:mod:`skin.history.scores`): every class probability, the
         malignant sum and the age estimate of each model that reads it as Predict does: routed to it
@@ -410,7 +405,8 @@ class SkinLensService:
         view, reason = self._model_view(spec, loaded.image, memo, kind)
         if view is None:
             raise ValueError(f"cannot explain the {key} model on this photo: {reason}")
-        target_idx = target_index(lm.labels, key, target, get_task(spec.task).label_names)
+        names = get_task(spec.task).label_names
+        target_idx = target_index(lm.labels, key, target, names)
         probs, x, features, _ = self._forward(lm, view, memo)  # the gate may have run this very pass
         if target_idx is None:
             target_idx = int(np.argmax(probs))
@@ -418,7 +414,7 @@ class SkinLensService:
         with lm.lock:
             exp = explain(lm.model, x, target=target_idx, method=method, **options)
         label = lm.labels[exp.target]
-        name = get_task(spec.task).label_names.get(label, label)
+        name = names.get(label, label)
         # blended at the model's own resolution, then shown at >= 384 px with a readable legend
         picture = overlay(model_input_image(x, lm.processor, min_side=0), exp.attribution, label=name, min_side=384)
         info = {
