@@ -31,6 +31,7 @@ import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from skin.commands import recorded_command
 from skin.losses import LOSS_NAMES, SOFT_TARGET_LOSSES
 from skin.modeling import FinetuneMode, list_wheel_models
 from skin.paths import make_output_dir
@@ -352,12 +353,13 @@ def main(argv=None):
         model_args=model_args, data_args=data_args, training_args=training_args, finetune_state=finetune_state,
         extra={"trainable_parameters": trainable, "total_parameters": total,
                "train_runtime_s": train_result.metrics.get("train_runtime"),
-               "started": started, "command": "python train.py " + " ".join(argv)},
+               "started": started, "command": recorded_command(argv)},
     )
     if training_args.hub_repo:
         from skin.hub import push_run
 
-        push_run(run_dir, training_args.hub_repo)
+        push_run(run_dir, training_args.hub_repo, token=training_args.hub_token,
+                 private=training_args.hub_private_repo)
     logger.info("run folder: %s; test %s", run_dir,
                 {k: v for k, v in report.test.items() if isinstance(v, float)})
     return report.to_dict()

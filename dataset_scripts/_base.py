@@ -74,6 +74,10 @@ class SkinImageBuilder(datasets.GeneratorBasedBuilder):
     #: and the model card read them from the class (``skin.data.dataset_info``) without any data.
     TITLE = ""
     LICENSE = ""
+    #: The Hub's licence identifier for a model trained on these data (its card's ``license``):
+    #: a standard one where the data's licence is one, else ``"other"``, and the card then names
+    #: the terms and links ``HOMEPAGE``.
+    HUB_LICENSE = "other"
     HOMEPAGE = ""
     CITATION = ""
     #: Whether the images are close-ups centred on a lesion (the lesion centre and the darkest pixels

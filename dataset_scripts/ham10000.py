@@ -32,6 +32,7 @@ class Ham10000(SkinImageBuilder):
     LAYOUT = "HAM10000_metadata.csv and images/ISIC_*.jpg"
     TITLE = "HAM10000"
     LICENSE = "CC BY-NC-SA 4.0 (non-commercial)"
+    HUB_LICENSE = "cc-by-nc-sa-4.0"
     HOMEPAGE = "https://doi.org/10.7910/DVN/DBW86T"
     CITATION = """\
 @article{tschandl2018ham10000,

@@ -69,6 +69,7 @@ class PadUfes20(SkinImageBuilder):
     LAYOUT = "metadata.csv (PAD-UFES-20, with img_id and diagnostic columns) and images/PAT_*.png"
     TITLE = "PAD-UFES-20"
     LICENSE = "CC BY 4.0"
+    HUB_LICENSE = "cc-by-4.0"
     HOMEPAGE = "https://data.mendeley.com/datasets/zr7vgbcyr2/1"
     CITATION = """\
 @article{pacheco2020padufes20,

@@ -54,6 +54,8 @@ class DatasetSource:
     license: str
     homepage: str
     citation: str = ""
+    #: the Hub licence identifier of a model trained on the data (``"other"``: see ``license``)
+    hub_license: str = "other"
 
 
 def dataset_info(name: str) -> DatasetSource:
@@ -64,7 +66,8 @@ def dataset_info(name: str) -> DatasetSource:
     reading any data: the app's fairness card and the model card show them.
     """
     cls = builder_class(name)
-    return DatasetSource(title=cls.TITLE, license=cls.LICENSE, homepage=cls.HOMEPAGE, citation=cls.CITATION)
+    return DatasetSource(title=cls.TITLE, license=cls.LICENSE, homepage=cls.HOMEPAGE, citation=cls.CITATION,
+                         hub_license=cls.HUB_LICENSE)
 
 
 def data_fingerprint(data_dir: str) -> str:

@@ -1,4 +1,4 @@
-"""Models in and out: embedded defaults, loading, model cards, Hub export/push.
+"""Models in and out: embedded defaults, loading, Hub export/push (the card: ``skin.model_card``).
 
 ``load_classifier(ref)`` accepts a checkpoint folder or Hub id (anything
 ``AutoModelForImageClassification`` loads, safetensors only, no remote code)
@@ -70,106 +70,9 @@ def load_classifier(ref: str, *, local_files_only: bool = False):
     return model.eval(), processor
 
 
-#: Test metrics listed on the card (those the report has).
-_CARD_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mae", "group_accuracy")
-
-
-def fairness_rows(fairness, metric: str) -> list[str]:
-    """Markdown rows ``| attribute | group | n | value | low–high | small |`` of ``metric`` for every group."""
-    rows = []
-    for attr, table in fairness.items():
-        for group, row in table.groups.items():
-            cell = row.get(metric)
-            value = _fmt(cell.value) if cell else "n/a"
-            ci = f"{_fmt(cell.ci_low)}–{_fmt(cell.ci_high)}" if cell and cell.has_ci else "n/a"
-            rows.append(f"| {attr} | {group} | {row.n} | {value} | {ci} | {'small' if row.small else ''} |")
-    return rows
-
-
-#: What the card says the fairness intervals resampled (``FairnessTable.ci_resampling``).
-CI_NOTES = {
-    "clusters": "they resample whole clusters of test images (the dataset's `group_id`: a lesion, a patient, "
-                "a chain of near-duplicate photos), since photos of one cluster are not independent.",
-    "images": "they resample single test images.",
-}
-
-
-def ci_note(fairness) -> str:
-    """The card's sentence on what the intervals resampled (clusters where any table did)."""
-    ways = {table.ci_resampling for table in fairness.values()} & set(CI_NOTES)
-    return CI_NOTES["clusters" if "clusters" in ways else "images"] if ways else "no intervals were computed."
-
-
-def render_model_card(report, template: str | os.PathLike = REPO_ROOT / "model_card.md"):
-    """A ``huggingface_hub.ModelCard`` from ``model_card.md`` and a run report
-    (a :class:`~skin.reports.RunReport` or its ``report.json`` dict)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    from skin.data import dataset_info
-    from skin.reports import RunReport
-    from skin.tasks import HEADLINE_METRICS
-    from skin.tone import load_tone_agreement
-
-    if not isinstance(report, RunReport):
-        report = RunReport.from_dict(report)
-    test = report.test_scalars
-    metric_names = [m for m in _CARD_METRICS if m in test]
-    headline = HEADLINE_METRICS[report.kind]
-    source = dataset_info(report.dataset)
-    ds_name, ds_licence = source.title, source.license
-    card_data = ModelCardData(
-        license="cc-by-nc-sa-4.0" if report.dataset in ("ham10000", "utkface") else "other",
-        library_name="transformers",
-        pipeline_tag="image-classification",
-        base_model=report.backbone if "/" in report.backbone else None,
-        tags=["skinlens", "image-classification", "dermatology", "fairness", report.mode],
-        model_name=f"skinlens-{report.task}",
-        eval_results=[
-            EvalResult(task_type="image-classification", dataset_type=report.dataset, dataset_name=ds_name,
-                       dataset_split="test", metric_type=m, metric_value=test[m])
-            for m in metric_names
-        ] or None,
-    )
-    calib = report.calibration
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(template),
-        task=report.task,
-        task_kind=report.kind.value,
-        dataset_name=ds_name,
-        dataset_licence=ds_licence,
-        backbone=report.backbone,
-        mode=report.mode,
-        labels=", ".join(report.labels[:20]) + (" …" if len(report.labels) > 20 else ""),
-        metrics_table="\n".join(f"| {m} | {_fmt(test[m])} |" for m in metric_names) or "| n/a | |",
-        fairness_metric=headline.label,
-        ci_note=ci_note(report.fairness),
-        fairness_table="\n".join(fairness_rows(report.fairness, headline.name))
-        or "| (no group labels in this dataset) | | | | | |",
-        tone_agreement=load_tone_agreement().sentence(),
-        temperature=_fmt(calib.get("temperature")),
-        ece_before=_fmt(calib.get("ece_before")),
-        ece_after=_fmt(calib.get("ece_after")),
-        command=report.command,
-        n_test=report.test.get("n"),
-    )
-
-
-def _fmt(v) -> str:
-    """A number for the card: three decimals for floats, ``n/a`` for a missing value."""
-    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def write_model_card(report, out_dir: str) -> str:
-    """Write the card of ``report`` (see :func:`render_model_card`) as ``out_dir/README.md``."""
-    card = render_model_card(report)
-    path = os.path.join(out_dir, "README.md")
-    card.save(path)
-    return path
-
-
 def export(ref: str, out: str) -> dict:
     """``merged/`` + ``adapter/`` (when the model has one) + ``README.md`` card in ``out``."""
+    from skin.model_card import write_model_card
     from skin.modeling import export_merged
 
     make_output_dir(out, "--out")
@@ -185,12 +88,16 @@ def export(ref: str, out: str) -> dict:
     return written
 
 
-def push_run(run_dir: str, repo_id: str, token: str | None = None) -> str:
-    """Upload ``merged/`` (at the root), ``adapter/`` and the card to ``repo_id``."""
+def push_run(run_dir: str, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
+    """Upload ``merged/`` (at the root), ``adapter/`` and the card to ``repo_id``.
+
+    ``token``: ``train.py --hub_token`` (``None``: the logged-in user's or ``HF_TOKEN``); ``private``:
+    ``--hub_private_repo``, for a repository this creates (``None``: the Hub's default).
+    """
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, exist_ok=True)
+    api.create_repo(repo_id, exist_ok=True, private=private)
     api.upload_folder(folder_path=os.path.join(run_dir, "merged"), repo_id=repo_id,
                       commit_message="SkinLens: merged, calibrated model and card")
     if os.path.isdir(os.path.join(run_dir, "adapter")):

@@ -54,7 +54,7 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
         command=extra["command"],
     )
     dump_json(report, os.path.join(run_dir, "report.json"))
-    from skin.hub import write_model_card
+    from skin.model_card import write_model_card
 
     write_model_card(report, os.path.join(run_dir, "merged"))
     return report

@@ -19,6 +19,9 @@ class HubStandIn:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.requests: list[tuple[str, str]] = []
+        #: the Authorization header of each request, and the body of each repository creation
+        self.authorizations: list[str | None] = []
+        self.created: list[dict] = []
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,10 +41,12 @@ class HubStandIn:
 
             def do_POST(self):
                 standin.requests.append(("POST", self.path))
+                standin.authorizations.append(self.headers.get("Authorization"))
                 body = self._body()
                 path = self.path.split("?")[0]
                 if path == "/api/repos/create":
                     req = json.loads(body)
+                    standin.created.append(req)
                     repo_id = f"{req.get('organization') or 'user'}/{req['name']}" if "/" not in req["name"] \
                         else req["name"]
                     (standin.root / repo_id).mkdir(parents=True, exist_ok=True)
@@ -68,6 +73,7 @@ class HubStandIn:
 
             def do_GET(self):
                 standin.requests.append(("GET", self.path))
+                standin.authorizations.append(self.headers.get("Authorization"))
                 return self._reply(404, {"error": f"stand-in does not implement GET {self.path}"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

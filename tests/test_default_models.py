@@ -44,6 +44,31 @@ def test_default_model_rebuilds_offline_and_exports_for_pipeline(name, tmp_path)
     assert all(abs(theirs[lab] - float(ours[i])) < 1e-4 for i, lab in enumerate(labels))
     card = Path(written["card"]).read_text()
     assert "Not medical advice" in card and "Fairness" in card
+    _card_code_reads_the_output_as_the_app_does(card, written["merged"], model, processor, labels, tmp_path)
+
+
+def _card_code_reads_the_output_as_the_app_does(card, merged, model, processor, labels, tmp_path):
+    """The card's "Using the model" code, run as a developer would (the model and photo filled in),
+    gives the app's age estimate (DEX) or malignant probability for the same photo."""
+    import torch
+    from PIL import Image
+
+    from skin.metrics import expected_age
+    from skin.tasks import label_ages, malignant_indices
+
+    code = card.split("## Using the model", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (240, 180), (170, 120, 95)).save(photo)
+    space = {}
+    exec(code.replace('"MODEL"', repr(str(merged))).replace('"photo.jpg"', repr(str(photo))), space)
+    with Image.open(photo) as im, torch.no_grad():
+        pixels = processor(im.convert("RGB"), return_tensors="pt")["pixel_values"]
+        probs = torch.softmax(model(pixel_values=pixels).logits, 1)[0].numpy()
+    assert {s["label"] for s in space["scores"]} == set(labels)
+    if "age" in space:
+        assert abs(space["age"] - float(expected_age(probs[None], label_ages(labels))[0])) < 1e-2
+    else:
+        assert abs(space["malignant"] - float(probs[malignant_indices(labels)].sum())) < 1e-4
 
 
 def _evaluate_default(name: str, dataset: str, data_dir, tmp_path) -> tuple[dict, dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from skin.hub import CI_NOTES, render_model_card
+from skin.model_card import CI_NOTES, render_model_card
 from skin.tasks import get_task
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -55,3 +55,51 @@ def test_card_test_metrics_and_calibration_from_the_real_report():
     assert f"| balanced_accuracy | {report['test']['balanced_accuracy']:.3f} |" in text
     assert f"Temperature {report['calibration']['temperature']:.3f}" in text
     assert "Not medical advice" in text and "n = 1211" in text
+
+
+@pytest.mark.parametrize("name, licence", [("condition", {"license": "cc-by-nc-sa-4.0"}),
+                                           ("clinical", {"license": "other", "license_link": "https://dermnetnz.org/"}),
+                                           ("age", {"license": "other", "license_link": "https://susanqq.github.io/UTKFace/"})])
+def test_card_licence_is_the_training_data_builders(name, licence):
+    """The card's licence metadata and terms come from the dataset's builder, the one place they are written."""
+    from huggingface_hub import ModelCard
+
+    from skin.data import dataset_info
+
+    report = json.loads((MODELS / name / "report.json").read_text())
+    card = ModelCard(str(render_model_card(report)))
+    meta = card.data.to_dict()
+    assert {k: meta.get(k) for k in licence} == licence
+    if licence["license"] == "other":
+        assert meta["license_name"].endswith("-terms") and meta["license_name"] == meta["license_name"].lower()
+    terms = dataset_info(report["dataset"]).license
+    assert f"The training data's terms apply to this model: {terms}" in card.text
+    assert "HAM10000 and UTKFace" not in card.text and "github.com/)" not in card.text
+
+
+@pytest.mark.parametrize("name", ["condition", "clinical"])
+def test_card_classes_table_names_each_label_with_its_test_scores(name):
+    report = json.loads((MODELS / name / "report.json").read_text())
+    task = get_task(report["task"])
+    text = str(render_model_card(report))
+    section = text.split("## Classes", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]
+    assert [r[0].strip("`") for r in rows] == report["labels"]
+    for label, readable, malignant, n, precision, recall in rows:
+        label = label.strip("`")
+        scores = report["test"]["per_class"][label]
+        assert readable == task.label_names[label] and (malignant == "yes") == (label in task.malignant)
+        assert int(n) == scores["support"] and float(recall) == pytest.approx(scores["recall"], abs=5e-4)
+        assert float(precision) == pytest.approx(scores["precision"], abs=5e-4)
+
+
+@pytest.mark.parametrize("name", ["condition", "clinical", "age"])
+def test_card_reproduce_command_has_no_local_paths(name):
+    report = json.loads((MODELS / name / "report.json").read_text())
+    text = str(render_model_card(report))
+    command = text.split("## Reproduce", 1)[1].split("```", 2)[1]
+    assert command.strip().startswith("python train.py --task ")
+    assert not re.search(r"\s/\S", command), command  # no absolute path: /work/..., /tmp/...
+    assert "--output_dir" not in command and "--dataset_cache_dir" not in command
+    assert f"--task {report['task']}" in command

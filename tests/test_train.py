@@ -36,9 +36,15 @@ def lora_run(ham, tmp_path_factory):
     import train
 
     out = tmp_path_factory.mktemp("lora")
-    report = train.main(tiny_args(ham, out, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
-                                  "--finetune_mode", "lora", "--lora_r", "4", "--head_epochs", "1",
-                                  "--loss", "focal", "--sampler", "sqrt", "--tta", "true"))
+    pushes = []
+    with pytest.MonkeyPatch.context() as mp:  # the push itself is tested against a Hub stand-in (test_hub_push)
+        mp.setattr("skin.hub.push_run", lambda run_dir, repo, **kw: pushes.append((run_dir, repo, kw)))
+        report = train.main(tiny_args(ham, out, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
+                                      "--finetune_mode", "lora", "--lora_r", "4", "--head_epochs", "1",
+                                      "--loss", "focal", "--sampler", "sqrt", "--tta", "true",
+                                      "--push_to_hub", "someone/tiny", "--hub_token", "hf_SECRET",
+                                      "--hub_private_repo", "true"))
+    assert pushes == [(str(out / "run"), "someone/tiny", {"token": "hf_SECRET", "private": True})]
     return out / "run", report
 
 
@@ -61,6 +67,10 @@ def test_run_folder_has_reports_and_figures(lora_run):
         assert (run / fig).read_bytes()[:4] == b"\x89PNG"
     card = (run / "merged" / "README.md").read_text()
     assert "Not medical advice" in card and "model-index" in card
+    # the token given for the push is in no file of the run (the card is published with the model)
+    for path in run.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".md", ".csv"):
+            assert "hf_SECRET" not in path.read_text(errors="replace"), path
 
 
 def test_merged_checkpoint_loads_in_plain_pipeline(lora_run):

@@ -1,0 +1,64 @@
+"""A training run's command line: as the run records it, and as a model card shows it.
+
+``report.json`` keeps the command that trained a model, and the card published
+with the model quotes it under "Reproduce". Two things must not travel that way:
+a secret (``--hub_token``, which would otherwise be pushed to the Hub in the
+card) and this machine's own folders (``--output_dir /scratch/...``), which
+mean nothing to a reader and change no result.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+#: Options whose value is a secret: never recorded, never shown.
+SECRET_OPTIONS = ("--hub_token",)
+#: Options that say where this machine keeps things, not what is trained: left off the card.
+LOCAL_OPTIONS = ("--output_dir", "--dataset_cache_dir", "--logging_dir", "--resume_from_checkpoint")
+
+
+def _split_options(argv: list[str]):
+    """``(option, value, tokens)`` per option of ``argv`` (``value`` ``None`` for a lone flag or word)."""
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("--") and "=" in token:
+            name, value = token.split("=", 1)
+            yield name, value, [token]
+            i += 1
+        elif token.startswith("--") and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            yield token, argv[i + 1], argv[i:i + 2]
+            i += 2
+        else:
+            yield token, None, [token]
+            i += 1
+
+
+def recorded_command(argv: list[str]) -> str:
+    """``python train.py ARGS`` as the run records it: shell-quoted (a folder with a space stays one
+    argument) and without the values of :data:`SECRET_OPTIONS`."""
+    kept = [tok for name, _, tokens in _split_options(list(argv)) if name not in SECRET_OPTIONS for tok in tokens]
+    return shlex.join(["python", "train.py", *kept])
+
+
+def portable_command(command: str) -> str:
+    """A recorded command as a model card shows it: secrets and :data:`LOCAL_OPTIONS` left out (the
+    run folder's name kept as ``--run_name``), and any other absolute path replaced by a placeholder
+    named after its option (``--data_dir /mnt/x`` → ``--data_dir DATA_DIR``)."""
+    words = shlex.split(command)
+    head = words[:2] if words[:2] == ["python", "train.py"] else []
+    options = list(_split_options(words[len(head):]))
+    names = {name for name, _, _ in options}
+    out = list(head)
+    for name, value, tokens in options:
+        if name in SECRET_OPTIONS:
+            continue
+        if name in LOCAL_OPTIONS:
+            if name == "--output_dir" and value and "--run_name" not in names:
+                out += ["--run_name", value.rstrip("/").rsplit("/", 1)[-1]]
+            continue
+        if value is not None and value.startswith("/"):
+            out += [name, name.lstrip("-").upper()]
+            continue
+        out += tokens
+    return shlex.join(out)
