@@ -32,6 +32,7 @@ from app_markdown import examples_markdown, fairness_markdown, notice_markdown, 
 from skin.phototype import AUTO, PHOTO_TYPE_NAMES, PHOTO_TYPES
 from skin.service import DISCLAIMER, SkinLensService
 from skin.service.history import HistoryService
+from skin.tasks import TaskKind, get_task
 
 #: Gradio's upload cap: far above the service's own limit (``max_upload_mb``),
 #: so that files between the two get the service's clear message.
@@ -39,6 +40,8 @@ GRADIO_MAX_FILE_SIZE = "100mb"
 #: (every, older than) seconds: Gradio deletes its cached uploads and outputs.
 DELETE_CACHE = (60, 60)
 PREDICTED = "(the predicted class)"
+#: How the picker names that first choice for an age model, whose answer is its estimate, not one class.
+ESTIMATE = "(the age estimate)"
 #: Requests the model runs at once (Gradio concurrency of the model events).
 CONCURRENCY = 2
 
@@ -153,7 +156,9 @@ class Handlers:
             classes = self.service.label_choices(task)
         except ValueError:
             classes = []
-        return (gr.Dropdown(choices=[(PREDICTED, PREDICTED), *classes], value=PREDICTED),
+        spec = self.service.config.models.get(task)  # what "" explains for this model: its answer
+        answer = ESTIMATE if spec is not None and get_task(spec.task).kind is TaskKind.AGE else PREDICTED
+        return (gr.Dropdown(choices=[(answer, PREDICTED), *classes], value=PREDICTED),
                 gr.Radio(choices=self.service.method_choices(task), value=method))
 
 

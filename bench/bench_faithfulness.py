@@ -4,7 +4,9 @@ For ``--images`` photos of the model's **test split** (its task's dataset throug
 ``skin.data``, the grouping the model was trained in; a seeded random draw, so no
 photo is picked by its result), every method of ``skin.explain.METHODS`` is run
 exactly as the app runs it (``explain(model, x, target, method)`` with the
-defaults, the predicted class as target, the model prepared by
+defaults, the answer the app gives as target: the predicted class, or for an
+age model the estimate itself (``ExpectedValue`` over its years, the curves
+then in years), the model prepared by
 ``skin.inference`` as the service prepares it), and its map is scored by
 deletion / insertion (Petsiuk et al. 2018; blur baseline, 20 steps).
 
@@ -67,9 +69,9 @@ def main() -> None:
 
     from bench_explain import load_model, model_dir
     from skin.data import load
-    from skin.explain import METHODS, deletion_insertion, explain
+    from skin.explain import METHODS, ExpectedValue, deletion_insertion, explain
     from skin.explain.faithfulness import FaithfulnessReport, MethodFaithfulness, write_faithfulness
-    from skin.tasks import get_task
+    from skin.tasks import TaskKind, get_task, label_ages
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="default:condition, default:clinical, default:age or a folder")
@@ -90,6 +92,9 @@ def main() -> None:
     test = load(task.dataset, args.data_dir, cache_dir=args.cache_dir, **task.data_config)["test"]
     order = np.random.default_rng(args.seed).permutation(len(test))[: args.images]
     model, processor = load_model(args.model)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    # the age model's answer is its estimate, and the app explains that (skin.service.readout.explain_target)
+    readout = ExpectedValue(label_ages(labels), "age estimate") if task.kind is TaskKind.AGE else None
     size = int(processor(test[int(order[0])]["image"].convert("RGB"), return_tensors="pt")["pixel_values"].shape[-1])
     print(f"{args.model} ({task.name}): {len(order)} of {len(test)} test images of {task.dataset}, {size} px, "
           f"threads={torch.get_num_threads()}, load avg {os.getloadavg()}", flush=True)
@@ -100,10 +105,10 @@ def main() -> None:
         row = test[int(i)]
         x = processor(row["image"].convert("RGB"), return_tensors="pt")["pixel_values"]
         with torch.no_grad():
-            target = int(model(pixel_values=x).logits.argmax(-1))
+            target = 0 if readout is not None else int(model(pixel_values=x).logits.argmax(-1))
         for method in METHODS:
-            e = explain(model, x, target, method)
-            di = deletion_insertion(model, x, e.attribution, target)
+            e = explain(model, x, target, method, readout=readout)
+            di = deletion_insertion(model, x, e.attribution, target, readout=readout)
             for k, v in (("deletion", di.deletion_auc), ("insertion", di.insertion_auc), ("seconds", e.seconds)):
                 rows[method][k].append(float(v))
         names.append(str(row.get("image_id") or row.get("file_name") or int(i)))
@@ -111,8 +116,9 @@ def main() -> None:
             print(f"  {n + 1}/{len(order)} images, {time.perf_counter() - started:.0f} s", flush=True)
 
     command = " ".join(["python bench/bench_faithfulness.py", *portable(sys.argv[1:])])
+    explained = {"target": "age estimate", "unit": "years"} if readout is not None else {}
     report = FaithfulnessReport(model=args.model, n_images=len(names), images=names, input_size=[size, size],
-                                measured_with=command,
+                                measured_with=command, **explained,
                                 methods={m: MethodFaithfulness.of(r["deletion"], r["insertion"]) for m, r in rows.items()})
     folder = model_dir(args.model)
     if folder is not None:

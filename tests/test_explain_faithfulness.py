@@ -111,6 +111,16 @@ def test_faithfulness_file_round_trip(tmp_path):
         MethodFaithfulness.of([0.1], [0.2, 0.3])
 
 
+def test_a_faithfulness_file_of_the_age_estimate_says_so_in_years(tmp_path):
+    """Measured on the age estimate (the curves in years), the file records it and the app's text says it."""
+    report = FaithfulnessReport(model="default:age", n_images=2, target="age estimate", unit="years",
+                                methods={"gradcam": MethodFaithfulness.of([30.0, 32.0], [35.0, 36.0])})
+    write_faithfulness(tmp_path, report)
+    assert load_faithfulness(tmp_path) == report
+    assert faithfulness_summary(report)["gradcam"]["text"] == (
+        "+4.50 years (insertion − deletion AUC of the age estimate; ins 35.50, del 31.00)")
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(schema_version=0), "schema_version"),
     (lambda d: d.update(n_images=0), "n_images"),
@@ -142,6 +152,9 @@ def test_embedded_models_carry_a_faithfulness_file(name):
     assert "bench_faithfulness.py" in report.measured_with and "--cache-dir" not in report.measured_with
     for m in report.methods.values():
         assert m.score.value == pytest.approx(m.insertion.value - m.deletion.value)
+    # measured on what the app explains by default: the age model's estimate, the others' predicted class
+    assert (report.target, report.unit) == (("age estimate", "years") if name == "age" else
+                                            ("predicted class", "probability"))
 
 
 def test_the_app_shows_each_model_s_own_measurement():
@@ -165,6 +178,10 @@ def test_the_app_shows_each_model_s_own_measurement():
 
     targets, picker = Handlers(service).ui_targets("age", "saliency")
     assert picker.value == "saliency" and [c[1] for c in picker.choices] == list(METHODS)
+    from app import ESTIMATE, PREDICTED
+
+    assert targets.choices[0] == (ESTIMATE, PREDICTED) and targets.value == PREDICTED  # the age model's answer
+    assert Handlers(service).ui_targets("condition", "saliency")[0].choices[0] == (PREDICTED, PREDICTED)
     assert picker.choices == [tuple(c) for c in service.method_choices("age")]
 
 

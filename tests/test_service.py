@@ -246,6 +246,25 @@ def test_explain_user_target_and_errors(service):
         service.explain(skin_photo(), "hair", "saliency")
 
 
+def test_the_age_explanation_explains_the_estimate_the_app_states(service):
+    """The age model's answer is its estimate (the expectation over its years), so that is what Explain
+    explains by default, not the logit of one year holding a few per cent; a year can still be picked."""
+    from skimage import data
+
+    from skin.tasks import completed_years
+
+    portrait = _jpeg(Image.fromarray(data.astronaut()))
+    age = service.predict(portrait)["tasks"]["age"]
+    for method in ("gradcam", "integrated_gradients"):
+        _, info = service.explain(portrait, "age", method)
+        assert info["target"] == "estimate" and info["target_index"] is None and info["target_probability"] is None
+        assert info["target_name"] == f"Age estimate: {completed_years(age['estimate'])} years"
+        assert "raised the estimate" in info["note"]
+        json.dumps(info)
+    _, year = service.explain(portrait, "age", "saliency", "34")
+    assert year["target"] == "34" and year["target_index"] == 34 and 0 <= year["target_probability"] <= 1
+
+
 def test_explanation_is_on_the_model_that_predicted(service):
     """Explain's target probability is predict's probability: same model, same input."""
     im = skin_photo(seed=5)

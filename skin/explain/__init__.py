@@ -22,7 +22,7 @@ The feature map the prediction path records for Grad-CAM is captured by
 """
 
 from skin.explain.baselines import gaussian_blur, make_baseline, model_mean_std
-from skin.explain.common import Attribution, Explanation, ModelForward
+from skin.explain.common import Attribution, ExpectedValue, Explanation, ModelForward
 from skin.explain.display import normalize_attribution, overlay
 from skin.explain.faithfulness import (
     DeletionInsertion,
@@ -44,6 +44,7 @@ __all__ = [
     "METHODS",
     "Attribution",
     "DeletionInsertion",
+    "ExpectedValue",
     "Explanation",
     "FaithfulnessReport",
     "Method",

@@ -46,29 +46,59 @@ class Explanation:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class ExpectedValue(nn.Module):
+    """Logits → ``(N, 1)``: the expected value ``sum_k softmax(logits)_k * values_k``.
+
+    The age model's answer is this expectation over its one-year classes (DEX), not
+    any one class: explaining output 0 of this readout explains the number the app
+    states, where a class logit would explain one year that holds a few per cent of
+    the probability. Differentiable, so every method of :data:`~skin.explain.METHODS`
+    attributes it as it attributes a logit (IG's completeness then holds in the
+    values' unit: the map sums to the estimate minus the baseline's estimate).
+    """
+
+    n_outputs = 1
+
+    def __init__(self, values, name: str = "expected value"):
+        super().__init__()
+        self.register_buffer("values", torch.as_tensor(np.asarray(values, dtype=np.float32)))
+        self.name = name
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-1] != self.values.numel():
+            raise ValueError(f"the readout has {self.values.numel()} values but the model {logits.shape[-1]} classes")
+        return (logits.float().softmax(-1) @ self.values)[:, None]
+
+
 class ModelForward:
     """``forward(x) -> logits`` around a transformers image classifier.
 
     Calls ``model(pixel_values=x)`` when the model's ``forward`` takes
     ``pixel_values`` (or ``**kwargs``, as peft wrappers do), ``model(x)``
     otherwise, and returns ``.logits`` when the output has them: Captum
-    attributes a plain function of one tensor.
+    attributes a plain function of one tensor. ``readout`` (e.g.
+    :class:`ExpectedValue`) maps the logits to the outputs explained instead.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, readout: nn.Module | None = None):
         self.model = model
+        self.readout = readout
         params = inspect.signature(model.forward).parameters
         self._keyword = "pixel_values" in params or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
         )
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=x) if self._keyword else self.model(x)
         if hasattr(out, "logits"):
             return out.logits
         if isinstance(out, (tuple, list)):
             return out[0]
         return out
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(x)
+        return logits if self.readout is None else self.readout(logits)
 
 
 @contextmanager

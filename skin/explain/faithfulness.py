@@ -42,8 +42,9 @@ DELETION_BASELINE = "blur"
 
 @dataclass(frozen=True)
 class DeletionInsertion:
-    """Deletion and insertion curves (probability of the target at each ``fraction`` of pixels
-    removed / restored) and their areas; lower deletion and higher insertion AUC = more faithful."""
+    """Deletion and insertion curves (probability of the target, or the readout's output, at each
+    ``fraction`` of pixels removed / restored) and their areas; lower deletion and higher insertion
+    AUC = more faithful."""
 
     deletion_auc: float
     insertion_auc: float
@@ -75,6 +76,7 @@ def deletion_insertion(
     batch_size: int | None = None,
     seed: int = 0,
     blur_sigma: float | None = None,
+    readout: nn.Module | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves and AUCs (Petsiuk et al. 2018, RISE).
 
@@ -87,6 +89,8 @@ def deletion_insertion(
     insertion canvas, used for both curves here, so removing a pixel never adds
     an out-of-distribution edge) or ``"zero"`` (normalised zero, the mean
     colour). Forward passes run ``batch_size`` images at a time (default: one curve).
+    ``readout`` (as in :func:`~skin.explain.explain`): the curves follow its output
+    ``target`` in its own unit (the age estimate in years) instead of a class probability.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -103,16 +107,17 @@ def deletion_insertion(
     counts = torch.tensor([round(k * h * w / steps) for k in range(steps + 1)], device=x.device)
     masks = rank < counts.view(-1, 1, 1, 1)  # (steps + 1, 1, H, W)
     base = make_baseline(x, baseline, blur_sigma=blur_sigma)
-    forward = ModelForward(model)
+    forward = ModelForward(model, readout)
     bs = batch_size or steps + 1
 
+    def score(out: torch.Tensor) -> torch.Tensor:
+        return (out.float() if readout is not None else out.float().softmax(-1))[:, target]
+
     def curve(images: torch.Tensor) -> list[float]:
-        probs = [forward(images[i : i + bs]).float().softmax(-1)[:, target] for i in range(0, len(images), bs)]
-        return torch.cat(probs).cpu().tolist()
+        return torch.cat([score(forward(images[i : i + bs])) for i in range(0, len(images), bs)]).cpu().tolist()
 
     with eval_mode(model), torch.no_grad():
-        logits = forward(x)
-        target = check_target(logits.shape[-1], int(target))
+        target = check_target(forward(x).shape[-1], int(target))
         deletion = curve(torch.where(masks, base, x))
         insertion = curve(torch.where(masks, x, base))
     frac = [k / steps for k in range(steps + 1)]
@@ -272,6 +277,10 @@ class FaithfulnessReport:
     baseline: str = DELETION_BASELINE
     steps: int = DELETION_STEPS
     measured_with: str = ""
+    #: what the maps explained and the curves followed: the predicted class's probability, or a
+    #: readout's output (``"age estimate"``, in ``unit``: the AUCs are then in that unit)
+    target: str = "predicted class"
+    unit: str = "probability"
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **asdict(self)}
@@ -293,7 +302,8 @@ class FaithfulnessReport:
                 raise ValueError(f"{where}: methods.{name} must be a mapping")
             parsed[name] = MethodFaithfulness(
                 *(_metric(m.get(k), f"{where}: methods.{name}.{k}") for k in ("deletion", "insertion", "score")))
-        extra = {k: d[k] for k in ("images", "input_size", "baseline", "steps", "measured_with") if k in d}
+        extra = {k: d[k] for k in ("images", "input_size", "baseline", "steps", "measured_with", "target", "unit")
+                 if k in d}
         return cls(model=str(d.get("model", "")), n_images=n, methods=parsed, **extra)
 
 
@@ -330,8 +340,10 @@ def faithfulness_summary(report: FaithfulnessReport | None) -> dict[str, dict[st
     out: dict[str, dict[str, Any]] = {m: {"text": "not measured", "score": None} for m in METHODS}
     for name, m in (report.methods if report else {}).items():
         s, ins, dele = m.score.value, m.insertion.value, m.deletion.value
+        unit = "" if report.unit == "probability" else f" {report.unit}"
+        of = "" if report.target == "predicted class" else f" of the {report.target}"
         out[name] = {
-            "text": f"{s:+.2f} (insertion − deletion AUC; ins {ins:.2f}, del {dele:.2f})",
+            "text": f"{s:+.2f}{unit} (insertion − deletion AUC{of}; ins {ins:.2f}, del {dele:.2f})",
             "score": s, "score_ci": [m.score.ci_low, m.score.ci_high], "insertion_auc": ins,
             "deletion_auc": dele, "n_images": report.n_images,
         }

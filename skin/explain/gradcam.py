@@ -120,15 +120,16 @@ def _output_kind(forward, module: nn.Module, x: torch.Tensor) -> str:
     return "map" if probe.get("ndim") == 4 else "tokens"
 
 
-def _gradcam_from_features(model, features: torch.Tensor, target: int) -> torch.Tensor:
-    """Grad-CAM from a recorded feature map: the gradient of the ``target`` logit
-    with respect to the map is taken through the model's head only."""
+def _gradcam_from_features(model, features: torch.Tensor, target: int, readout=None) -> torch.Tensor:
+    """Grad-CAM from a recorded feature map: the gradient of the ``target`` logit (or output of
+    ``readout`` over the logits) with respect to the map is taken through the model's head only."""
     head = head_of(model)
     if head is None:
         raise ValueError("features= works for timm CNNs only (a head that maps the feature map to logits); "
                          "leave it out for this model")
     a = features.detach().float().clone().requires_grad_(True)
-    score = head(a)[0, target]
+    logits = head(a)
+    score = (logits if readout is None else readout(logits))[0, target]
     (grad,) = torch.autograd.grad(score, a)
     weights = grad.mean(dim=(2, 3), keepdim=True)  # alpha_k: pooled gradients
     return F.relu((weights * a.detach()).sum(dim=1, keepdim=True))
@@ -158,7 +159,7 @@ def gradcam(model, forward, x, target, *, layer: nn.Module | str | None = None,
     if features is not None:
         if layer is not None:
             raise ValueError("pass either layer= or features=, not both")
-        cam = _gradcam_from_features(model, features, target)
+        cam = _gradcam_from_features(model, features, target, getattr(forward, "readout", None))
         name = _layer_names.get(model)
         if name is None:
             name = _layer_names[model] = module_name(model, find_gradcam_layer(model)[0])

@@ -229,6 +229,7 @@ def explain(
     pixel_values: torch.Tensor,
     target: int | None = None,
     method: str = "gradcam",
+    readout: nn.Module | None = None,
     **options: Any,
 ) -> Explanation:
     """Attribute ``model``'s ``target`` logit for one image to its pixels.
@@ -241,16 +242,19 @@ def explain(
     class index; ``None`` = the predicted class. ``method``: a name in
     :data:`METHODS`. ``options`` go to the method (e.g. ``n_steps`` for IG,
     ``layer`` for Grad-CAM, ``baseline`` for IG / occlusion); an unknown option
-    raises ``ValueError`` listing the valid ones.
+    raises ``ValueError`` listing the valid ones. ``readout``: a module over the
+    logits whose output ``target`` is explained instead of a logit
+    (:class:`~skin.explain.common.ExpectedValue`: the age estimate; target 0).
     """
     spec = get_method(method)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for method {method!r}; valid options: {list(spec.options)}")
     x = as_batch(pixel_values)
-    forward = ModelForward(model)
+    forward = ModelForward(model, readout)
     with eval_mode(model):
-        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+        num_labels = getattr(readout, "n_outputs", None) if readout is not None else \
+            getattr(getattr(model, "config", None), "num_labels", None)
         if target is None or num_labels is None:
             # Only run a forward pass to choose (or range-check) the class when
             # the caller has not already: the app passes the target it predicted.

@@ -20,6 +20,8 @@ the group that was compared instead of calling it the most likely.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -100,3 +102,47 @@ def target_index(labels: list[str], model_key: str, target, names: Mapping[str, 
         shown = ", ".join(labels[:12]) + (" …" if len(labels) > 12 else "")
         raise ValueError(f"unknown target class {target!r} for the {model_key} model; use one of: {shown}")
     return idx
+
+
+#: The ``target`` Explain reports when it explained the age estimate rather than one class.
+ESTIMATE = "estimate"
+
+
+@dataclass(frozen=True)
+class ExplainTarget:
+    """What an explanation attributes: output ``index`` of the model's logits, or of ``readout`` over
+    them (the age estimate), with the ``label`` and readable ``name`` it is reported under and the
+    probability of that class (``None`` for the estimate)."""
+
+    index: int
+    label: str
+    name: str
+    probability: float | None
+    readout: Any = None
+
+    @property
+    def legend(self) -> str:
+        """The name under the heatmap's colour bar (short: the estimate's years are in the answer)."""
+        return "age estimate" if self.readout is not None else self.name
+
+    @property
+    def raised(self) -> str:
+        """What red means on the map."""
+        return "raised the estimate most" if self.readout is not None else "raised the score of the target class most"
+
+
+def explain_target(labels: list[str], probs: np.ndarray, index: int | None, names: Mapping[str, str], *,
+                   age: bool) -> ExplainTarget:
+    """The :class:`ExplainTarget` for a chosen class ``index`` (from :func:`target_index`) or, with
+    ``None``, for the answer the app gave: the predicted class, or for an age model the estimate itself
+    (the expectation over its years, :class:`skin.explain.ExpectedValue`), since the app states that
+    number and no single year holds more than a few per cent of the probability."""
+    if index is None and age:
+        from skin.explain import ExpectedValue
+        from skin.tasks import label_ages
+
+        estimate = _age_read_out(probs, labels, 1)["estimate"]
+        return ExplainTarget(0, ESTIMATE, f"Age estimate: {completed_years(estimate)} years", None,
+                             ExpectedValue(label_ages(labels), "age estimate"))
+    index = int(np.argmax(probs)) if index is None else int(index)
+    return ExplainTarget(index, labels[index], names.get(labels[index], labels[index]), float(probs[index]))

@@ -35,7 +35,7 @@ from skin.service.cache import FACE_DETECTOR, FaceFound, ForwardPass, Prediction
 from skin.service.cards import fairness_card, parse_bucket, read_report
 from skin.service.config import AppConfig, ModelSpec, load_config
 from skin.service.loading import LoadedModel, load_model, reference_problem
-from skin.service.readout import read_out, target_index
+from skin.service.readout import explain_target, read_out, target_index
 from skin.service.routing import (explanation_refusal, face_rule, gate_model_key, load_gate, out_of_scope_message,
                                   routing_reason)
 from skin.service.views import blocking_problems, model_input_image, model_view, needs_face, photo_tone
@@ -383,7 +383,8 @@ class SkinLensService:
         """``(overlay PIL image, info dict)`` for model ``key``'s prediction on ``image``.
 
         ``target``: a class label or index of that model; ``None`` / ``""`` =
-        the predicted class. The map is drawn over the model's own input.
+        the answer given: the predicted class, or the age model's estimate
+        (:func:`~skin.service.readout.explain_target`). The map is drawn over the model's own input.
         ``photo_type``: as for :meth:`predict` (``None`` = detect it, from
         the passes Predict cached). A model that does not read photos of
         that type is refused as in Predict: its answer there was withheld, so
@@ -408,23 +409,22 @@ class SkinLensService:
         names = get_task(spec.task).label_names
         target_idx = target_index(lm.labels, key, target, names)
         probs, x, features, _ = self._forward(lm, view, memo)  # the gate may have run this very pass
-        if target_idx is None:
-            target_idx = int(np.argmax(probs))
         options = {"features": features} if method == "gradcam" and features is not None else {}
+        goal = explain_target(lm.labels, probs, target_idx, names, age=lm.kind is TaskKind.AGE)
         with lm.lock:
-            exp = explain(lm.model, x, target=target_idx, method=method, **options)
-        label = lm.labels[exp.target]
-        name = names.get(label, label)
+            exp = explain(lm.model, x, target=goal.index, method=method, readout=goal.readout, **options)
         # blended at the model's own resolution, then shown at >= 384 px with a readable legend
-        picture = overlay(model_input_image(x, lm.processor, min_side=0), exp.attribution, label=name, min_side=384)
+        picture = overlay(model_input_image(x, lm.processor, min_side=0), exp.attribution, label=goal.legend,
+                          min_side=384)
         info = {
-            "task": key, "method": method, "target": label, "target_name": name, "target_index": int(exp.target),
-            "target_probability": float(probs[exp.target]), "predicted": lm.labels[int(np.argmax(probs))],
+            "task": key, "method": method, "target": goal.label, "target_name": goal.name,
+            "target_index": None if goal.readout is not None else goal.index,
+            "target_probability": goal.probability, "predicted": lm.labels[int(np.argmax(probs))],
             "seconds": round(float(exp.seconds), 3), "signed": bool(exp.signed),
             "faithfulness": self.faithfulness(key)[method],
             "input_size": list(x.shape[-2:]),
-            "note": "heatmap over the exact picture the model read (after its resize/crop); "
-                    "red = parts that raised the score of the target class most",
+            "note": "heatmap over the exact picture the model read (after its resize/crop); red = parts that "
+                    f"{goal.raised}{'; blue = parts that lowered it' if exp.signed else ''}",
             "image_notes": loaded.notes,
         }
         return picture, info
