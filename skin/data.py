@@ -21,6 +21,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -176,6 +177,10 @@ def _reason_kind(reason: str) -> str:
     return reason.split(" (")[0]
 
 
+#: The file names :func:`export` writes (``train-00000-of-00001.parquet``); an ``--out`` folder may hold only these.
+SHARD = re.compile(r"[A-Za-z0-9_]+-00000-of-00001\.parquet")
+
+
 def export(name: str, data_dir: str, out: str, cache_dir: str | None = None, push_to_hub: str | None = None, **config):
     """Write Parquet shards (images embedded) that ``load_dataset("parquet")`` reads back.
 
@@ -185,6 +190,11 @@ def export(name: str, data_dir: str, out: str, cache_dir: str | None = None, pus
     from datasets.table import embed_table_storage
 
     make_output_dir(out, "--out")  # before the preparation, which can take minutes
+    others = sorted(f for f in os.listdir(out) if not SHARD.fullmatch(f))
+    if others:  # load_dataset("parquet", data_dir=OUT) and the push would take them in with the shards
+        raise ValueError(f"the output folder {out!r} holds other files ({', '.join(others[:4])}"
+                         f"{', …' if len(others) > 4 else ''}): pass --out a new or empty folder, or one an "
+                         "earlier export wrote")
     dsd = load(name, data_dir, cache_dir=cache_dir, **config)
     written = []
     for split, ds in dsd.items():
@@ -195,7 +205,8 @@ def export(name: str, data_dir: str, out: str, cache_dir: str | None = None, pus
     if push_to_hub:
         from huggingface_hub import HfApi
 
-        HfApi().upload_folder(folder_path=out, repo_id=push_to_hub, repo_type="dataset")
+        HfApi().upload_folder(folder_path=out, repo_id=push_to_hub, repo_type="dataset",
+                              allow_patterns=[os.path.basename(p) for p in written])
     return written
 
 

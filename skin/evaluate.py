@@ -172,6 +172,11 @@ def fst_groups(ds) -> np.ndarray:
     return np.asarray([fst_pair(f) or "unknown" for f in ds["fitzpatrick"]])
 
 
+def shown_labels(labels: list[str], first: int = 6) -> str:
+    """A label list for a message: the first few and the count (an age model has 101)."""
+    return ", ".join(labels[:first]) + (f", … ({len(labels)} classes)" if len(labels) > first else "")
+
+
 def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int = 200,
                      random_state: int = 0) -> MalignancyAudit:
     """Malignancy ROC-AUC overall and per Fitzpatrick group, each with a bootstrap interval.
@@ -191,7 +196,8 @@ def malignancy_audit(probs: np.ndarray, model_labels: list[str], ds, n_boot: int
 
     idx = malignant_indices(model_labels)
     if not idx:
-        raise ValueError(f"the model's labels {model_labels} contain no malignant class: no malignancy audit")
+        raise ValueError(f"the model's classes ({shown_labels(model_labels)}) contain no malignant class: "
+                         "no malignancy audit")
     score = probs[:, idx].sum(1)
     truth = np.asarray(ds["malignant"], dtype=bool)
     fst = fst_groups(ds)
@@ -292,17 +298,19 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
         raise ValueError(f"{dataset} has no {split!r} split (it has {list(dsd)})")
     else:
         ds = dsd[split]
+    labels = task.labels(ds.features)
+    audit = labels != model_labels  # another grouping: only the malignancy audit compares them
+    if audit and ("malignant" not in ds.column_names or not malignant_indices(model_labels)):
+        raise ValueError(f"the model's classes ({shown_labels(model_labels)}) are not {dataset}'s "
+                         f"({shown_labels(labels)}), and a malignancy audit needs a dataset with a 'malignant' "
+                         "column (ddi, pad_ufes20, ham10000, dermnet) and a model with a malignant class: "
+                         "evaluate the model on the dataset it was trained for")
     probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds, batch_size=batch_size, tta=tta,
                                                          vflip=not task.upright)), 1).numpy()
     head = {"model": model_ref, "dataset": dataset, "split": split, "n": len(ds), "tta": tta,
             "skipped": skipped_images(skip_list(builder))}
-    labels = task.labels(ds.features)
-    if labels != model_labels and "malignant" in ds.column_names:
+    if audit:
         return EvalReport(**head, malignancy=malignancy_audit(probs, model_labels, ds, n_boot=n_boot))
-    if labels != model_labels:
-        raise ValueError(f"the model's classes {model_labels[:8]}… differ from {dataset}'s {labels[:8]}…: "
-                         "evaluate a model trained for this dataset, or audit malignancy on a dataset with a "
-                         "'malignant' column (ddi, pad_ufes20, ham10000, dermnet)")
     return EvalReport(**head, result=evaluate_split(task, probs, task.targets(ds), labels, ds, n_boot=n_boot))
 
 

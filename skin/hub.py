@@ -61,6 +61,9 @@ def load_classifier(ref: str, *, local_files_only: bool = False):
 
     if not (os.path.isdir(ref) or "/" in ref):
         raise ValueError(f"model {ref!r} is neither a folder, a Hub id (owner/name) nor one of {', '.join(DEFAULTS)}")
+    if not os.path.isdir(ref) and (ref.startswith(("/", ".", "~")) or ref.count("/") > 1):
+        raise ValueError(f"model folder {ref!r} not found (a Hub id is owner/name): give the folder of a checkpoint "
+                         f"(config.json and model.safetensors), a Hub id or one of {', '.join(DEFAULTS)}")
     try:
         model = AutoModelForImageClassification.from_pretrained(ref, use_safetensors=True,
                                                                 local_files_only=local_files_only)

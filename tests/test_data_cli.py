@@ -143,6 +143,25 @@ def test_export_round_trip(name, tmp_path, capsys):
     assert again["test"][0]["image"].size == (layouts.SIDE, layouts.SIDE)
 
 
+def test_export_refuses_a_folder_holding_other_files(tmp_path, capsys):
+    """``load_dataset("parquet", data_dir=OUT)`` and ``--push_to_hub`` take in whatever the folder holds (here a
+    model export: its card and weights would be pushed into the dataset repository): such a folder is refused
+    before any work; a folder an earlier export wrote is overwritten."""
+    layout = layouts.make_pad_ufes20(tmp_path)
+    out_dir = tmp_path / "parquet"
+    (out_dir / "merged").mkdir(parents=True)
+    (out_dir / "README.md").write_text("# a model card\n")
+    args = ["export", "pad_ufes20", "--data-dir", layout.data_dir, "--cache-dir", tmp_path / "cache",
+            "--out", out_dir]
+    code, out, err = _run_main(args, capsys)
+    assert code == 2 and "holds other files (README.md, merged)" in err and "new or empty folder" in err
+    assert sorted(os.listdir(out_dir)) == ["README.md", "merged"]  # nothing written
+    shutil.rmtree(out_dir / "merged")
+    (out_dir / "README.md").unlink()
+    assert _run_main(args, capsys)[0] == 0
+    assert _run_main(args, capsys)[0] == 0  # again over its own shards
+
+
 def test_info_reports_skips_on_a_cache_hit_too(tmp_path):
     """The second call finds the prepared cache and must still list the skipped files."""
     from skin.data import info

@@ -123,7 +123,33 @@ def test_evaluate_wrong_model_for_dataset_is_a_clear_error(condition_dir, tmp_pa
     rc = main(["--model", condition_dir, "--dataset", "utkface", "--data-dir", str(utk),
                "--cache-dir", str(tmp_path / "cache")])
     assert rc == 2
-    assert "differ from utkface" in capsys.readouterr().err
+    assert "are not utkface's (0, 1, 2, 3, 4, 5, … (101 classes))" in capsys.readouterr().err
+
+
+def test_a_model_with_no_malignant_class_on_an_audit_set_is_refused_before_predicting(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """The age model on DermNet: its 101 classes are not DermNet's and none is malignant, so there is no
+    audit to run either; the message says so, briefly, before any image is predicted."""
+    import skin.evaluate
+    from skin.modeling import create_model, export_merged
+    from skin.tasks import AGE_LABELS
+
+    model, processor = create_model("efficientnet_lite0", AGE_LABELS, image_size=32)
+    age_dir = export_merged(model, processor, str(tmp_path / "age"))
+    monkeypatch.setattr(skin.evaluate, "predict_logits", lambda *a, **k: pytest.fail("predicted before refusing"))
+    rc = skin.evaluate.main(["--model", age_dir, "--dataset", "dermnet", "--data-dir",
+                             str(make_dermnet(tmp_path).data_dir), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "(0, 1, 2, 3, 4, 5, … (101 classes))" in err and "'99'" not in err
+    assert "evaluate the model on the dataset it was trained for" in err
+
+
+@pytest.mark.parametrize("ref", ["/no/such/model", "./runs/missing", "experiments/run/merged"])
+def test_a_missing_model_folder_is_named_as_a_folder_not_a_bad_hub_id(ref):
+    from skin.hub import load_classifier
+
+    with pytest.raises(ValueError, match=r"model folder .* not found \(a Hub id is owner/name\)"):
+        load_classifier(ref)
 
 
 class _CornerModel:
