@@ -68,9 +68,10 @@ def classes_section(report, task) -> str:
     rows = ["| label | class | malignant | test n | precision | recall |", "|---|---|---|---|---|---|"]
     for label in labels:
         scores = per_class.get(label, {})
+        measured = scores.get("support", 0) > 0  # no test photo of the class: nothing to score, not 0.000
         rows.append(f"| `{label}` | {task.label_names.get(label, label)} | {'yes' if label in task.malignant else ''} "
-                    f"| {scores.get('support', 'n/a')} | {fmt(scores.get('precision'))} | "
-                    f"{fmt(scores.get('recall'))} |")
+                    f"| {scores.get('support', 'n/a')} | {fmt(scores.get('precision') if measured else None)} | "
+                    f"{fmt(scores.get('recall') if measured else None)} |")
     return "\n".join(rows)
 
 

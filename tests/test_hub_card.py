@@ -103,3 +103,10 @@ def test_card_reproduce_command_has_no_local_paths(name):
     assert not re.search(r"\s/\S", command), command  # no absolute path: /work/..., /tmp/...
     assert "--output_dir" not in command and "--dataset_cache_dir" not in command
     assert f"--task {report['task']}" in command
+
+
+def test_a_class_without_test_photos_shows_no_scores():
+    report = json.loads((MODELS / "clinical" / "report.json").read_text())
+    report["test"]["per_class"]["melanoma"] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    text = str(render_model_card(report))
+    assert "| `melanoma` | Melanoma | yes | 0 | n/a | n/a |" in text
