@@ -11,7 +11,9 @@ labels and signedness from it. :func:`explain` is the one entry point.
 Deliberate choices, stated once:
 
 * **Target score**: attributions explain the *logit* of the target class (the
-  quantity whose completeness IG guarantees), not the softmax probability.
+  quantity whose completeness IG guarantees), not the softmax probability; or,
+  given a ``readout`` over the logits, its output (the age model's estimate,
+  :class:`~skin.explain.common.ExpectedValue`, explained in years).
 * **Baselines** live in the model's normalised input space; the default is a
   blur of the image itself (see :mod:`skin.explain.baselines` for why).
 * **Channel reduction**: IG and GradientShap maps are the *sum over RGB* of the
