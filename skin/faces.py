@@ -50,6 +50,13 @@ PAD_FRACTION = 0.2
 # are large): keeps detection ~constant time; boxes are scaled back.
 DETECT_SIDE = 1024
 
+# The square UTKFace's aligned and cropped chips take around a face, against MTCNN's box of that face:
+# side CHIP_SIDE x the box width, centre CHIP_SHIFT x the box height below the box centre (medians over
+# 300 training chips, bench/bench_face_crop.py, bench/results/face_crop.json). The age model, trained on
+# chips, is shown the same framing (face_chip): the box widened by 0.2 showed it a smaller face, higher.
+CHIP_SIDE = 1.19
+CHIP_SHIFT = 0.066
+
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 _DETECTORS: dict[str, object] = {}
@@ -246,6 +253,20 @@ def crop_face(image, face: Face, margin: float = 0.2):
     x1, y1, x2, y2 = face.box
     dx, dy = margin * face.width, margin * face.height
     box = _clip_box((x1 - dx, y1 - dy, x2 + dx, y2 + dy), *pil.size)
+    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        raise ValueError(f"face box {face.box} lies outside the {pil.size[0]}x{pil.size[1]} image")
+    return pil.crop(box)
+
+
+def face_chip(image, face: Face):
+    """The square around ``face`` framed as UTKFace's chips are (:data:`CHIP_SIDE`, :data:`CHIP_SHIFT`),
+    as a PIL image: what a face model trained on the chips reads. Clipped to the image, like
+    :func:`crop_face`, so a face at the photo's edge gives a smaller, non-square crop."""
+    pil = as_rgb_pil(image)
+    x1, y1, x2, y2 = face.box
+    side = CHIP_SIDE * face.width
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + CHIP_SHIFT * face.height
+    box = _clip_box((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), *pil.size)
     if box[2] - box[0] < 1 or box[3] - box[1] < 1:
         raise ValueError(f"face box {face.box} lies outside the {pil.size[0]}x{pil.size[1]} image")
     return pil.crop(box)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from skin import faces
-from skin.faces import LANDMARK_NAMES, Face, crop_face, detect_faces, largest_face
+from skin.faces import CHIP_SHIFT, CHIP_SIDE, LANDMARK_NAMES, Face, crop_face, detect_faces, face_chip, largest_face
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -65,6 +65,54 @@ def test_crop_face_adds_the_margin_and_stays_inside(astronaut):
     assert whole.size == astronaut.size
     with pytest.raises(ValueError, match="margin"):
         crop_face(astronaut, face, margin=-0.1)
+
+
+def test_face_chip_is_the_square_the_chips_frame(astronaut):
+    face = largest_face(astronaut)
+    chip = face_chip(astronaut, face)
+    side = CHIP_SIDE * face.width
+    assert chip.width == pytest.approx(side, abs=2) and chip.height == pytest.approx(side, abs=2)
+    edge = Face((0.0, 0.0, face.width, face.height), face.score, {})  # a face in the corner: clipped
+    clipped = face_chip(astronaut, edge)
+    assert clipped.width < side - 2 and clipped.height <= round(side) + 1
+
+
+def test_the_chip_constants_are_the_measured_medians():
+    """CHIP_SIDE / CHIP_SHIFT are bench/bench_face_crop.py's medians over UTKFace training chips."""
+    import json
+
+    result = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "face_crop.json").read_text())
+    geometry = result["geometry_train"]
+    assert geometry["n"] >= 250
+    assert CHIP_SIDE == pytest.approx(geometry["side_over_box_width_p10_50_90"][1], abs=0.005)
+    assert CHIP_SHIFT == pytest.approx(geometry["centre_shift_over_box_height_p10_50_90"][1], abs=0.0005)
+    # and on validation chips the chip-shaped crop beat the old one in every surround
+    assert all(r["mae_gain_of_face_chip"]["mean"] > 2 * r["mae_gain_of_face_chip"]["se"]
+               for r in result["validation"].values())
+
+
+@pytest.mark.needs_shared_data
+def test_face_chip_of_a_pasted_utkface_chip_recovers_the_chip():
+    """A chip pasted into a larger grey picture: the detector's box, framed by face_chip, lands on the chip."""
+    pad, overlaps = 100, []
+    for path in _utk_chips(12):
+        with Image.open(path) as im:
+            chip = im.convert("RGB")
+        picture = Image.new("RGB", (chip.width + 2 * pad, chip.height + 2 * pad), (128, 128, 128))
+        picture.paste(chip, (pad, pad))
+        face = largest_face(picture)
+        if face is None:
+            continue
+        x1, y1 = pad, pad
+        x2, y2 = pad + chip.width, pad + chip.height
+        side = CHIP_SIDE * face.width
+        cx, cy = _centre(face.box)
+        cy += CHIP_SHIFT * face.height
+        a = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+        inter = max(0, min(a[2], x2) - max(a[0], x1)) * max(0, min(a[3], y2) - max(a[1], y1))
+        overlaps.append(inter / (side * side + chip.width * chip.height - inter))
+        assert face_chip(picture, face).size == (round(a[2]) - round(a[0]), round(a[3]) - round(a[1]))
+    assert len(overlaps) >= 10 and np.median(overlaps) > 0.8, overlaps
 
 
 def test_large_photos_are_searched_downscaled_and_boxes_scaled_back(astronaut):

@@ -58,9 +58,9 @@ def model_view(spec: ModelSpec, image, face, kind: PhotoType | None = None):
     if face is None:
         return None, ("no face found: this model needs a photo of a face, looking at the camera, well lit, "
                       "filling at least a third of the picture")
-    from skin.faces import crop_face
+    from skin.faces import face_chip
 
-    return crop_face(image, face), None
+    return face_chip(image, face), None  # framed as the face model's training chips (UTKFace)
 
 
 def photo_tone(image, face) -> dict:
