@@ -122,3 +122,19 @@ def test_prediction_cache_size_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("SKINLENS_PREDICTION_CACHE", "-3")
     with pytest.raises(ValueError, match="SKINLENS_PREDICTION_CACHE"):
         load_config(cfg)
+
+
+def test_the_shipped_clinical_model_reads_clinical_photos_only():
+    """It has no class for healthy skin: on portraits it named a condition (bench/clinical_on_portraits.py), and
+    the gate types no DermNet test photo a face, so leaving faces out costs it no answer there."""
+    import json
+    from pathlib import Path
+
+    clinical = load_config(DEFAULT_CONFIG_PATH).models["clinical"]
+    assert clinical.photo_types == ("clinical",)
+    assert clinical.accepts("clinical") and not clinical.accepts("face") and not clinical.accepts("dermoscopy")
+    measured = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" /
+                           "clinical_on_portraits.json").read_text())
+    assert "face" in measured["clinical_photo_types_measured"]  # measured with faces still answered
+    assert measured["utkface_validation_portraits"]["face"]["answered"] > 0
+    assert "face" not in measured["dermnet_test"]
