@@ -87,8 +87,10 @@ def predictions_markdown(result: dict) -> str:
                          f"(probability {_pct(t['group_probability'])})")
         lines.append("\n| | probability |\n|---|---|")
         lines += [f"| {r.get('name', r['label'])} | {_pct(r['probability'])} |" for r in t.get("top_k", [])]
+        healthy = "" if "estimate" in t else (" The model picks among its conditions for any photo it reads: it "
+                                              "has no answer for healthy skin.")
         lines.append("\n<sub>Probabilities are calibrated: of all answers given with 80 %, about 80 % were right "
-                     "on the test set.</sub>")
+                     f"on the test set.{healthy}</sub>")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 

@@ -35,6 +35,9 @@ def test_predictions_answers():
     assert "### Skin condition (test)" in md and "| nv | 81% |" in md
     assert "**Estimated age: 31 years** — age group **25-49** (probability 70%)" in md  # 31.6: years completed
     assert "Probabilities are calibrated" in md
+    # a condition model always picks a condition: said once, under its own answer, not under the age
+    condition, age = md.split("### Apparent age (test)")
+    assert "it has no answer for healthy skin" in condition and "healthy" not in age
 
 
 def test_predictions_show_a_class_name_where_the_task_has_one():
