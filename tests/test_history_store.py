@@ -20,7 +20,8 @@ from datetime import UTC
 
 import pytest
 
-from skin.history.store import DB_FILENAME, SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES, Entry, HistoryStore, default_url
+from skin.history.store import (DB_FILENAME, ENTRIES, SQLITE_CACHE_KIB, SQLITE_MMAP_BYTES, Entry, HistoryStore,
+                                default_url)
 from tests.history_helpers import PostgresCluster, entry, postgres_problem
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,11 +57,37 @@ def test_migrations_create_the_schema_the_store_reads(store):
     from skin.history.store import METADATA
 
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
         assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     inspector = sa.inspect(store.engine)
     assert "ix_entries_user_saved_at" in {i["name"] for i in inspector.get_indexes("entries")}
     HistoryStore(store.url).close()  # opening again is a no-op upgrade
+
+
+def test_a_database_of_the_first_schema_is_upgraded_and_keeps_its_entries(db_url):
+    """An entry saved before model versions were kept reads back with none; new entries keep theirs."""
+    from datetime import datetime
+
+    import sqlalchemy as sa
+
+    from skin.history.store import NewEntry, migrate
+
+    engine = sa.create_engine(db_url)
+    migrate(engine, "0001")
+    first_schema = sa.Table("entries", sa.MetaData(), *(sa.Column(c.name, c.type) for c in ENTRIES.columns
+                                                           if c.name != "models"))
+    with engine.begin() as conn:
+        conn.execute(first_schema.insert(), {"id": "old", "user": "ann", "saved_at": datetime.now(UTC), "note": "",
+                                             "scores": {"age:age": 30.0}, "noise": {}, "photo_type": "face",
+                                             "tone_bucket": None, "quality_flags": [], "photo": None})
+    engine.dispose()
+    with HistoryStore(db_url) as upgraded:
+        (old,) = upgraded.list("ann")
+        assert old.id == "old" and old.models == {} and old.scores == {"age:age": 30.0}
+        upgraded.save("ann", NewEntry(scores={"age:age": 31.0}, photo_type="face", models={"age": "abc123"}))
+        assert [e.models for e in upgraded.list("ann")] == [{"age": "abc123"}, {}]
+        rows = list(csv.DictReader(io.StringIO(upgraded.export("ann").csv)))
+        assert [r["models"] for r in rows] == ["age=abc123", ""]
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):

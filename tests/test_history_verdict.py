@@ -35,6 +35,7 @@ class E:
     photo_type: str = "closeup"
     tone_bucket: str | None = "medium"
     quality_flags: tuple = ()
+    models: dict = field(default_factory=lambda: {"condition": "v1", "age": "v1"})
 
     @property
     def saved_at(self):
@@ -118,6 +119,25 @@ def test_a_score_missing_on_one_side_is_not_comparable_alone():
     result = compare(pair({MALIGNANT: 0.5, AGE: 30.0}, {MALIGNANT: 0.5}))
     assert result.comparable and result.verdicts[MALIGNANT].verdict == NO_CHANGE
     assert result.verdicts[AGE].verdict == NOT_COMPARABLE and "abstained" in result.verdicts[AGE].reason
+
+
+def test_scores_of_an_updated_model_are_not_comparable_but_the_other_model_s_are():
+    """A model update (new weights, another input framing) moves its scores by itself."""
+    before = E({MALIGNANT: 0.2, AGE: 30.0}, {MALIGNANT: 0.01, AGE: 1.0})
+    after = E({MALIGNANT: 0.6, AGE: 30.0}, {MALIGNANT: 0.01, AGE: 1.0}, days=30,
+              models={"condition": "v1", "age": "v2"})
+    result = compare([before, after])
+    assert result.comparable and result.verdicts[MALIGNANT].verdict == DETERIORATED
+    assert result.verdicts[AGE].verdict == NOT_COMPARABLE
+    assert "2 versions of its model" in result.verdicts[AGE].reason
+
+
+def test_an_entry_without_recorded_versions_is_compared_with_a_note():
+    old = E({MALIGNANT: 0.2}, {MALIGNANT: 0.01}, models={})
+    new = E({MALIGNANT: 0.6}, {MALIGNANT: 0.01}, days=30)
+    verdict = compare([old, new]).verdicts[MALIGNANT]
+    assert verdict.verdict == DETERIORATED
+    assert verdict.reason.startswith("1 of 2 entries were saved before model versions were kept")
 
 
 def test_a_pair_is_the_two_point_case_of_the_series_rule():

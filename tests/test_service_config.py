@@ -138,3 +138,25 @@ def test_the_shipped_clinical_model_reads_clinical_photos_only():
     assert "face" in measured["clinical_photo_types_measured"]  # measured with faces still answered
     assert measured["utkface_validation_portraits"]["face"]["answered"] > 0
     assert "face" not in measured["dermnet_test"]
+
+
+def test_a_model_version_follows_its_files_and_its_framing(tmp_path, monkeypatch):
+    """What a history entry keeps to tell a model update from a skin change."""
+    import skin.faces
+    from skin.service.config import ModelSpec
+    from skin.service.loading import model_version
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    spec = ModelSpec(key="age", task="age_utkface", model=str(folder), input="face")
+    first = model_version(spec)
+    assert len(first) == 12 and model_version(spec) == first
+    (folder / "model.safetensors").write_bytes(b"new weights")
+    updated = model_version(spec)
+    assert updated != first
+    monkeypatch.setattr(skin.faces, "CHIP_SIDE", skin.faces.CHIP_SIDE + 0.1)  # the face framed otherwise
+    assert model_version(spec) != updated
+    shipped = load_config(DEFAULT_CONFIG_PATH).models
+    assert len({model_version(s) for s in shipped.values()}) == len(shipped)

@@ -62,6 +62,7 @@ ENTRIES = sa.Table(
     sa.Column("tone_bucket", sa.String(16), nullable=True),
     sa.Column("quality_flags", sa.JSON(), nullable=False),
     sa.Column("photo", sa.LargeBinary(), nullable=True),
+    sa.Column("models", sa.JSON(), nullable=True),
     sa.Index("ix_entries_user_saved_at", "user", "saved_at"),
 )
 
@@ -76,7 +77,8 @@ class NewEntry:
     point in the trend plot; ``photo_type``: what the photo shows (``closeup``
     or ``face``); ``quality_flags``: the photo-quality problem codes
     (:data:`skin.quality.PROBLEM_CODES`); ``photo``: the upload's bytes, only
-    when the user asked to keep it.
+    when the user asked to keep it; ``models``: ``{model key: version}`` of the
+    models that scored it (:func:`skin.service.loading.model_version`).
     """
 
     scores: Mapping[str, float]
@@ -86,6 +88,7 @@ class NewEntry:
     noise: Mapping[str, float] = field(default_factory=dict)
     note: str = ""
     photo: bytes | None = None
+    models: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class Entry:
     quality_flags: tuple[str, ...]
     has_photo: bool
     photo: bytes | None = None
+    #: ``{model key: version}`` of the models that scored it; empty for an entry saved before versions were kept
+    models: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self, *, photo: bool = False) -> dict:
         """JSON-ready: ISO time, the photo as base64 (only with ``photo=True``)."""
@@ -129,7 +134,8 @@ class Entry:
         return cls(id=d["id"], user=d["user"], saved_at=datetime.fromisoformat(d["saved_at"]), note=d["note"],
                    scores=dict(d["scores"]), noise=dict(d["noise"]), photo_type=d["photo_type"],
                    tone_bucket=d["tone_bucket"], quality_flags=tuple(d["quality_flags"]),
-                   has_photo=bool(d["has_photo"]), photo=None if photo is None else base64.b64decode(photo))
+                   has_photo=bool(d["has_photo"]), photo=None if photo is None else base64.b64decode(photo),
+                   models=dict(d.get("models") or {}))
 
 
 @dataclass(frozen=True)
@@ -198,7 +204,7 @@ def _utc(value: datetime) -> datetime:
 
 #: The JSON columns, read as text and decoded by orjson (Gradio's own JSON library): a history tab reads
 #: 1,000 rows, and the standard library's decoder took a third of that load (bench/bench_history.py).
-_JSON = ("scores", "noise", "quality_flags")
+_JSON = ("scores", "noise", "quality_flags", "models")
 _PLAIN = ("id", "user", "saved_at", "note", "photo_type", "tone_bucket")
 
 
@@ -216,9 +222,10 @@ def _entries(rows: list) -> list[Entry]:
     loads = orjson.loads
     return [Entry(id=entry_id, user=user, saved_at=_utc(saved_at), note=note, scores=loads(scores),
                   noise=loads(noise), photo_type=photo_type, tone_bucket=tone_bucket,
-                  quality_flags=tuple(loads(flags)), has_photo=bool(has_photo), photo=photo)
-            for entry_id, user, saved_at, note, photo_type, tone_bucket, has_photo, scores, noise, flags, photo
-            in rows]
+                  quality_flags=tuple(loads(flags)), has_photo=bool(has_photo), photo=photo,
+                  models=(loads(models) or {}) if models else {})
+            for entry_id, user, saved_at, note, photo_type, tone_bucket, has_photo, scores, noise, flags, models,
+            photo in rows]
 
 
 class HistoryStore:
@@ -249,7 +256,8 @@ class HistoryStore:
                # an unmeasured σ (NaN) is left out: it reads back as the score's floor
                "noise": {k: float(v) for k, v in entry.noise.items() if math.isfinite(v)},
                "photo_type": entry.photo_type, "tone_bucket": entry.tone_bucket,
-               "quality_flags": list(entry.quality_flags), "photo": entry.photo}
+               "quality_flags": list(entry.quality_flags), "photo": entry.photo,
+               "models": {str(k): str(v) for k, v in entry.models.items()}}
         with self.engine.begin() as conn:
             conn.execute(ENTRIES.insert(), row)
         return saved
@@ -289,7 +297,7 @@ class HistoryStore:
 
 
 #: The fixed CSV columns, before one ``score:<name>`` and one ``noise:<name>`` column per score.
-CSV_COLUMNS = ("id", "saved_at", "note", "photo_type", "tone_bucket", "quality_flags", "has_photo")
+CSV_COLUMNS = ("id", "saved_at", "note", "photo_type", "tone_bucket", "quality_flags", "has_photo", "models")
 
 
 def entries_csv(entries: list[Entry]) -> str:
@@ -301,5 +309,6 @@ def entries_csv(entries: list[Entry]) -> str:
     for e in entries:
         writer.writerow([e.id, e.saved_at.isoformat(), e.note, e.photo_type, e.tone_bucket or "",
                          ";".join(e.quality_flags), int(e.has_photo),
+                         ";".join(f"{k}={v}" for k, v in sorted(e.models.items())),
                          *(e.scores.get(n, "") for n in names), *(e.noise.get(n, "") for n in names)])
     return out.getvalue()

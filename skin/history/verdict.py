@@ -22,7 +22,11 @@ There is no longitudinal labelled data, so a verdict is a measured comparison:
 4. **Comparability.** Entries of different photo type or tone bucket, or
    with a photo-quality flag on one side only, are ``not comparable``: a dark
    photo against a bright one is a photo difference, not a skin change. A
-   score missing from an entry (the model abstained) is not comparable alone.
+   score missing from an entry (the model abstained) is not comparable alone,
+   nor is a score its model scored in two versions (an updated model, or its
+   input framed differently: ``models`` of each entry), since the update can
+   move the score by itself. An entry saved before versions were kept has none:
+   its scores are compared, with a note that they cannot be checked.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
-from skin.history.scores import ScoreDef, score_definition
+from skin.history.scores import SEPARATOR, ScoreDef, score_definition
 
 K = 1.96
 IMPROVED = "improved"
@@ -62,6 +66,7 @@ class Scored(Protocol):
     photo_type: str
     tone_bucket: str | None
     quality_flags: Sequence[str]
+    models: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -174,14 +179,28 @@ def _score_verdict(series: Sequence[Scored], spec: ScoreDef, not_comparable: str
     sd = measurement_sd([e.noise.get(spec.name, math.nan) for e in series], spec)
     change, change_sd = trend_change(_times(series), y, sd)
     noise = K * change_sd
-    if not_comparable:
-        return ScoreVerdict(spec.name, NOT_COMPARABLE, change, noise, not_comparable)
+    versions, note = model_versions(series, spec.name)
+    if not_comparable or len(versions) > 1:
+        return ScoreVerdict(spec.name, NOT_COMPARABLE, change, noise, not_comparable or (
+            f"scored by {len(versions)} versions of its model (the app's model was updated): the update "
+            "alone can move the score"))
     if abs(change) <= noise:
-        return ScoreVerdict(spec.name, NO_CHANGE, change, noise)
+        return ScoreVerdict(spec.name, NO_CHANGE, change, noise, note)
     if spec.better is None:
-        return ScoreVerdict(spec.name, CHANGED, change, noise, "this score has no better direction")
+        return ScoreVerdict(spec.name, CHANGED, change, noise, "; ".join(
+            r for r in ("this score has no better direction", note) if r))
     better = change > 0 if spec.better == "higher" else change < 0
-    return ScoreVerdict(spec.name, IMPROVED if better else DETERIORATED, change, noise)
+    return ScoreVerdict(spec.name, IMPROVED if better else DETERIORATED, change, noise, note)
+
+
+def model_versions(series: Sequence[Scored], score: str) -> tuple[set[str], str]:
+    """The versions of ``score``'s model over ``series``, and a note when an entry recorded none."""
+    key = score.split(SEPARATOR, 1)[0]
+    recorded = [(getattr(e, "models", None) or {}).get(key) for e in series]
+    unknown = sum(v is None for v in recorded)
+    note = (f"{unknown} of {len(series)} entries were saved before model versions were kept: a model update "
+            "in between cannot be ruled out") if unknown else ""
+    return {v for v in recorded if v is not None}, note
 
 
 def measurement_sd(values: Sequence[float], spec: ScoreDef) -> np.ndarray:

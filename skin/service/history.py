@@ -80,10 +80,12 @@ class HistoryService:
             buffer = io.BytesIO()
             loaded.image.save(buffer, "JPEG", quality=90)
             photo = buffer.getvalue()
+        scored = sorted({name.split(SEPARATOR, 1)[0] for name in scores})
         return NewEntry(scores=scores, noise=noise, photo_type="face" if face.get("found") else "closeup",
                         tone_bucket=(result.get("tone") or {}).get("bucket"),
                         quality_flags=tuple(p["code"] for p in result["quality"].get("problems") or []),
-                        note=str(note or ""), photo=photo)
+                        note=str(note or ""), photo=photo,
+                        models={key: self.service.model_version(key) for key in scored})
 
     def save(self, user: str | None, image, note: str = "", keep_photo: bool = False,
              photo_type: str | None = None) -> dict:

@@ -9,6 +9,7 @@ anything, so the app can start and name the fix; :func:`load_model` loads it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -81,3 +82,28 @@ def load_model(spec: ModelSpec, *, hub_offline: bool) -> LoadedModel:
     if kind is TaskKind.AGE:
         label_ages(labels)  # a model whose labels are not ages fails here, not on the first photo
     return LoadedModel(spec, model, processor, labels, kind)
+
+
+def model_version(spec: ModelSpec) -> str:
+    """A short fingerprint of what model ``spec`` scores a photo with: its reference, the content of its
+    files (an embedded default's adapter, head and temperature; a checkpoint folder's files) and the
+    framing of its input (a face model's crop geometry, :data:`skin.faces.CHIP_SIDE` / ``CHIP_SHIFT``).
+    A history entry keeps it so that scores from an updated model are not read as a change of the skin.
+    A Hub model is fingerprinted by its id alone (its files are not read for this)."""
+    digest = hashlib.sha256(f"{spec.model}\0{spec.input}".encode())
+    if spec.input == "face":
+        from skin.faces import CHIP_SHIFT, CHIP_SIDE
+
+        digest.update(f"\0chip {CHIP_SIDE} {CHIP_SHIFT}".encode())
+    folder = None
+    if spec.model.startswith("default:"):
+        from skin.hub import default_dir
+
+        folder = default_dir(spec.model) / "adapter"
+    elif os.path.isdir(spec.model):
+        folder = Path(spec.model)
+    for path in sorted(folder.rglob("*")) if folder is not None else ():
+        if path.is_file():
+            digest.update(f"\0{path.relative_to(folder).as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:12]

@@ -34,7 +34,7 @@ from skin.reports import to_jsonable
 from skin.service.cache import FACE_DETECTOR, FaceFound, ForwardPass, PredictionCache, photo_key
 from skin.service.cards import fairness_card, parse_bucket, read_report
 from skin.service.config import AppConfig, ModelSpec, load_config
-from skin.service.loading import LoadedModel, load_model, reference_problem
+from skin.service.loading import LoadedModel, load_model, model_version, reference_problem
 from skin.service.readout import explain_target, read_out, target_index
 from skin.service.routing import (explanation_refusal, face_rule, gate_model_key, load_gate, out_of_scope_message,
                                   routing_reason)
@@ -64,6 +64,7 @@ class SkinLensService:
         self._errors: dict[str, str] = {}
         self._load_lock = threading.Lock()
         self._faithfulness: dict[str, dict[str, dict]] = {}
+        self._versions: dict[str, str] = {}
         self.cache = PredictionCache(self.config.prediction_cache)
         self._gate, self._gate_problem = load_gate(self.config.phototype)
         self._gate_key = gate_model_key(self._gate, self.config.models)
@@ -367,6 +368,12 @@ class SkinLensService:
         from skin.explain.faithfulness import picker_choices
 
         return picker_choices(self.faithfulness(key))
+
+    def model_version(self, key: str) -> str:
+        """The fingerprint of model ``key`` a history entry keeps (:func:`skin.service.loading.model_version`)."""
+        if key not in self._versions:
+            self._versions[key] = model_version(self._spec(key))
+        return self._versions[key]
 
     def labels(self, key: str) -> list[str]:
         """Class labels of model ``key`` (loads it)."""
