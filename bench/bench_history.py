@@ -69,7 +69,8 @@ def fake_entry(rng: random.Random) -> NewEntry:
     scores["age:age"] = rng.uniform(18, 70)
     noise = {name: (rng.uniform(0.5, 3.0) if name == "age:age" else rng.uniform(0.002, 0.05)) for name in scores}
     return NewEntry(scores=scores, noise=noise, photo_type="closeup", tone_bucket=rng.choice(["light", "medium"]),
-                    quality_flags=() if rng.random() < 0.9 else ("blurry",), note="")
+                    quality_flags=() if rng.random() < 0.9 else ("blurry",), note="",
+                    models={"condition": f"{rng.getrandbits(48):012x}", "age": f"{rng.getrandbits(48):012x}"})
 
 
 def fill(path: Path, users: int, entries: int, seed: int = 0) -> None:
@@ -92,7 +93,7 @@ def fill(path: Path, users: int, entries: int, seed: int = 0) -> None:
             e = pool[(u * entries + i) % len(pool)]
             when = start + timedelta(minutes=525 * i + rng.random())
             values = (str(uuid.uuid4()), f"user{u}", when, e.note, e.scores, e.noise, e.photo_type,
-                      e.tone_bucket, list(e.quality_flags), None)
+                      e.tone_bucket, list(e.quality_flags), None, dict(e.models))
             rows.append(tuple(f(v) for f, v in zip(convert, values, strict=True)))
             if len(rows) >= BATCH:
                 conn.executemany(sql, rows)
