@@ -36,7 +36,6 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ["SKINLENS_PREDICTION_CACHE"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -79,6 +78,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "clinical_on_portraits.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ["SKINLENS_PREDICTION_CACHE"] = "0"  # every photo through the models (set here, not on import)
     config = load_config(ROOT / "skinlens.yaml")
     spec = replace(config.models["clinical"], photo_types=tuple(args.with_types.split(",")))
     config.models["clinical"] = spec
