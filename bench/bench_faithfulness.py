@@ -53,15 +53,9 @@ def model_task(ref: str) -> str:
 def portable(argv: list[str]) -> list[str]:
     """The command-line arguments without ``--cache-dir DIR``: a local folder that changes where the prepared
     dataset is kept, not what is measured, so it has no place in the command a report records."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--cache-dir":
-            skip = True
-        elif not arg.startswith("--cache-dir="):
-            out.append(arg)
-    return out
+    from skin.commands import drop_options
+
+    return drop_options(argv, ("--cache-dir",))
 
 
 def main() -> None:

@@ -34,11 +34,15 @@ def _split_options(argv: list[str]):
             i += 1
 
 
+def drop_options(argv: list[str], names) -> list[str]:
+    """``argv`` without the options in ``names``, each with its value (``--opt V`` or ``--opt=V``)."""
+    return [tok for name, _, tokens in _split_options(list(argv)) if name not in names for tok in tokens]
+
+
 def recorded_command(argv: list[str]) -> str:
     """``python train.py ARGS`` as the run records it: shell-quoted (a folder with a space stays one
     argument) and without the values of :data:`SECRET_OPTIONS`."""
-    kept = [tok for name, _, tokens in _split_options(list(argv)) if name not in SECRET_OPTIONS for tok in tokens]
-    return shlex.join(["python", "train.py", *kept])
+    return shlex.join(["python", "train.py", *drop_options(argv, SECRET_OPTIONS)])
 
 
 def portable_command(command: str) -> str:
