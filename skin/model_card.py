@@ -25,8 +25,6 @@ CI_NOTES = {
                 "a chain of near-duplicate photos), since photos of one cluster are not independent.",
     "images": "they resample single test images.",
 }
-#: The fairness attribute of the tone estimated from the pixels (every builder yields it).
-TONE_ATTRIBUTE = "tone_bucket_estimated"
 
 
 def fmt(v) -> str:
@@ -94,7 +92,9 @@ def usage_section(report, task) -> str:
 
 def tone_coverage(report) -> str:
     """How many test photos fell in each estimated tone bucket (``""`` when the report has none)."""
-    table = report.fairness.get(TONE_ATTRIBUTE)
+    from skin.tone import ESTIMATED_TONE_COLUMN
+
+    table = report.fairness.get(ESTIMATED_TONE_COLUMN)
     if not table or not table.groups:
         return ""
     counts = ", ".join(f"{group} {row.n}" for group, row in table.groups.items())

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from skin.history.scores import ScoreDef, model_scores, score_definition
+from skin.history.scores import ScoreDef, model_scores, score_definition, score_model, score_name
 from skin.history.verdict import (
     CHANGED,
     DETERIORATED,
@@ -53,6 +53,10 @@ def test_score_directions():
     assert score_definition(MEL).better is None
     with pytest.raises(ValueError, match="better"):
         ScoreDef("x", "sideways", 0.01)
+
+
+def test_a_score_names_its_model():
+    assert score_model(score_name("clinical", "bcc_scc")) == "clinical" and score_model(AGE) == "age"
 
 
 def test_model_scores_name_each_class_and_the_malignant_sum():

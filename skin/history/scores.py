@@ -55,6 +55,11 @@ def score_name(key: str, what: str) -> str:
     return f"{key}{SEPARATOR}{what}"
 
 
+def score_model(name: str) -> str:
+    """The model key of a score (the inverse of :func:`score_name` for its first part)."""
+    return name.split(SEPARATOR, 1)[0]
+
+
 def score_definition(name: str) -> ScoreDef:
     """The definition of a score from its name (see the module docstring)."""
     what = name.rsplit(SEPARATOR, 1)[-1]

@@ -39,7 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
-from skin.history.scores import SEPARATOR, ScoreDef, score_definition
+from skin.history.scores import ScoreDef, score_definition, score_model
 
 K = 1.96
 IMPROVED = "improved"
@@ -195,7 +195,7 @@ def _score_verdict(series: Sequence[Scored], spec: ScoreDef, not_comparable: str
 
 def model_versions(series: Sequence[Scored], score: str) -> tuple[set[str], str]:
     """The versions of ``score``'s model over ``series``, and a note when an entry recorded none."""
-    key = score.split(SEPARATOR, 1)[0]
+    key = score_model(score)
     recorded = [(getattr(e, "models", None) or {}).get(key) for e in series]
     unknown = sum(v is None for v in recorded)
     note = (f"{unknown} of {len(series)} entries were saved before model versions were kept: a model update "

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from skin.history.scores import SEPARATOR
+from skin.history.scores import score_model
 from skin.history.store import HistoryStore, NewEntry
 from skin.history.trends import HistoryTab, history_tab
 from skin.history.verdict import compare, retest_noise
@@ -80,7 +80,7 @@ class HistoryService:
             buffer = io.BytesIO()
             loaded.image.save(buffer, "JPEG", quality=90)
             photo = buffer.getvalue()
-        scored = sorted({name.split(SEPARATOR, 1)[0] for name in scores})
+        scored = sorted({score_model(name) for name in scores})
         return NewEntry(scores=scores, noise=noise, photo_type="face" if face.get("found") else "closeup",
                         tone_bucket=(result.get("tone") or {}).get("bucket"),
                         quality_flags=tuple(p["code"] for p in result["quality"].get("problems") or []),
@@ -158,7 +158,7 @@ class HistoryService:
             return HeatmapPair(None, (None, None), "heatmaps need both photos kept (tick \"keep this photo\" "
                                                    "when saving)")
         key = next((k for k in self.service.config.models
-                    if all(any(n.startswith(k + SEPARATOR) for n in e.scores) for e in pair)), None)
+                    if all(any(score_model(n) == k for n in e.scores) for e in pair)), None)
         if key is None:
             return HeatmapPair(None, (None, None), "no model scored both photos")
         try:
