@@ -305,23 +305,42 @@ def _frames(mf, n_boot: int):
     return by_group, overall, (by_group * math.nan,) * 2, (overall * math.nan,) * 2
 
 
+def _resample_stats(metrics: dict, y: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, index: list,
+                    resamples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each resample's metrics by group, ``(resamples, groups in index order, metrics)`` (NaN for a group the
+    resample lacks), and overall, ``(resamples, metrics)``.
+
+    The same metric calls on the same rows as ``MetricFrame(...).by_group`` / ``.overall`` of each resample
+    (tests/test_fairness.py checks the two agree), without building a MetricFrame per resample: fairlearn
+    re-stacks 2-D predictions row by row for every group and metric, which made 200 resamples of
+    HAM10000's test split take about 40 s (``bench/bench_vs_example.py`` found it; ``bench/README.md``)."""
+    fns = list(metrics.values())
+    stats_g = np.full((len(resamples), len(index), len(fns)), np.nan)
+    stats_o = np.empty((len(resamples), len(fns)))
+    for r, idx in enumerate(resamples):
+        yb, pb, gb = y[idx], y_pred[idx], groups[idx]
+        stats_o[r] = [fn(yb, pb) for fn in fns]
+        for i, g in enumerate(index):
+            mask = gb == g
+            if mask.any():
+                stats_g[r, i] = [fn(yb[mask], pb[mask]) for fn in fns]
+    return stats_g, stats_o
+
+
 def _cluster_frames(metrics, y, y_pred, attr: str, groups: np.ndarray, resamples: list[np.ndarray]):
     """Like :func:`_frames`, with percentile intervals over the given resamples (whole clusters).
 
-    fairlearn's own bootstrap resamples rows one by one; here each resample's MetricFrame is
-    built from the rows of the clusters drawn, and a group absent from a resample is NaN there."""
+    fairlearn's own bootstrap resamples rows one by one; here each resample's metrics are
+    computed on the rows of the clusters drawn (:func:`_resample_stats`), and a group absent
+    from a resample is NaN there."""
     import pandas as pd
     from fairlearn.metrics import MetricFrame
 
     mf = MetricFrame(metrics=metrics, y_true=y, y_pred=y_pred, sensitive_features={attr: groups})
     by_group, overall = mf.by_group, mf.overall
-    stats_g, stats_o = [], []
-    for idx in resamples:
-        b = MetricFrame(metrics=metrics, y_true=y[idx], y_pred=y_pred[idx], sensitive_features={attr: groups[idx]})
-        stats_g.append(b.by_group.reindex(by_group.index).to_numpy(dtype=float))
-        stats_o.append(b.overall.to_numpy(dtype=float))
-    q_g = np.nanquantile(np.stack(stats_g), CI_QUANTILES, axis=0)
-    q_o = np.nanquantile(np.stack(stats_o), CI_QUANTILES, axis=0)
+    stats_g, stats_o = _resample_stats(metrics, y, y_pred, groups, list(by_group.index), resamples)
+    q_g = np.nanquantile(stats_g, CI_QUANTILES, axis=0)
+    q_o = np.nanquantile(stats_o, CI_QUANTILES, axis=0)
     lo_g, hi_g = (pd.DataFrame(q, index=by_group.index, columns=by_group.columns) for q in q_g)
     lo_o, hi_o = (pd.Series(q, index=overall.index) for q in q_o)
     return by_group, overall, (lo_g, hi_g), (lo_o, hi_o)

@@ -204,3 +204,33 @@ def test_cluster_resampling_is_recorded_and_read_back():
     assert fairness_report(y, p, {"sex": sens["sex"]}, n_boot=0, clusters=clusters)["sex"].ci_resampling is None
     with pytest.raises(ValueError, match="one per sample"):
         fairness_report(y, p, {"sex": sens["sex"]}, n_boot=10, clusters=clusters[:5])
+
+
+@pytest.mark.parametrize("kind", ["classification", "ordinal", "age"])
+def test_resample_metrics_equal_a_metric_frame_of_each_resample(kind):
+    """The cluster bootstrap's hand-written loop (fast: no MetricFrame per resample) computes what a
+    MetricFrame of each resample gives, a group missing from a resample included (NaN)."""
+    from fairlearn.metrics import MetricFrame
+
+    from skin.fairness import _metric_functions, _prepare, _resample_stats
+    from skin.metrics import bootstrap_indices
+
+    rng = np.random.default_rng(3)
+    n, c = 120, 5
+    if kind == "age":
+        y_true, probs = rng.uniform(1, 90, n), rng.uniform(1, 90, n)
+    else:
+        y_true, probs = rng.integers(0, c, n), rng.dirichlet(np.ones(c), n)
+    malignant = [1, 3] if kind == "classification" else None
+    y, y_pred = _prepare(TaskKind(kind), y_true, probs, None, malignant, None)
+    metrics = _metric_functions(TaskKind(kind), y_pred, malignant, (0, 18, 40, 60))
+    groups = np.asarray(rng.choice(["light", "medium", "dark"], n, p=[0.6, 0.37, 0.03]), dtype=object)
+    clusters = np.asarray([str(i // 3) for i in range(n)])
+    resamples = list(bootstrap_indices(n, 40, 0, groups=clusters))
+    index = sorted(set(groups))
+    assert any(not (groups[idx] == "dark").any() for idx in resamples)  # a resample without the small group
+    stats_g, stats_o = _resample_stats(metrics, y, y_pred, groups, index, resamples)
+    for r, idx in enumerate(resamples):
+        frame = MetricFrame(metrics=metrics, y_true=y[idx], y_pred=y_pred[idx], sensitive_features={"g": groups[idx]})
+        np.testing.assert_array_equal(stats_g[r], frame.by_group.reindex(index).to_numpy(dtype=float))
+        np.testing.assert_array_equal(stats_o[r], frame.overall.to_numpy(dtype=float))
