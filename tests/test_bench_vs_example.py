@@ -1,0 +1,66 @@
+"""bench/bench_vs_example.py compares train.py with the transformers example on the same images and backbone."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+
+import pytest
+
+from tests.bench_scripts import load_bench
+from tests.layouts import make_ham10000
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    bench = load_bench("bench_vs_example")
+    tmp = tmp_path_factory.mktemp("vs_example")
+    args = argparse.Namespace(task="condition_ham10000", data_dir=str(make_ham10000(tmp / "data").data_dir),
+                              cache_dir=str(tmp / "cache"), seed=42, train_samples=10, eval_samples=4,
+                              model="efficientnet_lite0", image_size=64, epochs=1.0, learning_rate=1e-3, threads=1)
+    folder, backbone, n_train, n_eval = bench.prepare(args, tmp / "work")
+    return bench, args, folder, backbone, n_train, n_eval, tmp
+
+
+def test_the_example_reads_the_very_rows_train_py_trains_and_validates_on(prepared):
+    from datasets import Image
+
+    from skin.data import load
+    from skin.tasks import get_task
+
+    bench, args, folder, _, n_train, n_eval, _ = prepared
+    task = get_task(args.task)
+    dsd = load(task.dataset, args.data_dir, cache_dir=args.cache_dir, **task.data_config)
+    labels = task.labels(dsd["train"].features)
+    # train.py's --max_train_samples / --max_eval_samples selections
+    expected = {"train": dsd["train"].shuffle(seed=args.seed).select(range(n_train)),
+                "validation": dsd["validation"].select(range(n_eval))}
+    for split, rows in expected.items():
+        rows = rows.cast_column("image", Image(decode=False))
+        want = collections.Counter((labels[task.target(r)], r["image"]["path"]) for r in rows)
+        got = collections.Counter((link.parent.name, str(link.resolve())) for link in (folder / split).glob("*/*"))
+        assert got == want, split
+    assert n_train == 10 and n_eval == min(4, len(dsd["validation"]))
+
+
+def test_both_sides_load_one_backbone_at_one_input_size(prepared):
+    from transformers import AutoImageProcessor
+
+    from skin.modeling import create_model
+    from skin.training import processor_spec
+
+    _, args, folder, backbone, *_ = prepared
+    # the example reads the size, mean and std from the processor the folder carries
+    example = AutoImageProcessor.from_pretrained(backbone).data_config
+    _, processor = create_model(str(backbone), sorted(p.name for p in (folder / "train").iterdir()))
+    assert processor_spec(processor) == {"size": args.image_size, "mean": list(example["mean"]),
+                                         "std": list(example["std"])}
+    assert example["input_size"][-1] == args.image_size
+
+
+def test_the_example_recipe_trains_and_reports_the_compared_figures(prepared):
+    bench, args, folder, backbone, *_, tmp = prepared
+    row = bench.run_side("example", args, folder, backbone, tmp / "example_run")
+    assert row["side"] == "example" and row["train_runtime_s"] > 0 and row["wall_s"] >= row["train_runtime_s"]
+    assert row["train_images_per_s"] == pytest.approx(args.train_samples / row["train_runtime_s"], rel=0.05)  # runtime rounded to 0.01 s
+    assert 0 <= row["validation_balanced_accuracy"] <= 1 and 0 <= row["validation_accuracy"] <= 1
