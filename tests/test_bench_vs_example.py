@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 
 import pytest
 
@@ -44,7 +45,8 @@ def test_the_example_reads_the_very_rows_train_py_trains_and_validates_on(prepar
 
 
 def test_both_sides_load_one_backbone_at_one_input_size(prepared):
-    from transformers import AutoImageProcessor
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from skin.modeling import create_model
     from skin.training import processor_spec
@@ -52,7 +54,14 @@ def test_both_sides_load_one_backbone_at_one_input_size(prepared):
     _, args, folder, backbone, *_ = prepared
     # the example reads the size, mean and std from the processor the folder carries
     example = AutoImageProcessor.from_pretrained(backbone).data_config
-    _, processor = create_model(str(backbone), sorted(p.name for p in (folder / "train").iterdir()))
+    # the task's classes, the folder's (a tiny run may leave a class out of train/, and its head is then new)
+    labels = json.loads((backbone / "config.json").read_text())["label_names"]  # timm_wrapper's id2label
+    model, processor = create_model(str(backbone), labels)
+    # the example's loading call (bench/example_recipe.py): the same weights, the head included
+    theirs = AutoModelForImageClassification.from_pretrained(
+        backbone, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True).state_dict()
+    assert all(torch.equal(tensor, theirs[name]) for name, tensor in model.state_dict().items())
     assert processor_spec(processor) == {"size": args.image_size, "mean": list(example["mean"]),
                                          "std": list(example["std"])}
     assert example["input_size"][-1] == args.image_size
