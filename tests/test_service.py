@@ -160,10 +160,13 @@ def test_low_confidence_abstains(app_config, tmp_path):
     cfg.write_text(app_config.read_text().replace("abstain_below: 0.0", "abstain_below: 0.99")
                    .replace("model: cond", f"model: {app_config.parent / 'cond'}")
                    .replace("model: age", f"model: {app_config.parent / 'age'}"))
-    res = SkinLensService(load_config(cfg)).predict(skin_photo())
+    svc = SkinLensService(load_config(cfg))
+    res = svc.predict(skin_photo())
     cond = res["tasks"]["condition"]
     assert cond["abstained"] and "not confident" in cond["reason"] and "99%" in cond["reason"]
     assert cond["top_k"], "the unreliable guesses are still listed for transparency"
+    # the history still scores an abstaining model: a score is missing only where the model did not read the photo
+    assert {"condition:malignant", f"condition:{cond['top_k'][0]['label']}"} <= set(svc.scores(skin_photo()))
 
 
 def test_missing_default_model_is_named_with_the_fix(tmp_path, monkeypatch):

@@ -22,7 +22,8 @@ There is no longitudinal labelled data, so a verdict is a measured comparison:
 4. **Comparability.** Entries of different photo type or tone bucket, or
    with a photo-quality flag on one side only, are ``not comparable``: a dark
    photo against a bright one is a photo difference, not a skin change. A
-   score missing from an entry (the model abstained) is not comparable alone,
+   score missing from an entry (its model did not read that photo: another
+   photo type, no face found, the model unavailable) is not comparable alone,
    nor is a score its model scored in two versions (an updated model, or its
    input framed differently: ``models`` of each entry), since the update can
    move the score by itself. An entry saved before versions were kept has none:
@@ -121,7 +122,7 @@ def retest_noise(scorer: Callable[[object], Mapping[str, float]], image,
 
     ``scorer`` maps a PIL image to ``{score: value}`` (the app's models, or a
     stand-in in tests); ``first``: the photo's own scores when already known.
-    A score some variation lacks (the model abstained on it) gets the spread
+    A score some variation lacks (its model did not read it: no face found) gets the spread
     of the values it has.
     """
     runs = [dict(first) if first is not None else dict(scorer(image))]
@@ -174,7 +175,8 @@ def _score_verdict(series: Sequence[Scored], spec: ScoreDef, not_comparable: str
     missing = sum(spec.name not in e.scores for e in series)
     if missing:
         return ScoreVerdict(spec.name, NOT_COMPARABLE, math.nan, math.nan,
-                            f"not scored in {missing} of {len(series)} entries (the model abstained)")
+                            f"not scored in {missing} of {len(series)} entries: its model did not read "
+                            "that photo (another photo type, no face found, or the model unavailable)")
     y = np.array([e.scores[spec.name] for e in series], dtype=np.float64)
     sd = measurement_sd([e.noise.get(spec.name, math.nan) for e in series], spec)
     change, change_sd = trend_change(_times(series), y, sd)
