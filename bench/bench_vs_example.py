@@ -190,7 +190,8 @@ def main() -> None:
     print(f"\n{'side':<36} {'img/s':>7} {'x example':>9} {'wall s':>7} {'x example':>9} {'val acc':>8} {'val bal':>8}")
     for side, s in summary.items():
         print(f"{side:<36} {s['train_images_per_s']:>7.2f} {s['speed_vs_example']:>9.3f} {s['wall_s']:>7.1f} "
-              f"{s['wall_vs_example']:>9.3f} {s['validation_accuracy']:>8.3f} {s['validation_balanced_accuracy']:>8.3f}")
+              f"{s['wall_vs_example']:>9.3f} {s['validation_accuracy']:>8.3f} "
+              f"{s['validation_balanced_accuracy']:>8.3f}")
     print(f"wrote {out}")
 
 

@@ -71,5 +71,6 @@ def test_the_example_recipe_trains_and_reports_the_compared_figures(prepared):
     bench, args, folder, backbone, *_, tmp = prepared
     row = bench.run_side("example", args, folder, backbone, tmp / "example_run")
     assert row["side"] == "example" and row["train_runtime_s"] > 0 and row["wall_s"] >= row["train_runtime_s"]
-    assert row["train_images_per_s"] == pytest.approx(args.train_samples / row["train_runtime_s"], rel=0.05)  # runtime rounded to 0.01 s
+    # the runtime is rounded to 0.01 s
+    assert row["train_images_per_s"] == pytest.approx(args.train_samples / row["train_runtime_s"], rel=0.05)
     assert 0 <= row["validation_balanced_accuracy"] <= 1 and 0 <= row["validation_accuracy"] <= 1
