@@ -242,14 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = to_jsonable(report)
     if args.json:
-        print(json.dumps(report, indent=2, allow_nan=False))
+        print(json.dumps(to_jsonable(report), indent=2, allow_nan=False))
     else:
-        for k, v in report.items():
-            if not isinstance(v, (dict, list)):
-                print(f"{k:>20}: {v}")
-        print(json.dumps({k: v for k, v in report.items() if isinstance(v, dict)}, indent=1)[:4000])
+        from skin.report_text import render
+
+        print(render(report))
     return 0
 
 

@@ -113,6 +113,19 @@ def test_evaluate_cli_contract_on_ham_fixture(condition_dir, tmp_path, capsys):
     group = next(iter(report["fairness"]["sex"]["groups"].values()))
     assert "n" in group and set(group["accuracy"]) == {"value", "ci_low", "ci_high"}
 
+    # without --json: tables with every figure (the text was once a JSON dump cut at 4,000 characters)
+    rc = main(["--model", condition_dir, "--dataset", "ham10000", "--data-dir", str(ham), "--split", "test",
+               "--n-boot", "10", "--tta", "--cache-dir", str(tmp_path / "cache")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "test-time flips" in text and not text.lstrip().startswith("{")
+    lines = text.splitlines()
+    for label in report["per_class"]:
+        assert any(line.split()[:1] == [label] for line in lines), label
+    for attribute, table in report["fairness"].items():
+        assert f"fairness by {attribute} (value [2.5-97.5 % interval over 10 resamples" in text
+        assert all(any(line.split()[:1] == [group] for line in lines) for group in table["groups"])
+    assert sum(line.startswith("overall ") for line in lines) == len(report["fairness"])
+
 
 def test_evaluate_wrong_model_for_dataset_is_a_clear_error(condition_dir, tmp_path, capsys):
     from skin.evaluate import main
@@ -226,6 +239,12 @@ def test_malignancy_audit_on_pad_ufes20_groups_by_fitzpatrick_pairs(tmp_path, ca
     assert sum(row["n"] for row in by_fst.values()) == report["n"]
     assert [fst_pair(f) for f in (1, 2, 3, 4, 5, 6, None)] == ["I-II", "I-II", "III-IV", "III-IV", "V-VI", "V-VI",
                                                                None]
+    rc = skin.evaluate.main(["--model", "stand-in", "--dataset", "pad_ufes20", "--data-dir", str(pad), "--split",
+                             "all", "--n-boot", "20", "--cache-dir", str(tmp_path / "cache")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "malignancy ROC-AUC of the summed malignant probability (20 resamples" in text
+    assert any(line.startswith("all ") and "1.000" in line for line in text.splitlines())
+    assert all(f"Fitzpatrick {group}" in text for group in by_fst)
 
 
 def test_malignancy_audit_on_a_set_without_fitzpatrick_labels_groups_by_estimated_tone(tmp_path, capsys,
