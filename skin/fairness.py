@@ -312,8 +312,8 @@ def _resample_stats(metrics: dict, y: np.ndarray, y_pred: np.ndarray, groups: np
 
     The same metric calls on the same rows as ``MetricFrame(...).by_group`` / ``.overall`` of each resample
     (tests/test_fairness.py checks the two agree), without building a MetricFrame per resample: fairlearn
-    re-stacks 2-D predictions row by row for every group and metric, which made 200 resamples of
-    HAM10000's test split take about 40 s (``bench/bench_vs_example.py`` found it; ``bench/README.md``)."""
+    re-stacks 2-D predictions row by row for every group and metric, which made the per-resample
+    MetricFrames an order of magnitude slower than these calls (``bench/bench_fairness.py``)."""
     fns = list(metrics.values())
     stats_g = np.full((len(resamples), len(index), len(fns)), np.nan)
     stats_o = np.empty((len(resamples), len(fns)))
