@@ -194,7 +194,23 @@ class SkinTrainingArguments(TrainingArguments):
             # Re-entrant checkpointing passes no gradient to LoRA weights when the layer inputs
             # do not require grad (frozen embeddings): the non-reentrant form does.
             self.activation_checkpointing_kwargs = {"use_reentrant": False}
+        if self.resume_from_checkpoint and os.path.isdir(self.resume_from_checkpoint):
+            check_checkpoint_complete(self.resume_from_checkpoint)
         super().__post_init__()
+
+
+def check_checkpoint_complete(folder: str) -> None:
+    """Refuse a checkpoint whose ``trainer_state.json`` is missing or cut short. Trainer writes that file
+    last, so such a folder is one a stopped run was still saving (its weights may be partial too); with
+    it, Trainer fails on a JSON error that does not say which file or what to do."""
+    state = os.path.join(folder, "trainer_state.json")
+    try:
+        with open(state, encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--resume_from_checkpoint {folder} is incomplete: its trainer_state.json, which "
+                         f"Trainer writes last, is missing or unreadable ({e}); the run was stopped while "
+                         "saving it. Resume from the run's previous checkpoint-N folder") from e
 
 
 def parse_args(argv=None):

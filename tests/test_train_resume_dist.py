@@ -36,7 +36,9 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = tmp_path / "run"
     deadline = time.time() + 600
-    while time.time() < deadline and not list(run.glob("checkpoint-*/trainer_state.json")):
+    # A checkpoint is complete once its trainer_state.json, which Trainer writes last, parses: the file
+    # exists, empty, while it is being written (a kill then left one such checkpoint and nothing else).
+    while time.time() < deadline and not _complete_checkpoints(run):
         if proc.poll() is not None:
             pytest.fail(f"the run ended before its first checkpoint: {proc.stderr.read()[-2000:]}")
         time.sleep(0.5)
@@ -44,9 +46,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     proc.wait()
     assert not (run / "report.json").exists(), "the run finished before it was killed"
     # The kill may land in the middle of writing a checkpoint: resume from the last complete one.
-    complete = [p.parent for p in run.glob("checkpoint-*/trainer_state.json")]
-    last = max(complete, key=lambda p: int(p.name.split("-")[1]))
-    killed_at = json.loads((last / "trainer_state.json").read_text())["global_step"]
+    last, killed_at = max(_complete_checkpoints(run).items(), key=lambda kv: kv[1])
     assert 0 < killed_at < 40
 
     res = subprocess.run([sys.executable, "train.py", *base_args(data, tmp_path, *steps),
@@ -59,6 +59,30 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     steps = [int(row["step"]) for row in _history(run) if row.get("loss") is not None]
     assert steps == sorted(set(steps)) and steps[-1] == 40
     assert json.loads((run / "report.json").read_text())["test"]["n"] > 0
+
+
+def _complete_checkpoints(run: Path) -> dict[Path, int]:
+    """``{checkpoint folder: global step}`` of the checkpoints whose trainer_state.json parses."""
+    out = {}
+    for state in run.glob("checkpoint-*/trainer_state.json"):
+        try:
+            out[state.parent] = json.loads(state.read_text())["global_step"]
+        except (OSError, ValueError):  # still being written, or cut short by the kill
+            continue
+    return out
+
+
+def test_an_incomplete_checkpoint_is_refused_with_the_fix(tmp_path):
+    """A checkpoint a killed run was still saving (trainer_state.json empty) is named, not a JSON trace."""
+    checkpoint = tmp_path / "run" / "checkpoint-6"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("")
+    data = make_ham10000(tmp_path / "data").data_dir
+    res = subprocess.run([sys.executable, "train.py", *base_args(data, tmp_path), "--resume_from_checkpoint",
+                          str(checkpoint)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"--resume_from_checkpoint {checkpoint} is incomplete" in res.stderr
+    assert "previous checkpoint-N folder" in res.stderr
 
 
 def _history(run):
