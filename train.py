@@ -200,17 +200,26 @@ class SkinTrainingArguments(TrainingArguments):
 
 
 def check_checkpoint_complete(folder: str) -> None:
-    """Refuse a checkpoint whose ``trainer_state.json`` is missing or cut short. Trainer writes that file
-    last, so such a folder is one a stopped run was still saving (its weights may be partial too); with
-    it, Trainer fails on a JSON error that does not say which file or what to do."""
-    state = os.path.join(folder, "trainer_state.json")
+    """Refuse a folder Trainer cannot resume from, naming the fix: one with no ``trainer_state.json``
+    (the run folder given instead of one of its ``checkpoint-N`` folders, or a checkpoint whose saving
+    had not reached that file, which Trainer writes last), or one whose file is cut short (the run was
+    stopped while writing it; its weights may be partial too). Trainer's own errors say neither."""
+    from transformers import TrainerState
+    from transformers.trainer import TRAINER_STATE_NAME
+
+    state = os.path.join(folder, TRAINER_STATE_NAME)
+    if not os.path.isfile(state):
+        found = sorted((p.name for p in Path(folder).glob("checkpoint-*") if p.is_dir()),
+                       key=lambda name: (len(name), name))  # checkpoint-6 before checkpoint-12
+        raise ValueError(f"--resume_from_checkpoint {folder} holds no {TRAINER_STATE_NAME}: pass one of a run's "
+                         "checkpoint-N folders" + (f" (here: {', '.join(found)})" if found else
+                                                   "; a checkpoint a stopped run was still saving has none yet"))
     try:
-        with open(state, encoding="utf-8") as f:
-            json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"--resume_from_checkpoint {folder} is incomplete: its trainer_state.json, which "
-                         f"Trainer writes last, is missing or unreadable ({e}); the run was stopped while "
-                         "saving it. Resume from the run's previous checkpoint-N folder") from e
+        TrainerState.load_from_json(state)  # what Trainer reads on resuming
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"--resume_from_checkpoint {folder} is incomplete: its {TRAINER_STATE_NAME}, which "
+                         f"Trainer writes last, is unreadable ({e}); the run was stopped while saving it. "
+                         "Resume from the run's previous checkpoint-N folder") from e
 
 
 def parse_args(argv=None):

@@ -83,6 +83,11 @@ def test_an_incomplete_checkpoint_is_refused_with_the_fix(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"--resume_from_checkpoint {checkpoint} is incomplete" in res.stderr
     assert "previous checkpoint-N folder" in res.stderr
+    # the run folder given instead of a checkpoint: its checkpoints are listed
+    res = subprocess.run([sys.executable, "train.py", *base_args(data, tmp_path), "--resume_from_checkpoint",
+                          str(checkpoint.parent)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "holds no trainer_state.json: pass one of a run's checkpoint-N folders (here: checkpoint-6)" in res.stderr
 
 
 def _history(run):
