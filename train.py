@@ -157,6 +157,11 @@ class DataArguments:
         if self.vflip is None:
             self.vflip = not get_task(self.task).upright
 
+    def augment(self) -> Augment:
+        """The training augmentation these options ask for."""
+        return Augment(self.crop_scale_min, self.hflip, self.vflip, self.rotation, self.color_jitter,
+                       self.auto_augment)
+
 
 @dataclass
 class SkinTrainingArguments(TrainingArguments):
@@ -340,9 +345,8 @@ def main(argv=None):
 
     train_targets = task.targets(dsd["train"])
     counts = np.bincount(train_targets, minlength=len(labels))
-    aug = Augment(data_args.crop_scale_min, data_args.hflip, data_args.vflip, data_args.rotation,
-                  data_args.color_jitter, data_args.auto_augment)
-    train_ds = attach_transforms(dsd["train"], task, processor, train_transform(processor_spec(processor), aug))
+    train_ds = attach_transforms(dsd["train"], task, processor,
+                                 train_transform(processor_spec(processor), data_args.augment()))
     eval_ds = attach_transforms(dsd["validation"], task, processor)
     loss_fn = make_loss(data_args.loss, num_classes=len(labels), class_counts=counts.tolist(),
                         label_smoothing=data_args.label_smoothing, gamma=data_args.focal_gamma, beta=data_args.cb_beta)

@@ -113,8 +113,12 @@ def pipeline_costs(args, folder: Path, backbone: Path, n: int = 256, rounds: int
     from PIL import Image
     from torchvision.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToTensor
 
+    import train
     from skin.modeling import create_model
-    from skin.training import Augment, processor_spec, train_transform
+    from skin.training import processor_spec, train_transform
+
+    def augment(*options: str):  # train.py's augmentation for these options, read by train.py itself
+        return train.parse_args(["--task", args.task, "--data_dir", args.data_dir, *options])[1].augment()
 
     torch.set_num_threads(args.threads)
     paths = sorted((folder / "train").glob("*/*"))[:n]
@@ -124,10 +128,9 @@ def pipeline_costs(args, folder: Path, backbone: Path, n: int = 256, rounds: int
         "decode only": None,
         "example": Compose([RandomResizedCrop(spec["size"]), RandomHorizontalFlip(), ToTensor(),
                             Normalize(spec["mean"], spec["std"])]),
-        "train.py": train_transform(spec, Augment(vflip=True)),
-        "train.py without colour jitter": train_transform(spec, Augment(vflip=True, color_jitter=0)),
-        "train.py, example's augmentation": train_transform(spec, Augment(crop_scale_min=0.08, vflip=False,
-                                                                          rotation=0, color_jitter=0)),
+        "train.py": train_transform(spec, augment()),
+        "train.py without colour jitter": train_transform(spec, augment("--color_jitter", "0")),
+        "train.py, example's augmentation": train_transform(spec, augment(*EXAMPLE_AUGMENTATION)),
     }
     times: dict[str, list[float]] = {name: [] for name in transforms}
     for _ in range(rounds):  # interleaved rounds, the median kept: a busy moment hits one round of one transform

@@ -74,3 +74,15 @@ def test_the_example_recipe_trains_and_reports_the_compared_figures(prepared):
     # the runtime is rounded to 0.01 s
     assert row["train_images_per_s"] == pytest.approx(args.train_samples / row["train_runtime_s"], rel=0.05)
     assert 0 <= row["validation_balanced_accuracy"] <= 1 and 0 <= row["validation_accuracy"] <= 1
+
+
+def test_the_timed_transforms_are_train_pys_own(prepared):
+    import train
+
+    bench, args, folder, backbone, *_ = prepared
+    costs = bench.pipeline_costs(args, folder, backbone, n=4, rounds=1)
+    assert set(costs) == {"decode only", "example", "train.py", "train.py without colour jitter",
+                          "train.py, example's augmentation"} and all(v > 0 for v in costs.values())
+    example = train.parse_args(["--task", args.task, "--data_dir", args.data_dir,
+                                *bench.EXAMPLE_AUGMENTATION])[1].augment()
+    assert (example.crop_scale_min, example.vflip, example.rotation, example.color_jitter) == (0.08, False, 0, 0)

@@ -350,3 +350,12 @@ def test_init_adapter_continues_a_saved_adapter(ham, tmp_path, mode):
     fresh, _ = create_model("efficientnet_lite0", report["labels"], image_size=32)
     fresh_head = fresh.timm_model.classifier.weight.detach()
     assert float((fresh_head - a[head]).abs().mean()) > 0.01  # 100x the tolerance above: it tells them apart
+
+
+def test_the_augmentation_follows_the_options_and_the_task(ham):
+    import train
+
+    lesions = train.parse_args(["--data_dir", str(ham), "--rotation", "0", "--color_jitter", "0.3"])[1].augment()
+    assert (lesions.rotation, lesions.color_jitter, lesions.vflip) == (0, 0.3, True)
+    faces = train.parse_args(["--task", "age_utkface", "--data_dir", str(ham)])[1].augment()
+    assert faces.vflip is False  # faces are upright: no vertical flips unless asked for
