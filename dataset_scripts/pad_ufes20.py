@@ -11,8 +11,9 @@ Deliberate choices:
   one in ``../shared/data``, 37 of 2,298 images) is expected, so missing
   images are not errors and are not listed one by one (that would bury the
   real problems): ``skipped`` gets one summary entry, path ``images/``,
-  counting them. Image files that ``metadata.csv`` does not list are counted
-  the same way. Unreadable images and unknown diagnoses are listed per file.
+  whose ``images`` key holds their count, so reports count every row. Image
+  files that ``metadata.csv`` does not list are counted the same way.
+  Unreadable images and unknown diagnoses are listed per file.
 * **Skin tone** comes from the dataset's own, misspelled ``fitspatrick``
   column (floats such as ``"3.0"``, often empty): ``fitzpatrick`` 1-6 and
   ``tone_bucket`` via :func:`skin.tone.bucket_from_fitzpatrick`; empty or out of
@@ -148,13 +149,15 @@ class PadUfes20(SkinImageBuilder):
             skipped.append(
                 {
                     "path": summary_path,
-                    "reason": f"{n_missing} metadata rows have no image file "
-                    "(a subset: only rows whose image exists are used)",
+                    "reason": f"metadata rows with no image file ({n_missing} rows; a subset: only rows "
+                    "whose image exists are used)",
+                    "images": n_missing,
                 }
             )
         unlisted = [n for n in present if n.lower().endswith(".png") and n not in listed]
         if unlisted:
             skipped.append(
-                {"path": summary_path, "reason": f"{len(unlisted)} image files are not listed in metadata.csv"}
+                {"path": summary_path, "reason": f"image files not listed in metadata.csv ({len(unlisted)} of them)",
+                 "images": len(unlisted)}
             )
         return records, skipped

@@ -153,7 +153,7 @@ def info(name: str, data_dir: str, cache_dir: str | None = None, **config) -> di
 
 def skip_list(builder) -> list[dict]:
     """Why files under the builder's folder were left out (``path``, ``reason``, and ``images`` for an
-    entry that stands for a whole folder).
+    entry that stands for many files or metadata rows, e.g. a whole folder).
 
     Preparing records the list on the builder; on a cache hit nothing was
     scanned, so the folder is scanned again (no rows are built) to report it anyway.
@@ -165,7 +165,7 @@ def skip_list(builder) -> list[dict]:
 
 
 def skipped_images(skipped: list[dict]) -> dict[str, int]:
-    """Images left out per kind of reason; a folder entry counts every image in it."""
+    """Images left out per kind of reason; an entry with an ``images`` count counts that many."""
     counts = Counter()
     for entry in skipped:
         counts[_reason_kind(entry["reason"])] += int(entry.get("images", 1))

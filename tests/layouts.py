@@ -233,7 +233,7 @@ def make_pad_ufes20(tmp_path: str | os.PathLike) -> Layout:
     return Layout(
         data_dir=root,
         n_good=len(kept),
-        skipped={corrupt: "truncated PNG", "images": f"{len(missing)} metadata rows have no image file"},
+        skipped={corrupt: "truncated PNG", "images": "metadata rows with no image file"},
         n_groups=len({r[0] for r in kept}),
         extra={"rows": rows, "missing": missing, "kept": kept},
     )

@@ -267,15 +267,19 @@ def test_pad_ufes20_missing_images_are_one_summary_entry(tmp_path):
     missing = layout.extra["missing"]
     assert not any(m in s["path"] for s in summary["skipped"] for m in missing)
     entries = [s for s in summary["skipped"] if "no image file" in s["reason"]]
-    assert len(entries) == 1 and entries[0]["reason"].startswith(f"{len(missing)} metadata rows")
+    assert len(entries) == 1 and f"({len(missing)} rows;" in entries[0]["reason"]
+    assert entries[0]["images"] == len(missing)  # reports count every row, not one entry
     assert entries[0]["path"].rstrip("/\\").endswith("images")
+    counts = data.skipped_images(summary["skipped"])
+    assert counts["metadata rows with no image file"] == len(missing)
 
 
 def test_pad_ufes20_counts_unlisted_images(tmp_path):
     layout = layouts.make_pad_ufes20(tmp_path)
     layouts.write_image(layout.data_dir / "images" / "PAT_999_9999_1.png", seed=1)
     summary = data.info("pad_ufes20", layout.data_dir, cache_dir=str(tmp_path / "cache"))
-    assert any(s["reason"].startswith("1 image files are not listed") for s in summary["skipped"])
+    entries = [s for s in summary["skipped"] if s["reason"].startswith("image files not listed")]
+    assert len(entries) == 1 and entries[0]["images"] == 1 and "(1 of them)" in entries[0]["reason"]
 
 
 # -- DDI ----------------------------------------------------------------------------------
@@ -354,7 +358,8 @@ def test_real_pad_ufes20(shared_data, tmp_path):
     assert sum(summary["splits"].values()) == 37
     assert summary["classes"] == ["ACK", "BCC", "MEL", "NEV", "SCC", "SEK"]
     assert len(summary["skipped"]) == 1
-    assert summary["skipped"][0]["reason"].startswith("2261 metadata rows have no image file")
+    assert summary["skipped"][0]["reason"].startswith("metadata rows with no image file (2261 rows;")
+    assert summary["skipped"][0]["images"] == 2261
     assert summary["tone_buckets"]["unknown"] == 8  # empty fitspatrick in the subset
 
 
