@@ -15,7 +15,9 @@ The third side, train.py with ``--crop_scale_min 0.08 --rotation 0
 --color_jitter 0 --vflip false`` (the example's RandomResizedCrop and
 horizontal flip only), splits the gap into what train.py's augmentation costs
 and the rest. The data pipeline is also timed alone, per image, for each
-training transform (decode, augmentation, tensor), in this process.
+training transform (decode, augmentation, tensor), in this process, train.py's
+also with torchvision's own ``ColorJitter`` in place of
+:class:`skin.training.ColorJitter` (whose hue step uses OpenCV).
 
 Writes ``bench/results/vs_example.json`` and prints a table.
 
@@ -111,10 +113,12 @@ def pipeline_costs(args, folder: Path, backbone: Path, n: int = 256, rounds: int
     """Milliseconds per training image for decode + each side's training transform, in this process."""
     import torch
     from PIL import Image
-    from torchvision.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToTensor
+    from torchvision.transforms import (ColorJitter, Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop,
+                                        ToTensor)
 
     import train
     from skin.modeling import create_model
+    from skin import training
     from skin.training import processor_spec, train_transform
 
     def augment(*options: str):  # train.py's augmentation for these options, read by train.py itself
@@ -129,6 +133,9 @@ def pipeline_costs(args, folder: Path, backbone: Path, n: int = 256, rounds: int
         "example": Compose([RandomResizedCrop(spec["size"]), RandomHorizontalFlip(), ToTensor(),
                             Normalize(spec["mean"], spec["std"])]),
         "train.py": train_transform(spec, augment()),
+        "train.py with torchvision's ColorJitter (Pillow's hue)": Compose([
+            ColorJitter(t.brightness, t.contrast, t.saturation, t.hue) if isinstance(t, training.ColorJitter) else t
+            for t in train_transform(spec, augment()).transforms]),
         "train.py without colour jitter": train_transform(spec, augment("--color_jitter", "0")),
         "train.py, example's augmentation": train_transform(spec, augment(*EXAMPLE_AUGMENTATION)),
     }

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from skin.losses import make_loss, trainer_loss
-from skin.training import AUTO_AUGMENTS, Augment, SkinTrainer, batch_mix, train_transform
+from skin.training import AUTO_AUGMENTS, Augment, ColorJitter, SkinTrainer, adjust_hue, batch_mix, train_transform
 
 SPEC = {"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3}
 
@@ -22,6 +22,76 @@ def test_every_auto_augment_makes_a_normalised_tensor(name):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8))
     x = train_transform(SPEC, Augment(auto_augment=name))(image)
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+
+
+def _photos():
+    import skimage.data
+
+    return [Image.fromarray(getattr(skimage.data, name)()) for name in ("astronaut", "coffee", "chelsea")]
+
+
+def _exact_hue_rotation(image, hue_factor):
+    from skimage.color import hsv2rgb, rgb2hsv
+
+    hsv = rgb2hsv(np.asarray(image))
+    hsv[..., 0] = (hsv[..., 0] + hue_factor) % 1.0
+    return np.round(hsv2rgb(hsv) * 255).astype(int)
+
+
+@pytest.mark.parametrize("hue_factor", [-0.5, -0.25, -0.05, -0.025, -0.001, 0.0, 0.01, 0.05, 0.1, 0.5])
+def test_fast_hue_is_no_further_from_the_exact_rotation_than_torchvisions(hue_factor):
+    from torchvision.transforms import functional as TF
+
+    photos = _photos()
+    exact = [_exact_hue_rotation(im, hue_factor) for im in photos]
+
+    def error(fn):
+        return np.concatenate([np.abs(np.asarray(fn(im, hue_factor)).astype(int) - x).ravel()
+                               for im, x in zip(photos, exact)])
+
+    ours, torchvisions = error(adjust_hue), error(TF.adjust_hue)
+    # both quantise hue (255 / 256 steps); ours rounds its shift, torchvision truncates
+    assert ours.mean() <= torchvisions.mean() + 0.1, (ours.mean(), torchvisions.mean())
+    assert ours.max() <= torchvisions.max() + 2, (ours.max(), torchvisions.max())
+    if hue_factor in (-0.25, 0.5):  # and it really rotates: far from the input, near the exact result
+        assert np.abs(np.asarray(adjust_hue(photos[1], hue_factor)).astype(int)
+                      - np.asarray(photos[1]).astype(int)).mean() > 10 * ours.mean()
+
+
+def test_fast_hue_leaves_other_inputs_to_torchvision():
+    from torchvision.transforms import functional as TF
+
+    grey, photo = _photos()[0].convert("L"), _photos()[1]
+    assert np.array_equal(np.asarray(adjust_hue(grey, 0.1)), np.asarray(TF.adjust_hue(grey, 0.1)))
+    tensor = TF.pil_to_tensor(photo)
+    assert torch.equal(adjust_hue(tensor, 0.1), TF.adjust_hue(tensor, 0.1))
+    with pytest.raises(ValueError, match="not in"):
+        adjust_hue(photo, 0.6)
+
+
+def test_colour_jitter_draws_and_orders_as_torchvisions():
+    from torchvision import transforms as T
+
+    photo = _photos()[2]
+    ours, theirs = ColorJitter(0.3, 0.3, 0.3, 0.05), T.ColorJitter(0.3, 0.3, 0.3, 0.05)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        a = np.asarray(ours(photo)).astype(int)
+        torch.manual_seed(seed)
+        b = np.asarray(theirs(photo)).astype(int)
+        assert np.abs(a - b).mean() < 1 and np.abs(a - b).max() <= 8, seed  # the hue rounding, nothing else
+        torch.manual_seed(seed + 100)
+        assert np.abs(np.asarray(theirs(photo)).astype(int) - b).mean() > 5  # another draw is far off
+    torch.manual_seed(0)
+    no_hue = ColorJitter(0.3, 0.3, 0.3, 0)
+    b = np.asarray(T.ColorJitter(0.3, 0.3, 0.3, 0)(photo))
+    torch.manual_seed(0)
+    assert np.array_equal(np.asarray(no_hue(photo)), b)
+
+
+def test_train_transform_jitters_with_the_fast_hue():
+    steps = train_transform(SPEC, Augment()).transforms
+    assert any(isinstance(t, ColorJitter) for t in steps)
 
 
 def test_unknown_auto_augment_names_the_choices():
