@@ -89,6 +89,25 @@ def test_colour_jitter_draws_and_orders_as_torchvisions():
     assert np.array_equal(np.asarray(no_hue(photo)), b)
 
 
+def test_fast_hue_runs_in_forked_data_loader_workers():
+    # The GPU recipes load with 8 workers (fork): OpenCV used in the parent before the fork must not hang them
+    # (pytorch/pytorch#1355, #45198). The parent converts a photo first, then two workers do.
+    photo = _photos()[0]
+    adjust_hue(photo, 0.02)
+    jitter = train_transform(SPEC, Augment())
+
+    class Photos(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return jitter(photo)
+
+    loader = torch.utils.data.DataLoader(Photos(), batch_size=4, num_workers=2, timeout=120,
+                                         multiprocessing_context="fork")
+    assert [b.shape for b in loader] == [(4, 3, 32, 32)] * 2
+
+
 def test_train_transform_jitters_with_the_fast_hue():
     steps = train_transform(SPEC, Augment()).transforms
     assert any(isinstance(t, ColorJitter) for t in steps)
