@@ -46,6 +46,7 @@ SIDES = ("example", "train.py", "train.py, example's augmentation")
 
 def prepare(args, work: Path) -> tuple[Path, Path, int, int]:
     """The imagefolder (links to the dataset's files) of exactly the images train.py will use, and the backbone."""
+    import torch
     from datasets import Image
 
     from skin.data import load
@@ -68,6 +69,7 @@ def prepare(args, work: Path) -> tuple[Path, Path, int, int]:
             target = folder / split / labels[task.target(row)]
             target.mkdir(parents=True, exist_ok=True)
             (target / f"{i:06d}{Path(path).suffix}").symlink_to(path)
+    torch.manual_seed(args.seed)  # the new head's initial weights: the same in every run of this bench
     model, processor = create_model(args.model, labels, image_size=args.image_size)
     backbone = work / "backbone"
     model.save_pretrained(backbone)  # a timm model's processor settings travel in config.json

@@ -7,6 +7,7 @@ import collections
 import json
 
 import pytest
+import torch
 
 from tests.bench_scripts import load_bench
 from tests.layouts import make_ham10000
@@ -88,3 +89,12 @@ def test_the_timed_transforms_are_train_pys_own(prepared):
     example = train.parse_args(["--task", args.task, "--data_dir", args.data_dir,
                                 *bench.EXAMPLE_AUGMENTATION])[1].augment()
     assert (example.crop_scale_min, example.vflip, example.rotation, example.color_jitter) == (0.08, False, 0, 0)
+
+
+def test_every_run_of_the_bench_starts_from_the_same_head(prepared, tmp_path):
+    from safetensors.torch import load_file
+
+    bench, args, _, backbone, *_ = prepared
+    _, again, *_ = bench.prepare(args, tmp_path / "again")
+    first, second = load_file(backbone / "model.safetensors"), load_file(again / "model.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
