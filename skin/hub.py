@@ -54,10 +54,10 @@ def load_classifier(ref: str, *, local_files_only: bool = False):
         from skin.modeling import load_calibrated
 
         return load_calibrated(default_dir(ref) / "adapter")
+    from skin.modeling.factory import load_processor
     from skin.modeling.imports import transformers_attrs
 
-    AutoImageProcessor, AutoModelForImageClassification = transformers_attrs(
-        "AutoImageProcessor", "AutoModelForImageClassification")
+    (AutoModelForImageClassification,) = transformers_attrs("AutoModelForImageClassification")
 
     if not (os.path.isdir(ref) or "/" in ref):
         raise ValueError(f"model {ref!r} is neither a folder, a Hub id (owner/name) nor one of {', '.join(DEFAULTS)}")
@@ -67,7 +67,7 @@ def load_classifier(ref: str, *, local_files_only: bool = False):
     try:
         model = AutoModelForImageClassification.from_pretrained(ref, use_safetensors=True,
                                                                 local_files_only=local_files_only)
-        processor = AutoImageProcessor.from_pretrained(ref, local_files_only=local_files_only)
+        processor = load_processor(ref, model.config.model_type, local_files_only=local_files_only)
     except OSError as e:
         raise ValueError(f"could not load model {ref!r}: {e}") from e
     return model.eval(), processor

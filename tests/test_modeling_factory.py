@@ -225,3 +225,48 @@ def test_a_model_that_cannot_be_loaded_is_named_with_the_choices(monkeypatch):
     with pytest.raises(ValueError, match=r"cannot load model 'efficientnet_lite9' .*Did you mean 'efficientnet_lite"
                                          r".*efficientnet_lite0, efficientnet_lite1"):
         M.create_model("efficientnet_lite9", list(LABELS))
+
+
+# --------------------------------------------------------------------- processors of saved checkpoints
+
+
+class _Records:
+    """Collects what transformers' logger emits (its logger does not propagate to pytest's caplog)."""
+
+    def __enter__(self):
+        import logging
+
+        from transformers.utils import logging as hf_logging
+
+        hf_logging._get_library_root_logger().warning_once.cache_clear()  # warning_once: the test may repeat it
+        self.messages, self.handler = [], logging.Handler()
+        self.handler.emit = lambda record: self.messages.append(record.getMessage())
+        self.logger = hf_logging.get_logger("transformers")
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+
+
+def test_saved_wheel_checkpoint_loads_its_pillow_processor_without_the_backend_warning(tmp_path):
+    from transformers import TimmWrapperImageProcessor
+
+    from skin.hub import load_classifier
+
+    model, processor = M.create_model("efficientnet_lite0", LABELS, image_size=64)
+    model.save_pretrained(tmp_path / "lite0")
+    with _Records() as records:
+        loaded, loaded_processor = load_classifier(str(tmp_path / "lite0"))
+        again, again_processor = M.create_model(str(tmp_path / "lite0"), LABELS)
+    assert not [m for m in records.messages if "backend is not available" in m], records.messages
+    for p in (loaded_processor, again_processor):
+        assert type(p) is TimmWrapperImageProcessor and p.data_config == processor.data_config
+
+
+def test_other_checkpoints_keep_transformers_default_processor(hf_dirs):  # noqa: F811 (fixture)
+    from transformers import AutoImageProcessor
+
+    from skin.modeling.factory import load_processor
+
+    assert type(load_processor(hf_dirs["vit"], "vit")) is type(AutoImageProcessor.from_pretrained(hf_dirs["vit"]))

@@ -112,9 +112,27 @@ def _unloadable(name_or_path: str, error: OSError) -> str:
             "id the Hub or its local cache has (offline, only cached ids load)")
 
 
+@serialized
+def load_processor(name_or_path: str, model_type: str, **kwargs):
+    """``AutoImageProcessor.from_pretrained``, asking for Pillow where transformers has no other backend.
+
+    transformers asks for its torchvision processors whenever torchvision is
+    installed; for a model type whose only processor is Pillow's
+    (``timm_wrapper``: every wheel backbone) it falls back and warns "Requested
+    torchvision backend is not available" on each load. The same class loads
+    either way; asking for it by name keeps that warning out of the logs.
+    """
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    (AutoImageProcessor,) = transformers_attrs("AutoImageProcessor")
+    backends = IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type)
+    if isinstance(backends, dict) and set(backends) == {"pil"}:
+        kwargs.setdefault("backend", "pil")
+    return AutoImageProcessor.from_pretrained(name_or_path, **kwargs)
+
+
 def _create_hf(name_or_path: str, labels: list[str], pretrained: bool, image_size: int | None):
-    AutoConfig, AutoImageProcessor, AutoModelForImageClassification = transformers_attrs(
-        "AutoConfig", "AutoImageProcessor", "AutoModelForImageClassification")
+    AutoConfig, AutoModelForImageClassification = transformers_attrs("AutoConfig", "AutoModelForImageClassification")
 
     try:
         if pretrained:
@@ -125,7 +143,7 @@ def _create_hf(name_or_path: str, labels: list[str], pretrained: bool, image_siz
             model = AutoModelForImageClassification.from_config(config)
             model.name_or_path = name_or_path
             model.config._name_or_path = name_or_path
-        processor = AutoImageProcessor.from_pretrained(name_or_path)
+        processor = load_processor(name_or_path, model.config.model_type)
     except OSError as e:  # not on the Hub, not cached, no network, or a folder without a checkpoint
         raise ValueError(_unloadable(name_or_path, e)) from e
     if image_size is not None:
