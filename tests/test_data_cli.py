@@ -48,7 +48,9 @@ def test_info_prints_json(tmp_path, capsys):
     assert sum(summary["class_counts"].values()) == layout.n_good
     assert set(summary["tone_buckets"]) <= {"light", "medium", "dark", "unknown"}
     assert sum(summary["tone_buckets"].values()) == layout.n_good
-    assert all(set(s) == {"path", "reason"} for s in summary["skipped"])
+    # an entry standing for many files or metadata rows counts them under "images"
+    assert all({"path", "reason"} <= set(s) <= {"path", "reason", "images"} for s in summary["skipped"])
+    assert sum(s.get("images", 1) for s in summary["skipped"]) == len(layout.extra["missing"]) + 1  # + a truncated PNG
 
 
 def test_info_without_tone_labels(tmp_path, capsys):
