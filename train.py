@@ -149,13 +149,13 @@ class DataArguments:
                              "choose one")
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError("--crop_scale_min must be in (0, 1]")
-        Augment(auto_augment=self.auto_augment)  # the factories check their own options
-        batch_mix(self.mixup_alpha, self.cutmix_alpha, num_classes=2)
+        batch_mix(self.mixup_alpha, self.cutmix_alpha, num_classes=2)  # the factories check their own options
         if (self.mixup_alpha or self.cutmix_alpha) and self.loss not in SOFT_TARGET_LOSSES:
             raise ValueError(f"--mixup_alpha / --cutmix_alpha mix the labels, which --loss {self.loss} cannot take: "
                              f"use --loss {', '.join(SOFT_TARGET_LOSSES)}")
         if self.vflip is None:
             self.vflip = not get_task(self.task).upright
+        self.augment()
 
     def augment(self) -> Augment:
         """The training augmentation these options ask for."""

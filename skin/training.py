@@ -48,6 +48,12 @@ class Augment:
     auto_augment: str = "none"  # one of AUTO_AUGMENTS, after the geometric steps and before the colour jitter
 
     def __post_init__(self):
+        if self.color_jitter < 0:
+            raise ValueError(f"--color_jitter must be >= 0 (0 turns it off; 0.1 is the default), "
+                             f"not {self.color_jitter}")
+        if self.rotation < 0:
+            raise ValueError(f"--rotation is the largest angle of the random rotation, in degrees: give a number >= 0 "
+                             f"(0 turns it off; 20 is the default), not {self.rotation}")
         if self.auto_augment not in AUTO_AUGMENTS:
             raise ValueError(f"--auto_augment must be one of {', '.join(AUTO_AUGMENTS)}, not {self.auto_augment!r}")
 

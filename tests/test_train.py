@@ -172,6 +172,8 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
         (["--loss", "focal", "--mixup_alpha", "0.2"], "use --loss ce, label_smoothing, cb_ce"),
         (["--auto_augment", "autoaugment"], "--auto_augment must be one of none, trivial, randaugment"),
         (["--cutmix_alpha", "-1"], "must be >= 0"),
+        (["--color_jitter", "-0.1"], "--color_jitter must be >= 0"),
+        (["--rotation", "-5"], "--rotation is the largest angle"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time_with_the_fix(ham, tmp_path, extra, message):
