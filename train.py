@@ -155,7 +155,7 @@ class DataArguments:
                              f"use --loss {', '.join(SOFT_TARGET_LOSSES)}")
         if self.vflip is None:
             self.vflip = not get_task(self.task).upright
-        self.augment()
+        self.augment()  # Augment checks the augmentation options
 
     def augment(self) -> Augment:
         """The training augmentation these options ask for."""
