@@ -147,8 +147,6 @@ class DataArguments:
         if self.sampler != "none" and self.loss in ("cb_ce", "cb_focal"):
             raise ValueError("a re-balancing --sampler and a class-balanced --loss correct the imbalance twice: "
                              "choose one")
-        if not 0 < self.crop_scale_min <= 1:
-            raise ValueError("--crop_scale_min must be in (0, 1]")
         batch_mix(self.mixup_alpha, self.cutmix_alpha, num_classes=2)  # the factories check their own options
         if (self.mixup_alpha or self.cutmix_alpha) and self.loss not in SOFT_TARGET_LOSSES:
             raise ValueError(f"--mixup_alpha / --cutmix_alpha mix the labels, which --loss {self.loss} cannot take: "

@@ -48,6 +48,9 @@ class Augment:
     auto_augment: str = "none"  # one of AUTO_AUGMENTS, after the geometric steps and before the colour jitter
 
     def __post_init__(self):
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError(f"--crop_scale_min is the smallest share of the photo a random crop keeps: give a number "
+                             f"in (0, 1] (1 turns cropping off; 0.6 is the default), not {self.crop_scale_min}")
         if self.color_jitter < 0:
             raise ValueError(f"--color_jitter must be >= 0 (0 turns it off; 0.1 is the default), "
                              f"not {self.color_jitter}")

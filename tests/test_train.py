@@ -173,6 +173,7 @@ def test_partial_unfreezing_run_exports_and_reloads(ham, tmp_path, monkeypatch):
         (["--auto_augment", "autoaugment"], "--auto_augment must be one of none, trivial, randaugment"),
         (["--cutmix_alpha", "-1"], "must be >= 0"),
         (["--color_jitter", "-0.1"], "--color_jitter must be >= 0"),
+        (["--crop_scale_min", "0"], "--crop_scale_min is the smallest share"),
         (["--rotation", "-5"], "--rotation is the largest angle"),
     ],
 )
