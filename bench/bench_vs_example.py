@@ -111,36 +111,43 @@ def run_side(side: str, args, folder: Path, backbone: Path, out: Path) -> dict:
             "validation_accuracy": round(acc, 4), "validation_balanced_accuracy": round(bacc, 4)}
 
 
-def pipeline_costs(args, folder: Path, backbone: Path, n: int = 256, rounds: int = 5) -> dict:
-    """Milliseconds per training image for decode + each side's training transform, in this process."""
+def pipeline_transforms(args, folder: Path, backbone: Path) -> dict:
+    """``{name: transform}`` of each side's training transform (``None``: decode only), train.py's read by
+    train.py itself, and train.py's defaults again with torchvision's ``ColorJitter`` (Pillow's hue)."""
     import torch
-    from PIL import Image
     from torchvision.transforms import (ColorJitter, Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop,
                                         ToTensor)
 
     import train
     from skin.modeling import create_model
-    from skin import training
+    from skin.training import ColorJitter as OpenCVHueColorJitter
     from skin.training import processor_spec, train_transform
 
     def augment(*options: str):  # train.py's augmentation for these options, read by train.py itself
         return train.parse_args(["--task", args.task, "--data_dir", args.data_dir, *options])[1].augment()
 
     torch.set_num_threads(args.threads)
-    paths = sorted((folder / "train").glob("*/*"))[:n]
     _, processor = create_model(str(backbone), [p.name for p in sorted((folder / "train").iterdir())])
     spec = processor_spec(processor)
-    transforms = {
+    return {
         "decode only": None,
         "example": Compose([RandomResizedCrop(spec["size"]), RandomHorizontalFlip(), ToTensor(),
                             Normalize(spec["mean"], spec["std"])]),
         "train.py": train_transform(spec, augment()),
         "train.py with torchvision's ColorJitter (Pillow's hue)": Compose([
-            ColorJitter(t.brightness, t.contrast, t.saturation, t.hue) if isinstance(t, training.ColorJitter) else t
+            ColorJitter(t.brightness, t.contrast, t.saturation, t.hue) if isinstance(t, OpenCVHueColorJitter) else t
             for t in train_transform(spec, augment()).transforms]),
         "train.py without colour jitter": train_transform(spec, augment("--color_jitter", "0")),
         "train.py, example's augmentation": train_transform(spec, augment(*EXAMPLE_AUGMENTATION)),
     }
+
+
+def pipeline_costs(args, folder: Path, backbone: Path, n: int = 256, rounds: int = 5) -> dict:
+    """Milliseconds per training image for decode + each side's training transform, in this process."""
+    from PIL import Image
+
+    transforms = pipeline_transforms(args, folder, backbone)
+    paths = sorted((folder / "train").glob("*/*"))[:n]
     times: dict[str, list[float]] = {name: [] for name in transforms}
     for _ in range(rounds):  # interleaved rounds, the median kept: a busy moment hits one round of one transform
         for name, tf in transforms.items():

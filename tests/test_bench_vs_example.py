@@ -98,3 +98,19 @@ def test_every_run_of_the_bench_starts_from_the_same_head(prepared, tmp_path):
     _, again, *_ = bench.prepare(args, tmp_path / "again")
     first, second = load_file(backbone / "model.safetensors"), load_file(again / "model.safetensors")
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_the_pillow_hue_side_differs_from_train_pys_only_in_its_colour_jitter(prepared):
+    from torchvision import transforms as T
+
+    from skin.training import ColorJitter
+
+    bench, args, folder, backbone, *_ = prepared
+    tfs = bench.pipeline_transforms(args, folder, backbone)
+    ours, pillow = tfs["train.py"].transforms, tfs["train.py with torchvision's ColorJitter (Pillow's hue)"].transforms
+    assert [type(t) for t in ours].count(ColorJitter) == 1
+    swapped = [(a, b) for a, b in zip(ours, pillow) if type(a) is not type(b) or repr(a) != repr(b)]
+    assert len(ours) == len(pillow) and len(swapped) == 1
+    (a, b), = swapped
+    assert isinstance(a, ColorJitter) and type(b) is T.ColorJitter
+    assert (b.brightness, b.contrast, b.saturation, b.hue) == (a.brightness, a.contrast, a.saturation, a.hue)
