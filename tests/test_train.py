@@ -362,3 +362,22 @@ def test_the_augmentation_follows_the_options_and_the_task(ham):
     assert (lesions.rotation, lesions.color_jitter, lesions.vflip) == (0, 0.3, True)
     faces = train.parse_args(["--task", "age_utkface", "--data_dir", str(ham)])[1].augment()
     assert faces.vflip is False  # faces are upright: no vertical flips unless asked for
+
+
+def test_training_args_pickle_when_train_py_runs_under_another_main(ham, tmp_path):
+    """Trainer pickles the arguments into each checkpoint's ``training_args.bin``. Run as
+    ``python -m cProfile train.py`` (runpy: the script is not ``sys.modules["__main__"]``), a class
+    defined in train.py could not be pickled and the run failed at its first checkpoint; defined in
+    ``skin.training_args``, the run finishes and another program reads the file back."""
+    res = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "train.prof"), "train.py",
+                          *tiny_args(ham, tmp_path, "--num_train_epochs", "1", "--image_size", "64")],
+                         env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    saved = sorted((tmp_path / "run").glob("checkpoint-*/training_args.bin"))
+    assert saved
+    code = ("import sys, torch; a = torch.load(sys.argv[1], weights_only=False); "
+            "print(type(a).__module__, a.run_name)")
+    read = subprocess.run([sys.executable, "-c", code, str(saved[0])], env=ENV, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert read.stdout.split() == ["skin.training_args", "tiny"]
