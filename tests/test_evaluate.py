@@ -359,3 +359,24 @@ def test_split_spread_separates_a_held_out_splits_largest_cluster():
     assert summary["shipped_validation_minus_test"] == pytest.approx(0.1)
     assert summary["share_of_draws_with_a_gap_at_least_as_large"] == pytest.approx(2 / 5)
     assert summary["draws_validation_minus_test"]["mean"] == pytest.approx(0.04)
+
+
+def test_clinical_test_resolution_changes_only_the_side():
+    """The bench reads the photo at another side with the model's own resize, crop and normalisation:
+    at the trained side it gives the very pixels the model's processor gives."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from skin.modeling import create_model
+
+    bench = load_bench("clinical_test_resolution")
+    _, processor = create_model("efficientnet_lite0", ["a", "b"], pretrained=False)
+    photo = Image.fromarray(data.astronaut()).resize((256, 192))
+    same = bench.resized_processor(processor, 224)
+    larger = bench.resized_processor(processor, 256)
+    assert np.array_equal(same([photo], return_tensors="pt")["pixel_values"].numpy(),
+                          processor([photo], return_tensors="pt")["pixel_values"].numpy())
+    assert tuple(larger([photo], return_tensors="pt")["pixel_values"].shape) == (1, 3, 256, 256)
+    kept = ("interpolation", "mean", "std", "crop_pct", "crop_mode")
+    assert {k: larger.data_config[k] for k in kept} == {k: processor.data_config[k] for k in kept}
