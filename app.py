@@ -12,7 +12,8 @@ Named API endpoints (``gradio_client``): ``/predict`` (image file → JSON),
 history endpoints of :mod:`app_history`. See README.md, section "API".
 
 Privacy: no analytics (``analytics_enabled=False``), no share link, no run
-history (a signed-in user's own history only on request, :mod:`app_history`), no downloads (models are read from local files unless
+history (a signed-in user's own history only on request, :mod:`app_history`), no
+downloads (models are read from local files unless
 ``HF_HUB_OFFLINE=0``, see :mod:`skin.service.config`); the uploaded file is
 handed to the service undecoded (it validates the raw bytes) and Gradio's
 temporary copies of uploads and heatmaps are deleted within two minutes

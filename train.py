@@ -78,7 +78,8 @@ class ModelArguments:
         if self.finetune_mode not in {m.value for m in FinetuneMode}:
             raise ValueError(f"--finetune_mode must be lora, head, full or partial, not {self.finetune_mode!r}")
         if self.unfreeze_last < 1:
-            raise ValueError(f"--unfreeze_last must be >= 1 (stages to train in partial mode), got {self.unfreeze_last}")
+            raise ValueError(f"--unfreeze_last must be >= 1 (stages to train in partial mode), "
+                             f"got {self.unfreeze_last}")
         if self.finetune_mode != "lora" and self.lora_target_modules:
             raise ValueError("--lora_target_modules only applies with --finetune_mode lora")
         if self.image_size is not None and self.model_name_or_path not in TIMM_WHEEL_MODELS:

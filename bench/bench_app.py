@@ -213,7 +213,8 @@ def main(argv=None) -> int:
     print(f"\n{'':22s} {'p50 s':>8s} {'p95 s':>8s} {'× pipeline':>11s}")
     for k, v in rows.items():
         print(f"{k:22s} {v['p50']:8.3f} {v['p95']:8.3f} {v['p50'] / base:11.2f}")
-    print(f"\ncold start: server up {cold['server_up_s']:.1f} s, first /predict answered {cold['first_predict_s']:.1f} s")
+    print(f"\ncold start: server up {cold['server_up_s']:.1f} s, "
+          f"first /predict answered {cold['first_predict_s']:.1f} s")
     print(f"server RSS after first predict: {cold['server_rss_mb']:.0f} MB; in-process models loaded in "
           f"{load_s:.1f} s (+{(rss_models - rss0) / 2**20:.0f} MB)")
     for k, v in result["targets"].items():

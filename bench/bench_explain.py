@@ -131,7 +131,8 @@ def faithfulness_report(ref: str, rows: dict[str, dict[str, list]], images: list
 
     keys = {m: m for m in METHODS}
     keys["integrated_gradients"] = f"ig/{IG_METHOD}/{IG_N_STEPS}/blur/{size}"
-    methods = {m: MethodFaithfulness.of(rows[k]["deletion"], rows[k]["insertion"]) for m, k in keys.items() if k in rows}
+    methods = {m: MethodFaithfulness.of(rows[k]["deletion"], rows[k]["insertion"])
+               for m, k in keys.items() if k in rows}
     return FaithfulnessReport(model=ref, n_images=len(images), methods=methods, images=images,
                               input_size=[size, size], measured_with=command)
 

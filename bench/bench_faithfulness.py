@@ -113,7 +113,8 @@ def main() -> None:
     explained = {"target": "age estimate", "unit": "years"} if readout is not None else {}
     report = FaithfulnessReport(model=args.model, n_images=len(names), images=names, input_size=[size, size],
                                 measured_with=command, **explained,
-                                methods={m: MethodFaithfulness.of(r["deletion"], r["insertion"]) for m, r in rows.items()})
+                                methods={m: MethodFaithfulness.of(r["deletion"], r["insertion"])
+                                         for m, r in rows.items()})
     folder = model_dir(args.model)
     if folder is not None:
         print(f"wrote {write_faithfulness(folder, report)}")

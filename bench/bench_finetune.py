@@ -96,7 +96,8 @@ def worker(backbone: str, mode: str, steps: int, batch: int, vit_path: str | Non
         if i:  # the first step warms up allocators and oneDNN kernels
             times.append(time.perf_counter() - t)
     return {"backbone": backbone, "mode": mode, "precision": precision, "batch": batch, "image_size": size,
-            "step_s": statistics.median(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "step_s": statistics.median(times),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rss_model_loaded_mb": rss_loaded,
             "trainable": trainable, "total": total}
 

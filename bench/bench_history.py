@@ -175,13 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     baseline.close()
     result = {name: {**percentiles(s), "target_p95_ms": TARGETS_MS[name],
                      "met": percentiles(s)["p95_ms"] <= TARGETS_MS[name]} for name, s in timings.items()}
-    result["setup"] = {"users": args.users, "entries_per_user": args.entries, "rows_per_load": int(np.median(loaded_rows)),
+    result["setup"] = {"users": args.users, "entries_per_user": args.entries,
+                       "rows_per_load": int(np.median(loaded_rows)),
                        "db_mb": round(path.stat().st_size / 2**20, 1), "fill_s": fill_s,
                        "sqlite": sqlite3.sqlite_version, "journal": "wal", "synchronous": "full",
                        "mmap_bytes": SQLITE_MMAP_BYTES, "cache_kib": SQLITE_CACHE_KIB,
                        "load_sqlite_defaults": list(SQLITE_DEFAULT_READS)}
     result["env"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()}
-    print(f"\n| operation | p50 ms | p95 ms | max ms | target p95 ms | met |\n|---|---:|---:|---:|---:|---|")
+    print("\n| operation | p50 ms | p95 ms | max ms | target p95 ms | met |\n|---|---:|---:|---:|---:|---|")
     for name in ("load", "load_sqlite_defaults", "save"):
         r = result[name]
         print(f"| {name} | {r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} | {r['target_p95_ms']} | {r['met']} |")

@@ -6,7 +6,8 @@ with and without flip test-time augmentation, and scores each model alone and
 the average. Each model's probabilities are those it serves: an embedded
 default with its fitted temperature, a run's ``merged`` folder without one
 (temperature changes no model's own answer, only its weight in the average).
-Validation is where a choice is made; the test rows show whether it carries over. The gain of the average over the first model gets a paired
+Validation is where a choice is made; the test rows show whether it carries
+over. The gain of the average over the first model gets a paired
 bootstrap interval (images resampled together).
 
     python bench/clinical_ensemble.py --models default:clinical \\

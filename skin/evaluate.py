@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m skin.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True,
                         help="checkpoint folder, Hub id, or default:condition / default:age / default:clinical")
-    parser.add_argument("--dataset", required=True, help="scin, kaggle, utkface, aihub, ham10000, pad_ufes20, ddi, dermnet")
+    parser.add_argument("--dataset", required=True,
+                        help="scin, kaggle, utkface, aihub, ham10000, pad_ufes20, ddi, dermnet")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--task", default=None, help="task name (default: inferred from the dataset)")
     parser.add_argument("--split", default="test", choices=["train", "validation", "test", "all"])

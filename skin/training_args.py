@@ -48,7 +48,8 @@ class SkinTrainingArguments(TrainingArguments):
         if self.output_dir is None:
             self.output_dir = os.path.join("experiments", self.run_name or "run")
         checkpointing = self.activation_checkpointing or self.gradient_checkpointing  # the old name still works
-        if checkpointing and self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None:
+        no_kwargs = self.activation_checkpointing_kwargs is None and self.gradient_checkpointing_kwargs is None
+        if checkpointing and no_kwargs:
             # Re-entrant checkpointing passes no gradient to LoRA weights when the layer inputs
             # do not require grad (frozen embeddings): the non-reentrant form does.
             self.activation_checkpointing_kwargs = {"use_reentrant": False}

@@ -77,7 +77,8 @@ _FIX_EXPORT = "export or screenshot it as a JPEG or PNG photo and upload that"
 _SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
     (b"%PDF", 0, "a PDF document, not a photo", _FIX_EXPORT),
     (b"ftyp", 4, "a video (MP4/MOV), not a photo", "take a still photo, or a screenshot of the video frame"),
-    (b"PK\x03\x04", 0, "a ZIP archive or Office document, not a photo", "unzip it / export the picture and upload the photo itself"),
+    (b"PK\x03\x04", 0, "a ZIP archive or Office document, not a photo",
+     "unzip it / export the picture and upload the photo itself"),
     (b"\x1f\x8b", 0, "a compressed (gzip) file, not a photo", "decompress it and upload the photo itself"),
     (b"<svg", 0, "an SVG drawing, not a photo", _FIX_EXPORT),
     (b"<?xml", 0, "an XML/SVG document, not a photo", _FIX_EXPORT),

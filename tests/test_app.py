@@ -122,7 +122,8 @@ def test_bad_upload_corpus_through_the_app(app_server, corpus_dir, good_photo):
                 assert task["abstained"] and item.keyword in task["reason"], f"{item.name}: {task}"
             seen[item.name] = "ok"
     # the rotated photos (JPEG, iPhone HEIC, AVIF) were analysed upright
-    for name, filename in (("exif_rotated", "phone.jpg"), ("heic_photo", "IMG_0002.HEIC"), ("avif_photo", "photo.avif")):
+    rotated = (("exif_rotated", "phone.jpg"), ("heic_photo", "IMG_0002.HEIC"), ("avif_photo", "photo.avif"))
+    for name, filename in rotated:
         res = client.predict(handle_file(str(out / name / filename)), api_name="/predict")
         assert (res["image"]["width"], res["image"]["height"]) == (320, 240), name
     # and after all of that the server still answers a good request

@@ -92,7 +92,8 @@ def test_random_init_reads_no_wheel(monkeypatch):
 
 
 def test_processor_and_labels_config(hf_dirs):
-    assert M.list_wheel_models() == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenetv2_100"]
+    assert M.list_wheel_models() == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                                     "mobilenetv2_100"]
     model, processor = M.create_model("efficientnet_lite0", LABELS, pretrained=False, image_size=96)
     assert model.config.label2id == {"nv": 0, "mel": 1, "bkl": 2}
     assert processor.data_config["mean"] == (0.5, 0.5, 0.5)

@@ -66,7 +66,8 @@ def test_refuse_faces_defaults_by_dataset_and_is_checked(tmp_path):
     """Models of close-up-only datasets (HAM10000, PAD-UFES-20) refuse portraits by default; SCIN and
     Kaggle photos may show a face, so theirs answer; the key is a boolean and meaningless for face input."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("models:\n  ham: {task: condition_ham10000, model: a/b}\n  scin: {task: condition_scin, model: a/b}\n"
+    cfg.write_text("models:\n  ham: {task: condition_ham10000, model: a/b}\n"
+                   "  scin: {task: condition_scin, model: a/b}\n"
                    "  pad: {task: condition_pad_ufes20, model: a/b, refuse_faces: false}\n")
     models = load_config(cfg).models
     assert (models["ham"].refuse_faces, models["scin"].refuse_faces, models["pad"].refuse_faces) == (True, False, False)

@@ -185,7 +185,8 @@ def test_chardon_category_edges(value, expected):
 
 @pytest.mark.parametrize(
     "value, expected",
-    [(60.0, "light"), (41.01, "light"), (41.0, "medium"), (10.01, "medium"), (10.0, "dark"), (-50.0, "dark"), (None, None)],
+    [(60.0, "light"), (41.01, "light"), (41.0, "medium"), (10.01, "medium"), (10.0, "dark"), (-50.0, "dark"),
+     (None, None)],
 )
 def test_bucket_from_ita_edges(value, expected):
     assert bucket_from_ita(value) == expected

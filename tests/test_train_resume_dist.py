@@ -102,7 +102,8 @@ def test_accelerate_launch_two_cpu_processes(tmp_path):
     data = make_ham10000(tmp_path / "data").data_dir
     # "--cpu" alone makes accelerate start ONE process; "--multi_gpu" on a machine without GPUs starts two
     # CPU processes that train.py's Trainer joins with the gloo backend.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
            "train.py", *base_args(data, tmp_path, "--max_steps", "4", "--eval_strategy", "no",
                                   "--save_strategy", "no", "--load_best_model_at_end", "false")]

@@ -45,7 +45,8 @@ def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abs
     if out["confidence"] < abstain_below:
         out["abstained"] = True
         if age:
-            what = f"the estimate ({completed_years(out['estimate'])} years) falls in the age group {out['group']}, which"
+            what = (f"the estimate ({completed_years(out['estimate'])} years) falls in the age group "
+                    f"{out['group']}, which")
         else:
             what = "the most likely answer"
         out["reason"] = (f"{NOT_CONFIDENT}{what} has probability {out['confidence']:.0%}, "

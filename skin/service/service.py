@@ -9,7 +9,8 @@ missing and how to build it, and predicting with it raises
   only the photo types it reads; an ``out_of_scope`` picture reaches none. The
   caller can force the type (``photo_type=``). Without a photo-type model the
   gate is off and every model answers, as :meth:`SkinLensService.gate` says.
-* **Abstention** (every task): the photo is of a type the model does not read, the photo fails the quality check, no face is
+* **Abstention** (every task): the photo is of a type the model does not read, the photo fails the
+  quality check, no face is
   found (face models), a face fills the photo (``refuse_faces`` models, see
   :mod:`skin.service.views`), or the calibrated confidence is below the
   model's threshold (:mod:`skin.service.readout`).
