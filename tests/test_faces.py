@@ -194,5 +194,27 @@ def test_utkface_chips_faces_found_with_landmarks_in_order():
         found += 1
         _check_landmarks(face)
     rate = found / len(chips)
-    print(f"\nUTKFace: face found in {found}/{len(chips)} chips ({rate:.0%}), {seconds / len(chips) * 1000:.0f} ms each")
+    print(f"\nUTKFace: face found in {found}/{len(chips)} chips ({rate:.0%}), "
+          f"{seconds / len(chips) * 1000:.0f} ms each")
     assert rate >= 0.9
+
+
+def test_the_tone_of_a_portrait_is_read_as_the_chips_were(astronaut):
+    """The app's tone bucket of a portrait (``photo_tone``) is read in the chip-shaped square, as the age
+    model's card buckets were read on whole UTKFace chips: the astronaut's chip pasted onto the orange cat
+    keeps its own bucket; the box + 0.2 crop used before took in the fur and moved it to another bucket."""
+    from skimage import data
+
+    from skin.service.views import photo_tone
+    from skin.tone import estimate_tone
+
+    chip = face_chip(astronaut, largest_face(astronaut)).resize((200, 200))
+    own = estimate_tone(chip)
+    picture = Image.fromarray(data.chelsea()).convert("RGB").resize((400, 400))
+    picture.paste(chip, (100, 100))
+    face = largest_face(picture)
+    served = photo_tone(picture, face)
+    before = estimate_tone(crop_face(picture, face, 0.2))
+    assert served["source"] == "face" and served["bucket"] == own["bucket"]
+    assert abs(served["ita"] - own["ita"]) < 10 < abs(before["ita"] - own["ita"])
+    assert before["bucket"] != own["bucket"]

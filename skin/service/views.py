@@ -6,7 +6,7 @@ portrait (a face filling at least ``PORTRAIT_FACE_FRACTION`` of the photo),
 because it was trained on close-ups of one lesion, not on photos of people.
 Explanations are drawn over the model's own input, de-normalised
 (:func:`model_input_image`), so the map and the picture line up by construction.
-The skin tone is read from the face crop when there is a face (:func:`photo_tone`).
+The skin tone is read from the face, framed as the age model's chips, when there is one (:func:`photo_tone`).
 """
 
 from __future__ import annotations
@@ -64,15 +64,22 @@ def model_view(spec: ModelSpec, image, face, kind: PhotoType | None = None):
 
 
 def photo_tone(image, face) -> dict:
-    """ITA tone bucket (:func:`skin.tone.estimate_tone`) of the face crop when a face was found, else of
-    the photo with its central lesion excluded; ``source`` says which."""
+    """ITA tone bucket (:func:`skin.tone.estimate_tone`) of the face when a face was found, else of
+    the photo with its central lesion excluded; ``source`` says which.
+
+    The face is read in the square the age model reads (:func:`skin.faces.face_chip`), framed as
+    UTKFace's chips are, because the age model's fairness card gives its figures per bucket of the
+    chips' whole-image estimate: the user's bucket must be read the way those were. The face box
+    widened by 0.2 on every side, used before, took in background that the skin mask lets through
+    (wood, beige walls, orange fur), and moved a pasted chip out of its own bucket far more often
+    (bench/bench_face_tone.py)."""
     from skin.reports import to_jsonable
     from skin.tone import estimate_tone
 
     if face is not None:
-        from skin.faces import crop_face
+        from skin.faces import face_chip
 
-        return {**to_jsonable(estimate_tone(crop_face(image, face))), "source": "face"}
+        return {**to_jsonable(estimate_tone(face_chip(image, face))), "source": "face"}
     return {**to_jsonable(estimate_tone(image, lesion_photo=True)), "source": "photo (central lesion excluded)"}
 
 
