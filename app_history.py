@@ -226,6 +226,8 @@ def verdicts_markdown(comparison: Mapping) -> str:
     """A ``/compare`` answer as a Markdown table: per score its verdict, change, noise and reason."""
     head = ("**Comparable.**" if comparison["comparable"]
             else f"**Not comparable:** {comparison['reason']}")
+    if comparison.get("note"):
+        head += f" ({comparison['note']}.)"
     lines = [head, "", "| score | verdict | change | noise (±) | reason |", "|---|---|---|---|---|"]
     for name, v in comparison["verdicts"].items():
         change, noise = (f"{x:+.3f}" if math.isfinite(x) else "—" for x in (v["change"], v["noise"]))

@@ -228,3 +228,17 @@ def test_the_space_metadata_turns_hugging_face_sign_in_on():
     meta = metadata_load(Path(__file__).resolve().parents[1] / "README.md")
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
     assert meta["hf_oauth"] is True
+
+
+def test_the_verdict_table_names_what_was_not_checked():
+    from app_history import verdicts_markdown
+
+    verdict = {"verdict": "improved", "change": -0.4, "noise": 0.03, "reason": ""}
+    plain = verdicts_markdown({"comparable": True, "reason": "", "note": "", "verdicts": {"c:malignant": verdict}})
+    noted = verdicts_markdown({"comparable": True, "reason": "", "note": "skin-tone estimates not compared",
+                               "verdicts": {"c:malignant": verdict}})
+    assert plain.splitlines()[0] == "**Comparable.**"
+    assert noted.splitlines()[0] == "**Comparable.** (skin-tone estimates not compared.)"
+    refused = verdicts_markdown({"comparable": False, "reason": "different photo type (face vs closeup)",
+                                 "verdicts": {}})
+    assert refused.splitlines()[0] == "**Not comparable:** different photo type (face vs closeup)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,6 +17,7 @@ from skin.history.verdict import (
     K,
     NO_CHANGE,
     NOT_COMPARABLE,
+    TONE_READING,
     compare,
     retest_noise,
     trend_change,
@@ -110,6 +111,24 @@ def test_photo_differences_are_not_comparable(after, reason):
     assert not result.comparable and reason in result.reason
     v = result.verdicts[MALIGNANT]
     assert v.verdict == NOT_COMPARABLE and reason in v.reason and v.change == pytest.approx(-0.4)
+
+
+def test_tone_buckets_read_two_ways_are_not_held_against_each_other():
+    """A bucket that moved when the app changed how it reads the tone (``tone:reading`` in ``models``;
+    none in an entry saved before it was kept) is no evidence of other light: the pair is compared,
+    with a note. Read the same way, a moved bucket still makes the pair not comparable."""
+    read = {"condition": "v1", TONE_READING: "t2"}
+    old = E({MALIGNANT: 0.5}, {MALIGNANT: 0.01}, tone_bucket="medium")
+    new = E({MALIGNANT: 0.1}, {MALIGNANT: 0.01}, days=30, tone_bucket="light", models=read)
+    result = compare([old, new])
+    assert result.comparable and result.reason == ""
+    assert result.note.startswith("skin-tone estimates not compared (light vs medium)")
+    assert result.verdicts[MALIGNANT].verdict == IMPROVED
+    assert compare([old, replace(new, tone_bucket="medium")]).note == ""  # same bucket: nothing to say
+    same_reading = compare([replace(old, models=read), new])
+    assert not same_reading.comparable and "different skin-tone estimate" in same_reading.reason
+    assert same_reading.note == ""
+    assert compare([old, new]).to_dict()["note"] == result.note
 
 
 def test_the_same_flag_on_both_sides_is_comparable():

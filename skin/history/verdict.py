@@ -21,7 +21,11 @@ There is no longitudinal labelled data, so a verdict is a measured comparison:
    change``.
 4. **Comparability.** Entries of different photo type or tone bucket, or
    with a photo-quality flag on one side only, are ``not comparable``: a dark
-   photo against a bright one is a photo difference, not a skin change. A
+   photo against a bright one is a photo difference, not a skin change. The
+   tone buckets are held against each other only when both entries were read
+   the same way (:data:`TONE_READING`, kept in ``models``): across a change of
+   how the app reads the tone, a bucket can move with no change of the light,
+   so the pair is compared with a ``note`` saying the buckets were not. A
    score missing from an entry (its model did not read that photo: another
    photo type, no face found, the model unavailable) is not comparable alone,
    nor is a score its model scored in two versions (an updated model, or its
@@ -49,6 +53,10 @@ CHANGED = "changed"
 NO_CHANGE = "no meaningful change"
 NOT_COMPARABLE = "not comparable"
 VERDICTS = (IMPROVED, DETERIORATED, CHANGED, NO_CHANGE, NOT_COMPARABLE)
+
+#: The key in an entry's ``models`` under which it keeps the version of the app's tone reading
+#: (:func:`skin.service.views.tone_version`). Score names cannot hold it: it contains their separator.
+TONE_READING = "tone:reading"
 
 #: Share of each side a crop variation cuts: a re-framed shot of the same spot.
 CROP_FRACTION = 0.04
@@ -89,12 +97,14 @@ class Comparison:
     comparable: bool
     reason: str
     verdicts: dict[str, ScoreVerdict]
+    #: what was not checked although the pair is comparable ("" when everything was)
+    note: str = ""
 
     def to_dict(self) -> dict:
-        """The ``/compare`` answer: ``{"verdicts": {score: {...}}, "comparable", "reason"}``."""
+        """The ``/compare`` answer: ``{"verdicts": {score: {...}}, "comparable", "reason", "note"}``."""
         return {"verdicts": {name: {k: v for k, v in asdict(sv).items() if k != "score"}
                              for name, sv in self.verdicts.items()},
-                "comparable": self.comparable, "reason": self.reason}
+                "comparable": self.comparable, "reason": self.reason, "note": self.note}
 
 
 # ---------------- noise ----------------
@@ -145,10 +155,25 @@ def comparability(a: Scored, b: Scored) -> str:
     if one_sided:
         return (f"photo-quality flag on one side only ({', '.join(one_sided)}): a photo difference, "
                 "not a skin change; retake the photo in the same light")
-    if a.tone_bucket != b.tone_bucket:
+    if a.tone_bucket != b.tone_bucket and tone_reading(a) == tone_reading(b):
         return (f"different skin-tone estimate ({a.tone_bucket or 'none'} vs {b.tone_bucket or 'none'}): "
                 "the light or the camera differs, which changes every score")
     return ""
+
+
+def tone_reading(entry: Scored) -> str | None:
+    """The version of the tone reading ``entry`` was given (``None``: saved before versions were kept)."""
+    return (getattr(entry, "models", None) or {}).get(TONE_READING)
+
+
+def tone_note(series: Sequence[Scored]) -> str:
+    """Why the tone buckets of ``series`` were not held against each other ("" when they were)."""
+    buckets = {e.tone_bucket for e in series}
+    if len(buckets) < 2 or len({tone_reading(e) for e in series}) < 2:
+        return ""
+    shown = " vs ".join(sorted(b or "none" for b in buckets))
+    return (f"skin-tone estimates not compared ({shown}): the app changed how it reads the tone between "
+            "these entries, which can move the bucket by itself")
 
 
 def compare(entries: Sequence[Scored], define: Callable[[str], ScoreDef] = score_definition) -> Comparison:
@@ -159,7 +184,7 @@ def compare(entries: Sequence[Scored], define: Callable[[str], ScoreDef] = score
     why = next((r for e in series[1:] if (r := comparability(series[0], e))), "")
     names = sorted({n for e in series for n in e.scores})
     verdicts = {name: _score_verdict(series, define(name), why) for name in names}
-    return Comparison(comparable=not why, reason=why, verdicts=verdicts)
+    return Comparison(comparable=not why, reason=why, verdicts=verdicts, note="" if why else tone_note(series))
 
 
 def _times(series: Sequence[Scored]) -> np.ndarray:

@@ -24,8 +24,9 @@ from pathlib import Path
 from skin.history.scores import score_model
 from skin.history.store import HistoryStore, NewEntry
 from skin.history.trends import HistoryTab, history_tab
-from skin.history.verdict import compare, retest_noise
+from skin.history.verdict import TONE_READING, compare, retest_noise
 from skin.phototype import PhotoType
+from skin.service.views import tone_version
 
 #: Seconds an export's temporary files are kept (the app's own copies; Gradio serves its copy of them).
 EXPORT_TTL_S = 120
@@ -85,7 +86,8 @@ class HistoryService:
                         tone_bucket=(result.get("tone") or {}).get("bucket"),
                         quality_flags=tuple(p["code"] for p in result["quality"].get("problems") or []),
                         note=str(note or ""), photo=photo,
-                        models={key: self.service.model_version(key) for key in scored})
+                        models={**{key: self.service.model_version(key) for key in scored},
+                                TONE_READING: tone_version()})
 
     def save(self, user: str | None, image, note: str = "", keep_photo: bool = False,
              photo_type: str | None = None) -> dict:

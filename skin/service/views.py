@@ -83,6 +83,20 @@ def photo_tone(image, face) -> dict:
     return {**to_jsonable(estimate_tone(image, lesion_photo=True)), "source": "photo (central lesion excluded)"}
 
 
+def tone_version() -> str:
+    """A short fingerprint of how :func:`photo_tone` reads a photo: the face framing (the function and
+    :data:`skin.faces.CHIP_SIDE` / ``CHIP_SHIFT``), the close-up rule and the ITA bucket edges. A history
+    entry keeps it, so that a bucket moved by a change of the reading is not taken for a change of light."""
+    import hashlib
+
+    from skin.faces import CHIP_SHIFT, CHIP_SIDE
+    from skin.tone import ITA_DARK_MAX, ITA_LIGHT_MIN, WORK_SIDE
+
+    reading = (f"face_chip {CHIP_SIDE} {CHIP_SHIFT}; close-up lesion_photo; "
+               f"edges {ITA_LIGHT_MIN} {ITA_DARK_MAX}; work side {WORK_SIDE}")
+    return hashlib.sha256(reading.encode()).hexdigest()[:12]
+
+
 def _mean_std(processor) -> tuple[np.ndarray, np.ndarray]:
     data_config = getattr(processor, "data_config", None)  # TimmWrapperImageProcessor
     if isinstance(data_config, dict) and "mean" in data_config:
