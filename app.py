@@ -87,13 +87,37 @@ class PhotoInput(gr.Image):
 _user_errors = user_errors("SkinLens")
 
 
+def models_that_read(result: dict) -> list[str]:
+    """The models that read the photo (answered, or listed their guesses under the threshold), answered
+    first: not those the photo type routed away, nor a face model that found no face."""
+    read = [key for key, t in result["tasks"].items() if t.get("top_k")]
+    return sorted(read, key=lambda key: bool(result["tasks"][key].get("abstained")))
+
+
 def explained_model(result: dict, current: str | None) -> str | None:
     """The model the Explain panel should show after Analyse: the one already chosen if it read the photo,
     else the first that answered, else the first that listed its guesses under the threshold, else no
     change."""
-    read = [key for key, t in result["tasks"].items() if t.get("top_k")]
-    answered = [key for key in read if not result["tasks"][key].get("abstained")]
-    return current if current in read or not read else (answered or read)[0]
+    read = models_that_read(result)
+    return current if current in read or not read else read[0]
+
+
+#: Between the fairness cards of the models that read the photo and the others' (shown for reference).
+OTHER_CARDS_HEADING = ("### The other models\nThey did not read your photo (another photo type, or no face "
+                       "found): their cards are here for reference, not about this answer.")
+
+
+def fairness_cards(result: dict, keys: list[str], card) -> str:
+    """Every model's fairness card (``card(key)`` → markdown), those of the models that read the photo
+    first, so the card beside an answer is that answer's model; the others after a heading saying so.
+    When no model read it (a picture out of scope), all in configured order."""
+    read = models_that_read(result)
+    others = [key for key in keys if key not in read]
+    cards = [card(key) for key in read]
+    if read and others:
+        cards.append(OTHER_CARDS_HEADING)
+    cards += [card(key) for key in others]
+    return "\n\n---\n\n".join(cards)
 
 
 class Handlers:
@@ -137,7 +161,7 @@ class Handlers:
             loaded = self.service.load_upload(path)
         result = self.service.predict(loaded, photo_type)
         bucket = (result.get("tone") or {}).get("bucket")
-        cards = "\n\n---\n\n".join(fairness_markdown(self.service.fairness(k, bucket)) for k in self.keys)
+        cards = fairness_cards(result, self.keys, lambda key: fairness_markdown(self.service.fairness(key, bucket)))
         return ({"path": path, "loaded": loaded, "bucket": bucket, "photo_type": photo_type},
                 predictions_markdown(result), quality_markdown(result), cards, result,
                 gr.Dropdown(value=explained_model(result, explain_model)))

@@ -236,3 +236,28 @@ def test_explain_panel_follows_the_model_that_read_the_photo():
     # a model that answered comes before one that only guessed (a face: the age answered, the clinical guessed)
     assert explained_model(result(condition=False, clinical="guesses", age=True), "condition") == "age"
     assert explained_model(result(condition=False, clinical="guesses", age="guesses"), "condition") == "clinical"
+
+
+def test_fairness_cards_of_the_models_that_read_the_photo_come_first():
+    """After Analyse the first fairness card is that of the model that answered, not the configured first
+    model's, which the photo type routed away; the others follow under a heading saying they did not
+    read the photo. A picture no model read keeps the configured order, with no heading."""
+    from app import OTHER_CARDS_HEADING, fairness_cards
+
+    def result(**tasks):
+        entry = {False: {"abstained": True}, "guesses": {"abstained": True, "top_k": [{"label": "x"}]},
+                 True: {"abstained": False, "top_k": [{"label": "x"}]}}
+        return {"tasks": {k: entry[read] for k, read in tasks.items()}}
+
+    keys = ["condition", "clinical", "age"]
+
+    def cards(res):
+        return fairness_cards(res, keys, lambda key: f"card {key}").split("\n\n---\n\n")
+
+    assert cards(result(condition=False, clinical=True, age=False)) == [
+        "card clinical", OTHER_CARDS_HEADING, "card condition", "card age"]
+    assert cards(result(condition=False, clinical="guesses", age=True)) == [
+        "card age", "card clinical", OTHER_CARDS_HEADING, "card condition"]
+    assert cards(result(condition=True, clinical=True, age=True)) == ["card condition", "card clinical", "card age"]
+    assert cards(result(condition=False, clinical=False, age=False)) == ["card condition", "card clinical",
+                                                                         "card age"]

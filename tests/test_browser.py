@@ -126,6 +126,9 @@ def test_browser_default_models_show_the_photo_type_and_fairness_numbers(tmp_pat
             assert cards.count("95 % CI") == 3  # one table with numbers per shipped model
             assert "not measured for any skin tone" not in cards
             assert "(you)" in cards  # the visitor's bucket highlighted
+            # the card beside the answer comes first: the clinical model's, not the dermoscopy model's
+            assert cards.index("Skin condition, ordinary photo") < cards.index("The other models")
+            assert cards.index("The other models") < cards.index("Skin condition (7 HAM10000")
             # Explain offers the model that read the photo, not the close-up model that refused it
             clinical_title = "Skin condition, ordinary photo"
             assert page.locator("#explain-model input").input_value().startswith(clinical_title)
