@@ -11,6 +11,7 @@ from skin.service import ExamplePhoto
 from skin.service.service import BUILD_HINT
 from skin.service.readout import NOT_CONFIDENT
 from skin.tasks import completed_years
+from skin.tone import ITA_DARK_MAX, ITA_LIGHT_MIN
 
 
 def _fmt2(v) -> str:
@@ -129,8 +130,8 @@ def fairness_markdown(card: dict) -> str:
     bucket = card.get("user_bucket")
     lines = [f"### How well does this model work for your skin tone? — {card['title']}"]
     if bucket:
-        lines.append(f"Your photo's estimated skin tone: **{bucket}** (ITA, three buckets: light > 41° ≥ medium > "
-                     "10° ≥ dark; a rough estimate from a photo, not a measurement).")
+        lines.append(f"Your photo's estimated skin tone: **{bucket}** (ITA, three buckets: light > {ITA_LIGHT_MIN:g}° "
+                     f"≥ medium > {ITA_DARK_MAX:g}° ≥ dark; a rough estimate from a photo, not a measurement).")
     else:
         lines.append("Your skin tone could not be estimated from this photo (no skin found, or a greyscale photo).")
     if card.get("tone_agreement"):
