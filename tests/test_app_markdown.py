@@ -81,7 +81,8 @@ def test_examples_with_licences_or_why_none(tmp_path):
 
 def test_fairness_card_table(card):
     md = fairness_markdown(card)
-    assert "Your photo's estimated skin tone: **dark** (ITA, three buckets: light > 41° ≥ medium > 10° ≥ dark;" in md
+    assert ("Your photo's estimated skin tone: **dark** (ITA, three buckets: light > 41° ≥ medium > 10° ≥ dark;"
+            in md)
     assert "| skin tone | test images (n) | balanced accuracy (higher is better) | 95 % CI |" in md
     assert "**▶ dark (you)** | 10 (thin data) |" in md
     light = next(r for r in card["rows"] if r["bucket"] == "light")
