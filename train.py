@@ -31,7 +31,7 @@ import torch
 import transformers
 from transformers import HfArgumentParser, set_seed
 
-from skin.commands import recorded_command
+from skin.commands import recorded_command, run_environment
 from skin.losses import LOSS_NAMES, SOFT_TARGET_LOSSES
 from skin.modeling import FinetuneMode, list_wheel_models
 from skin.paths import make_output_dir
@@ -318,7 +318,7 @@ def main(argv=None):
         model_args=model_args, data_args=data_args, training_args=training_args, finetune_state=finetune_state,
         extra={"trainable_parameters": trainable, "total_parameters": total,
                "train_runtime_s": train_result.metrics.get("train_runtime"),
-               "started": started, "command": recorded_command(argv)},
+               "started": started, "command": recorded_command(argv), "environment": run_environment()},
     )
     if training_args.hub_repo:
         from skin.hub import push_run

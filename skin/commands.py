@@ -9,7 +9,11 @@ mean nothing to a reader and change no result.
 
 from __future__ import annotations
 
+import platform
 import shlex
+import subprocess
+from importlib import metadata
+from pathlib import Path
 
 #: Options whose value is a secret: never recorded, never shown.
 SECRET_OPTIONS = ("--hub_token",)
@@ -66,3 +70,50 @@ def portable_command(command: str) -> str:
             continue
         out += tokens
     return shlex.join(out)
+
+
+#: The distributions whose versions change what a run trains or how it is measured: each run's
+#: ``report.json`` records them (``environment``), and its model card quotes them under "Reproduce".
+RECORDED_PACKAGES = ("torch", "torchvision", "transformers", "peft", "timm", "accelerate", "datasets",
+                     "scikit-learn", "numpy", "pillow", "opencv-python-headless", "fairlearn")
+#: The repository whose commit a run records: the folder above ``skin/``.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str | None:
+    """``git ARGS`` in :data:`REPO_ROOT`, or ``None`` where git or the repository is missing."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def run_environment() -> dict:
+    """What a run was trained with, beside its command: SkinLens's git commit (``None`` outside a git
+    checkout) and whether tracked files had uncommitted changes, Python, and the version of each of
+    :data:`RECORDED_PACKAGES` (``None`` if not installed). The same command under another commit or
+    library version can train a different model (an augmentation step rewritten, a default changed)."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    packages = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"skinlens_commit": commit, "uncommitted_changes": None if status is None else bool(status),
+            "python": platform.python_version(), "packages": packages}
+
+
+def environment_sentence(environment: dict) -> str:
+    """A run's :func:`run_environment` as a model card says it ("" when the run did not record one)."""
+    if not environment:
+        return ""
+    commit = environment.get("skinlens_commit")
+    where = (f"SkinLens commit `{commit[:12]}`" + (" with uncommitted changes" if environment.get(
+        "uncommitted_changes") else "")) if commit else "a SkinLens copy outside git (commit unknown)"
+    versions = ", ".join(f"{name} {version}" for name, version in (environment.get("packages") or {}).items()
+                         if version)
+    return f"Trained with {where}, Python {environment.get('python')}" + (f", {versions}" if versions else "") + "."
+

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from skin.commands import portable_command
+from skin.commands import environment_sentence, portable_command
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
 #: Test metrics listed on the card (those the report has).
@@ -171,6 +171,8 @@ def render_model_card(report, template: str | os.PathLike = TEMPLATE):
         ece_before=fmt(calib.get("ece_before")),
         ece_after=fmt(calib.get("ece_after")),
         command=portable_command(report.command) if report.command else "(not recorded)",
+        environment=environment_sentence(report.environment)
+        or "The run predates the record of its commit and library versions.",
         n_test=report.test.get("n"),
     )
 

@@ -52,6 +52,7 @@ def write_run(run_dir, *, trainer, task, dsd, processor, labels, model_args, dat
         figures={k: os.path.relpath(v, run_dir) for k, v in figures.items()},
         exported={k: os.path.relpath(v, run_dir) for k, v in exported.items()},
         command=extra["command"],
+        environment=extra.get("environment", {}),
     )
     dump_json(report, os.path.join(run_dir, "report.json"))
     from skin.model_card import write_model_card

@@ -398,6 +398,8 @@ class RunReport:
     figures: dict[str, str] = field(default_factory=dict)
     exported: dict[str, str] = field(default_factory=dict)
     command: str = ""
+    #: :func:`skin.commands.run_environment`: commit and library versions ({} for runs that predate it)
+    environment: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -411,6 +413,8 @@ class RunReport:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out["kind"] = self.kind.value
         out["fairness"] = self.fairness.to_dict()
+        if not self.environment:  # a run that predates the record: its report.json stays as it was written
+            del out["environment"]
         return to_jsonable({**out, **self.extra})
 
     @classmethod

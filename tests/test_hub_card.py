@@ -112,3 +112,14 @@ def test_a_class_without_test_photos_shows_no_scores():
     report["test"]["per_class"]["melanoma"] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     text = str(render_model_card(report))
     assert "| `melanoma` | Melanoma | yes | 0 | n/a | n/a |" in text
+
+
+def test_card_reproduce_section_names_the_commit_and_versions_or_says_it_predates_them():
+    report = json.loads((MODELS / "clinical" / "report.json").read_text())
+    reproduce = str(render_model_card(report)).split("## Reproduce", 1)[1]
+    assert "predates the record of its commit and library versions" in reproduce  # embedded before the record
+    env = {"skinlens_commit": "c5424a9" + "0" * 33, "uncommitted_changes": False, "python": "3.11.7",
+           "packages": {"torch": "2.14.1", "transformers": "5.23.0"}}
+    reproduce = str(render_model_card({**report, "environment": env})).split("## Reproduce", 1)[1]
+    assert ("Trained with SkinLens commit `c5424a900000`, Python 3.11.7, torch 2.14.1, transformers 5.23.0."
+            in reproduce)

@@ -74,6 +74,11 @@ def test_run_folder_has_reports_and_figures(lora_run):
         assert (run / fig).read_bytes()[:4] == b"\x89PNG"
     card = (run / "merged" / "README.md").read_text()
     assert "Not medical advice" in card and "model-index" in card
+    # the run records what it was trained with, and its card says it under "Reproduce"
+    from skin.commands import run_environment
+
+    assert saved["environment"] == run_environment() and saved["environment"]["packages"]["peft"]
+    assert f"peft {saved['environment']['packages']['peft']}" in card.split("## Reproduce", 1)[1]
     for checkpoint in run.glob("checkpoint-*"):  # the base model is still recorded in each checkpoint
         assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == \
             "efficientnet_lite0"
