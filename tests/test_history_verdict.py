@@ -209,3 +209,20 @@ def test_comparison_as_the_api_answers_it():
     d = compare(pair({MALIGNANT: 0.5}, {MALIGNANT: 0.1})).to_dict()
     assert d["comparable"] is True
     assert set(d["verdicts"][MALIGNANT]) == {"verdict", "change", "noise", "reason"}
+
+
+def test_the_tone_reading_version_follows_what_the_reading_depends_on(monkeypatch):
+    """The fingerprint a history entry keeps of the app's tone reading changes with the face framing and
+    with skin.tone's settings, and only then."""
+    import skin.faces
+    import skin.tone
+    from skin.service.views import tone_version
+
+    base = tone_version()
+    assert len(base) == 12 and tone_version() == base
+    for module, name, value in ((skin.tone, "ITA_LIGHT_MIN", 40.0), (skin.tone, "CR_RANGE", (130, 173)),
+                                (skin.tone, "LESION_CENTER_RADIUS", 0.3), (skin.faces, "CHIP_SIDE", 1.3)):
+        with monkeypatch.context() as m:
+            m.setattr(module, name, value)
+            assert tone_version() != base, name
+    assert tone_version() == base

@@ -85,15 +85,18 @@ def photo_tone(image, face) -> dict:
 
 def tone_version() -> str:
     """A short fingerprint of how :func:`photo_tone` reads a photo: the face framing (the function and
-    :data:`skin.faces.CHIP_SIDE` / ``CHIP_SHIFT``), the close-up rule and the ITA bucket edges. A history
-    entry keeps it, so that a bucket moved by a change of the reading is not taken for a change of light."""
+    :data:`skin.faces.CHIP_SIDE` / ``CHIP_SHIFT``), the close-up rule, and :mod:`skin.tone`'s skin mask,
+    lesion exclusion, work size and bucket edges. A history entry keeps it, so that a bucket moved by a
+    change of the reading is not taken for a change of light."""
     import hashlib
 
+    from skin import tone
     from skin.faces import CHIP_SHIFT, CHIP_SIDE
-    from skin.tone import ITA_DARK_MAX, ITA_LIGHT_MIN, WORK_SIDE
 
-    reading = (f"face_chip {CHIP_SIDE} {CHIP_SHIFT}; close-up lesion_photo; "
-               f"edges {ITA_LIGHT_MIN} {ITA_DARK_MAX}; work side {WORK_SIDE}")
+    settings = ("CR_RANGE", "CB_RANGE", "L_RANGE", "MAX_CHROMA", "LESION_CENTER_RADIUS", "LESION_DROP_DARKEST",
+                "MIN_SKIN_FRACTION", "MIN_SKIN_PIXELS", "WORK_SIDE", "ITA_LIGHT_MIN", "ITA_DARK_MAX")
+    reading = f"face: face_chip {CHIP_SIDE} {CHIP_SHIFT}; close-up: lesion_photo; " + "; ".join(
+        f"{name} {getattr(tone, name)}" for name in settings)
     return hashlib.sha256(reading.encode()).hexdigest()[:12]
 
 
