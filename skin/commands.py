@@ -1,10 +1,13 @@
-"""A training run's command line: as the run records it, and as a model card shows it.
+"""A training run's command line and environment: as the run records them, and as a model card shows them.
 
 ``report.json`` keeps the command that trained a model, and the card published
 with the model quotes it under "Reproduce". Two things must not travel that way:
 a secret (``--hub_token``, which would otherwise be pushed to the Hub in the
 card) and this machine's own folders (``--output_dir /scratch/...``), which
-mean nothing to a reader and change no result.
+mean nothing to a reader and change no result. Beside the command the report
+keeps the SkinLens commit and library versions it ran with
+(:func:`run_environment`), without which the command alone does not say what
+was trained.
 """
 
 from __future__ import annotations
