@@ -381,3 +381,13 @@ def test_clinical_test_resolution_changes_only_the_side():
     assert tuple(larger([photo], return_tensors="pt")["pixel_values"].shape) == (1, 3, 256, 256)
     kept = ("interpolation", "mean", "std", "crop_pct", "crop_mode")
     assert {k: larger.data_config[k] for k in kept} == {k: processor.data_config[k] for k in kept}
+
+
+def test_clinical_learning_curve_fit_recovers_a_known_line():
+    """Balanced accuracy rising 0.05 per doubling from 0.40 at 1,000 photos reaches 0.60 at 16,000."""
+    bench = load_bench("clinical_learning_curve")
+    n = [1000, 2000, 4000]
+    f = bench.fit(n, [0.40, 0.45, 0.50], 0.60)
+    assert f["gain_per_doubling"] == pytest.approx(0.05) and f["gain_per_doubling_se"] == pytest.approx(0, abs=1e-9)
+    assert f["n_train_for_target"] == pytest.approx(16000)
+    assert bench.fit(n, [0.45, 0.44, 0.43], 0.60)["n_train_for_target"] is None  # no gain: never
