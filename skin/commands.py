@@ -114,9 +114,12 @@ def environment_sentence(environment: dict) -> str:
     if not environment:
         return ""
     commit = environment.get("skinlens_commit")
-    where = (f"SkinLens commit `{commit[:12]}`" + (" with uncommitted changes" if environment.get(
-        "uncommitted_changes") else "")) if commit else "a SkinLens copy outside git (commit unknown)"
-    versions = ", ".join(f"{name} {version}" for name, version in (environment.get("packages") or {}).items()
-                         if version)
-    return f"Trained with {where}, Python {environment.get('python')}" + (f", {versions}" if versions else "") + "."
-
+    if commit:
+        where = f"SkinLens commit `{commit[:12]}`"
+        if environment.get("uncommitted_changes"):
+            where += " with uncommitted changes"
+    else:
+        where = "a SkinLens copy outside git (commit unknown)"
+    parts = [f"Python {environment.get('python')}"]
+    parts += [f"{name} {version}" for name, version in (environment.get("packages") or {}).items() if version]
+    return f"Trained with {where}, {', '.join(parts)}."
