@@ -42,24 +42,26 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PAD = 100  # px of surround on every side of a 200 px chip
+from bench.bench_face_crop import PAD  # noqa: E402  the same pasting geometry as the age model's crop bench
+from bench.bench_face_crop import surrounds as plain_surrounds  # noqa: E402
+
 BACKGROUNDS = ("coffee", "chelsea", "rocket")
 
 
 def surrounds() -> dict:
-    """``{name: chip -> picture}``: the chip in the middle of a grey canvas or of a real photograph."""
+    """``{name: chip -> picture}``: the chip in the middle of bench_face_crop's grey canvas, or of a
+    real photograph resized to that canvas."""
     from PIL import Image
     from skimage import data
 
     def on(background):
         def paste(chip):
-            size = (chip.width + 2 * PAD, chip.height + 2 * PAD)
-            picture = background.resize(size) if background is not None else Image.new("RGB", size, (128,) * 3)
+            picture = background.resize((chip.width + 2 * PAD, chip.height + 2 * PAD))
             picture.paste(chip, (PAD, PAD))
             return picture
         return paste
 
-    out = {"grey": on(None)}
+    out = {"grey": plain_surrounds()["grey"]}
     for name in BACKGROUNDS:
         out[name] = on(Image.fromarray(getattr(data, name)()).convert("RGB"))
     return out

@@ -218,3 +218,20 @@ def test_the_tone_of_a_portrait_is_read_as_the_chips_were(astronaut):
     assert served["source"] == "face" and served["bucket"] == own["bucket"]
     assert abs(served["ita"] - own["ita"]) < 10 < abs(before["ita"] - own["ita"])
     assert before["bucket"] != own["bucket"]
+
+
+def test_bench_face_tone_pastes_the_chip_as_the_crop_bench_does():
+    """bench_face_tone's pictures: the chip in the middle of a canvas PAD wider on every side, as in
+    bench_face_crop, behind a grey canvas or a real photograph."""
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("bench_face_tone")
+    chip = Image.new("RGB", (200, 160), (200, 150, 120))
+    pictures = {name: paste(chip) for name, paste in bench.surrounds().items()}
+    assert set(pictures) == {"grey", *bench.BACKGROUNDS}
+    for name, picture in pictures.items():
+        assert picture.size == (200 + 2 * bench.PAD, 160 + 2 * bench.PAD), name
+        assert picture.crop((bench.PAD, bench.PAD, bench.PAD + 200, bench.PAD + 160)).getcolors() == \
+            [(200 * 160, (200, 150, 120))], name
+    assert pictures["grey"].getpixel((0, 0)) == (128, 128, 128)
+    assert pictures["chelsea"].getpixel((0, 0)) != (128, 128, 128)
