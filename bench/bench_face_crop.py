@@ -87,8 +87,7 @@ def main() -> None:
 
     from skin.data import load
     from skin.faces import CHIP_SHIFT, CHIP_SIDE, crop_face, face_chip, largest_face
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
     from skin.metrics import expected_age
     from skin.tasks import age_to_group, label_ages
 
@@ -109,9 +108,8 @@ def main() -> None:
     geometry = chip_geometry(ds["train"], args.train, seed=0)
     print(f"chip geometry on {geometry['n']} training chips: {geometry}", flush=True)
 
-    model, processor = load_classifier(args.model)
-    model = prepare_for_inference(model)
-    ages = label_ages([model.config.id2label[i] for i in range(model.config.num_labels)])
+    model, processor, labels = load_for_inference(args.model)
+    ages = label_ages(labels)
 
     def estimate(picture) -> float:
         with torch.no_grad():

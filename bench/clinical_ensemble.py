@@ -59,17 +59,14 @@ def main(argv=None) -> int:
 
     from skin.data import load
     from skin.evaluate import grouping_config, predict_logits
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
     from skin.tasks import get_task
 
     task = get_task("condition_dermnet")
     probs: dict[tuple[str, str, bool], np.ndarray] = {}
     dsd, labels = None, None
     for ref in args.models:
-        model, processor = load_classifier(ref)
-        model = prepare_for_inference(model)
-        model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        model, processor, model_labels = load_for_inference(ref)
         if dsd is None:
             labels = model_labels
             dsd = load(task.dataset, args.data_dir, cache_dir=args.cache_dir,

@@ -62,8 +62,7 @@ def main(argv=None) -> int:
     from skin.calibration import fit_temperature, group_probs, softmax
     from skin.data import load
     from skin.evaluate import predict_logits
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
     from skin.tasks import get_task
     from dataset_scripts.dermnet_groupings import folder_classes
 
@@ -74,9 +73,7 @@ def main(argv=None) -> int:
 
     logits = {}
     for role, ref in (("baseline", args.baseline), ("folders", args.folder_model)):
-        model, processor = load_classifier(ref)
-        model = prepare_for_inference(model)
-        model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        model, processor, model_labels = load_for_inference(ref)
         if role == "baseline" and model_labels != labels:
             raise SystemExit(f"{ref}: classes {model_labels} are not the clinical grouping's {labels}")
         if role == "folders":

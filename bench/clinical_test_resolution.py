@@ -56,18 +56,15 @@ def main(argv=None) -> int:
 
     from skin.data import load
     from skin.evaluate import grouping_config, predict_logits
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
     from skin.tasks import get_task
 
     torch.set_num_threads(args.threads)
     task = get_task("condition_dermnet")
-    model, processor = load_classifier(args.model)
-    model = prepare_for_inference(model)
+    model, processor, labels = load_for_inference(args.model)
     trained_side = int(processor.data_config["input_size"][-1])
     if trained_side not in args.sizes:
         args.sizes = sorted({*args.sizes, trained_side})
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     dsd = load(task.dataset, args.data_dir, cache_dir=args.cache_dir,
                **{**task.data_config, **grouping_config(task.dataset, labels)})
     targets = {split: np.asarray(task.targets(dsd[split])) for split in SPLITS}

@@ -274,8 +274,7 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
     from datasets import concatenate_datasets
 
     from skin.data import get_builder, skip_list, skipped_images
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
 
     if task_name:
         task = get_task(task_name)
@@ -284,9 +283,7 @@ def evaluate_model(model_ref: str, dataset: str, data_dir: str, *, task_name: st
         if not matches:
             raise ValueError(f"no task uses dataset {dataset!r}; pass --task")
         task = matches[0]
-    model, processor = load_classifier(model_ref)
-    model = prepare_for_inference(model)  # the same function, about 2x faster on CPU
-    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    model, processor, model_labels = load_for_inference(model_ref)  # BatchNorm folded: about 2x faster on CPU
     builder = get_builder(dataset, data_dir, cache_dir=cache_dir,
                           **{**task.data_config, **grouping_config(dataset, model_labels)})
     builder.download_and_prepare()

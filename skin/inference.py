@@ -113,3 +113,14 @@ def prepare_for_inference(model: nn.Module, input_size: int = 64) -> nn.Module:
             logger.warning("BatchNorm folding changed the logits by %.2g; keeping the unfolded model", diff)
     body.to(memory_format=torch.channels_last)
     return model
+
+
+def load_for_inference(ref: str, *, local_files_only: bool = False):
+    """``(model, processor, labels)``: the classifier ``ref`` names (an embedded default, a folder or a Hub
+    id; :func:`skin.hub.load_classifier`) made ready by :func:`prepare_for_inference`, and its class names
+    in index order, as the app, ``skin.evaluate`` and the benchmarks all read one."""
+    from skin.hub import load_classifier
+
+    model, processor = load_classifier(ref, local_files_only=local_files_only)
+    model = prepare_for_inference(model)
+    return model, processor, [model.config.id2label[i] for i in range(model.config.num_labels)]

@@ -69,7 +69,7 @@ def test_malignancy_audit_known_answer(tmp_path, capsys, monkeypatch):
     import skin.inference
 
     model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(HAM_LABELS)), num_labels=7))
-    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref, **kw: (model, None))
     monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
     seen = {}
 
@@ -218,7 +218,7 @@ def test_malignancy_audit_on_pad_ufes20_groups_by_fitzpatrick_pairs(tmp_path, ca
     from skin.tone import fst_pair
 
     model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(HAM_LABELS)), num_labels=7))
-    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref, **kw: (model, None))
     monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
 
     def logits(model, processor, ds, **kwargs):
@@ -262,7 +262,7 @@ def test_malignancy_audit_on_a_set_without_fitzpatrick_labels_groups_by_estimate
 
     labels = builder_class("dermnet").label_names("clinical", False)
     model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(labels)), num_labels=len(labels)))
-    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref, **kw: (model, None))
     monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
 
     def logits(model, processor, ds, **kwargs):
@@ -301,7 +301,7 @@ def test_dermnet_folder_is_scored_in_the_models_own_grouping_and_skips_are_count
 
     labels = DermNet.label_names(grouping.split()[0], folder_labels=grouping.endswith("folders"))
     model = SimpleNamespace(config=SimpleNamespace(id2label=dict(enumerate(labels)), num_labels=len(labels)))
-    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref: (model, None))
+    monkeypatch.setattr(skin.hub, "load_classifier", lambda ref, **kw: (model, None))
     monkeypatch.setattr(skin.inference, "prepare_for_inference", lambda m: m)
 
     def logits(model, processor, ds, **kwargs):  # right on every photo

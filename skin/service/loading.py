@@ -71,13 +71,10 @@ def load_model(spec: ModelSpec, *, hub_offline: bool) -> LoadedModel:
     Raises ``ValueError`` / ``OSError`` when the checkpoint cannot be read.
     Predictions and explanations both run on the one model returned.
     """
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
     from skin.tasks import get_task, label_ages
 
-    model, processor = load_classifier(spec.model, local_files_only=hub_offline)
-    model = prepare_for_inference(model)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    model, processor, labels = load_for_inference(spec.model, local_files_only=hub_offline)
     kind = get_task(spec.task).kind
     if kind is TaskKind.AGE:
         label_ages(labels)  # a model whose labels are not ages fails here, not on the first photo
