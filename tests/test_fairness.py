@@ -234,3 +234,41 @@ def test_resample_metrics_equal_a_metric_frame_of_each_resample(kind):
         frame = MetricFrame(metrics=metrics, y_true=y[idx], y_pred=y_pred[idx], sensitive_features={"g": groups[idx]})
         np.testing.assert_array_equal(stats_g[r], frame.by_group.reindex(index).to_numpy(dtype=float))
         np.testing.assert_array_equal(stats_o[r], frame.overall.to_numpy(dtype=float))
+
+
+def test_coverage_bench_draws_test_sets_as_the_split_does_and_measures_the_shipped_intervals():
+    """bench/fairness_ci_coverage.py: a trial keeps half of each class's clusters (fresh ids, so a cluster drawn
+    twice counts twice), its percentile intervals are fairness_report's own, and BCa on a symmetric, unbiased
+    bootstrap distribution is the percentile interval."""
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("fairness_ci_coverage")
+    rng = np.random.default_rng(5)
+    clusters = np.repeat(np.arange(40), 3).astype(str)  # 40 clusters of 3 photos, one class each
+    y = np.repeat(np.arange(40) % 4, 3)
+    strata = bench.clusters_by_class(y, clusters)
+    assert sorted(len(m) for m in strata.values()) == [10, 10, 10, 10]
+    rows, ids = bench.draw_test_set(strata, rng)
+    assert len(np.unique(ids)) == 4 * 5 and len(rows) == 3 * 4 * 5
+    assert all(len(set(y[rows][ids == i])) == 1 for i in np.unique(ids))
+    assert np.bincount(y[rows]).tolist() == [15, 15, 15, 15]
+
+    probs = rng.dirichlet(np.ones(4), len(rows))
+    tone = rng.choice(["light", "medium", "dark"], len(rows))
+    yt, pt = y[rows], probs.argmax(1)
+    resamples = list(bench.bootstrap_indices(len(yt), 50, 0, groups=ids))
+    members = bench.cluster_members(ids)
+    result = {}
+    for g in bench.GROUPS:
+        in_group = np.ones(len(yt), bool) if g == "overall" else tone == g
+        result[g] = {name: bench.intervals(fn, yt, pt, in_group, resamples, resamples, members)[1]
+                     for name, fn in bench.METRICS.items()}
+    bench.shipped_check(yt, probs, tone, ids, 50, 0, result)  # raises when they differ
+    result["overall"]["accuracy"]["percentile (shipped)"] = (0.0, 1.0)
+    with pytest.raises(RuntimeError, match="not the report's"):
+        bench.shipped_check(yt, probs, tone, ids, 50, 0, result)
+
+    stats = np.random.default_rng(1).normal(0.5, 0.05, 20_000)
+    jack = np.random.default_rng(2).normal(0.5, 0.001, 200)
+    lo, hi = bench.bca_interval(float(np.median(stats)), stats, jack)
+    np.testing.assert_allclose([lo, hi], np.quantile(stats, [0.025, 0.975]), atol=0.004)

@@ -1,0 +1,224 @@
+"""How often do the fairness tables' 95 % intervals hold the value they estimate?
+
+Every report and fairness card gives each group's accuracy and balanced accuracy
+with a percentile bootstrap interval that resamples whole clusters
+(``skin.fairness.fairness_report(..., clusters=group_id)``). On DermNet's test
+split the balanced-accuracy intervals are lopsided: the point estimate sits in
+the lower third of the interval for the overall, light and medium rows,
+because a resample can miss a class that has few clusters (the test split's
+photos and clusters per class are in the JSON) and the recall of a class with
+few clusters is a ratio of a few sums. A lopsided interval is not yet a wrong
+one. This script measures the coverage.
+
+A double bootstrap on real predictions: the clinical model's answers on
+DermNet's validation and test splits together (953 photos, 291 clusters) stand
+for the population, whose figures are then known. Each trial draws a test set
+from it as the builder's split does (clusters whole, each class keeping its
+share: half of each class's clusters, drawn with replacement, a cluster drawn
+twice counting as two), computes the intervals exactly as the reports do, and
+records whether each holds the population's figure, overall and for each
+estimated skin-tone bucket. Coverage near 0.95 means the intervals can be read
+as printed.
+
+For comparison, on the same resamples: the basic (reverse percentile)
+interval, BCa (Efron 1987: bias correction from the share of resamples below
+the estimate, acceleration from a delete-one-cluster jackknife) and a
+percentile interval over resamples stratified by class (clusters drawn within
+their class, as the split stratifies), each a known remedy for a lopsided
+bootstrap distribution.
+
+    python bench/fairness_ci_coverage.py --data-dir ../shared/data/dermnet --trials 200
+
+Prints a table and writes ``bench/results/fairness_ci_coverage.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from skin.metrics import accuracy, balanced_accuracy, bootstrap_indices  # noqa: E402
+from skin.reports import CI_QUANTILES, to_jsonable  # noqa: E402
+
+GROUPS = ("overall", "light", "medium", "dark")
+METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy}
+METHODS = ("percentile (shipped)", "basic", "BCa", "percentile, stratified by class")
+
+
+def cluster_members(clusters: np.ndarray) -> list[np.ndarray]:
+    """The row indices of each cluster."""
+    order = np.argsort(clusters, kind="stable")
+    _, starts = np.unique(clusters[order], return_index=True)
+    return np.split(order, starts[1:])
+
+
+def clusters_by_class(y: np.ndarray, clusters: np.ndarray) -> dict[int, list[np.ndarray]]:
+    """Clusters grouped by their most common class (the split's strata)."""
+    strata: dict[int, list[np.ndarray]] = {}
+    for rows in cluster_members(clusters):
+        strata.setdefault(int(np.bincount(y[rows]).argmax()), []).append(rows)
+    return strata
+
+
+def draw_test_set(strata: dict[int, list[np.ndarray]], rng) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and fresh cluster ids of one test set: half of each class's clusters, drawn with replacement."""
+    rows, ids = [], []
+    for label, members in strata.items():
+        for j, k in enumerate(rng.integers(0, len(members), max(1, len(members) // 2))):
+            rows.append(members[k])
+            ids += [f"{label}-{j}"] * len(members[k])
+    return np.concatenate(rows), np.asarray(ids)
+
+
+def bca_interval(estimate: float, stats: np.ndarray, jackknife: np.ndarray) -> tuple[float, float]:
+    """Efron's bias-corrected and accelerated percentile interval."""
+    from scipy.stats import norm
+
+    below = (np.sum(stats < estimate) + 0.5 * np.sum(stats == estimate)) / len(stats)
+    z0 = norm.ppf(np.clip(below, 1e-3, 1 - 1e-3))
+    d = jackknife.mean() - jackknife
+    accel = np.sum(d**3) / (6 * np.sum(d**2) ** 1.5) if np.any(d) else 0.0
+    z = norm.ppf(CI_QUANTILES)
+    lo, hi = np.quantile(stats, norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z))))
+    return float(lo), float(hi)
+
+
+def intervals(metric, y, pred, in_group, resamples, stratified, members) -> tuple[float, dict]:
+    """The group's estimate and its interval by each method (NaN resamples, where the group is absent, skipped)."""
+    estimate = metric(y[in_group], pred[in_group])
+
+    def stats(draws):
+        values = np.array([metric(y[i][in_group[i]], pred[i][in_group[i]]) if in_group[i].any() else np.nan
+                           for i in draws])
+        return values[~np.isnan(values)]
+
+    plain, strat = stats(resamples), stats(stratified)
+    def without(rows):
+        keep = np.delete(in_group, rows)
+        return metric(np.delete(y, rows)[keep], np.delete(pred, rows)[keep])
+
+    jack = np.array([without(rows) for rows in members if in_group[rows].any() and in_group.sum() > len(rows)])
+    lo, hi = np.quantile(plain, CI_QUANTILES)
+    return estimate, {
+        "percentile (shipped)": (lo, hi),
+        "basic": (2 * estimate - hi, 2 * estimate - lo),
+        "BCa": bca_interval(estimate, plain, jack),
+        "percentile, stratified by class": tuple(np.quantile(strat, CI_QUANTILES)),
+    }
+
+
+def shipped_check(y, probs, tone, ids, n_boot: int, seed: int, result: dict) -> None:
+    """The percentile intervals computed here are the reports' own (fairness_report on the same draw)."""
+    from skin.fairness import fairness_report
+
+    table = fairness_report(y, probs, {"tone": tone}, n_boot=n_boot, random_state=seed, clusters=ids).tables["tone"]
+    for group in GROUPS:
+        row = table.overall if group == "overall" else table.groups.get(group)
+        for name in METRICS:
+            ours = result[group][name]["percentile (shipped)"]
+            theirs = (row[name].ci_low, row[name].ci_high)
+            if not np.allclose(ours, theirs):
+                raise RuntimeError(f"{group} {name}: this script's percentile interval {ours} is not the "
+                                   f"report's {theirs}; the measurement would not be of the shipped method")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="default:clinical")
+    parser.add_argument("--data-dir", required=True, help="DermNet in its publisher's layout")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--n-boot", type=int, default=200, help="resamples per interval (the reports use 200)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fairness_ci_coverage.json"))
+    args = parser.parse_args(argv)
+
+    import torch
+    from datasets import concatenate_datasets
+
+    from skin.data import load
+    from skin.evaluate import cluster_ids, grouping_config, predict_logits
+    from skin.inference import load_for_inference
+    from skin.tasks import get_task
+
+    torch.set_num_threads(args.threads)
+    task = get_task("condition_dermnet")
+    model, processor, labels = load_for_inference(args.model)
+    dsd = load(task.dataset, args.data_dir, cache_dir=args.cache_dir,
+               **{**task.data_config, **grouping_config(task.dataset, labels)})
+    ds = concatenate_datasets([dsd["validation"], dsd["test"]])
+    probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds)), 1).numpy()
+    y, pred = np.asarray(task.targets(ds)), probs.argmax(1)
+    tone = np.asarray([str(t) for t in ds["tone_bucket_estimated"]])
+    strata = clusters_by_class(y, cluster_ids(ds))
+    test_y = np.asarray(task.targets(dsd["test"]))
+    test_clusters = {labels[c]: {"photos": len(np.concatenate(m)), "clusters": len(m)}
+                     for c, m in sorted(clusters_by_class(test_y, cluster_ids(dsd["test"])).items())}
+    masks = {g: np.ones(len(y), bool) if g == "overall" else tone == g for g in GROUPS}
+    population = {g: {name: fn(y[m], pred[m]) for name, fn in METRICS.items()} | {"n": int(m.sum())}
+                  for g, m in masks.items()}
+
+    hits = {(g, name, meth): 0 for g in GROUPS for name in METRICS for meth in METHODS}
+    widths = {key: [] for key in hits}
+    centre = {(g, name): [] for g in GROUPS for name in METRICS}  # where the estimate sits in the shipped interval
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for trial in range(args.trials):
+        rows, ids = draw_test_set(strata, rng)
+        yt, pt, tt = y[rows], pred[rows], tone[rows]
+        resamples = list(bootstrap_indices(len(yt), args.n_boot, trial, groups=ids))  # as fairness_report draws
+        members = cluster_members(ids)
+        by_class = clusters_by_class(yt, ids)
+        srng = np.random.default_rng(10_000 + trial)
+        stratified = [np.concatenate([ms[k] for ms in by_class.values() for k in srng.integers(0, len(ms), len(ms))])
+                      for _ in range(args.n_boot)]
+        result = {}
+        for g in GROUPS:
+            in_group = np.ones(len(yt), bool) if g == "overall" else tt == g
+            result[g] = {}
+            for name, fn in METRICS.items():
+                est, ivs = intervals(fn, yt, pt, in_group, resamples, stratified, members)
+                result[g][name] = ivs
+                for meth, (lo, hi) in ivs.items():
+                    hits[g, name, meth] += int(lo <= population[g][name] <= hi)
+                    widths[g, name, meth].append(hi - lo)
+                lo, hi = ivs["percentile (shipped)"]
+                centre[g, name].append((est - lo) / (hi - lo) if hi > lo else 0.5)
+        if trial == 0:
+            shipped_check(yt, probs[rows], tt, ids, args.n_boot, trial, result)
+    wall = time.perf_counter() - start
+
+    rows_out = []
+    print(f"{args.trials} trials x {args.n_boot} resamples, {wall:.0f} s; coverage / mean width (nominal 0.95)")
+    print(f"{'group':8} {'metric':18} {'population':>10} " + " ".join(f"{m[:24]:>26}" for m in METHODS))
+    for g in GROUPS:
+        for name in METRICS:
+            row = {"group": g, "metric": name, "population": population[g][name], "population_n": population[g]["n"],
+                   "estimate_position_in_shipped_interval": float(np.median(centre[g, name]))}
+            for meth in METHODS:
+                row[meth] = {"coverage": hits[g, name, meth] / args.trials,
+                             "mean_width": float(np.mean(widths[g, name, meth]))}
+            rows_out.append(row)
+            print(f"{g:8} {name:18} {population[g][name]:>10.3f} "
+                  + " ".join(f"{row[m]['coverage']:>17.3f} / {row[m]['mean_width']:.3f}" for m in METHODS))
+    se = float(np.sqrt(0.95 * 0.05 / args.trials))
+    out = {"model": args.model, "dataset": "dermnet (validation + test as the population)",
+           "population_photos": int(len(y)), "population_clusters": int(sum(len(v) for v in strata.values())),
+           "test_split_by_class": test_clusters, "trials": args.trials, "n_boot": args.n_boot,
+           "ci_quantiles": list(CI_QUANTILES),
+           "coverage_standard_error_at_0.95": se, "wall_s": wall, "threads": args.threads, "rows": rows_out}
+    Path(args.out).write_text(json.dumps(to_jsonable(out), indent=1) + "\n")
+    print(f"(one standard error of a coverage near 0.95: {se:.3f}) -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
