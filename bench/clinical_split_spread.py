@@ -160,13 +160,11 @@ def summarise(shipped: dict, draws: list[dict]) -> dict:
 def model_predictions(ref: str, dsd) -> np.ndarray:
     """``ref``'s predicted class for every row of train + validation + test, in the model's grouping."""
     from skin.evaluate import predict_logits
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
 
-    model, processor = load_classifier(ref)
-    model = prepare_for_inference(model)
+    model, processor, labels = load_for_inference(ref)
     names = dsd["train"].features["label"].names
-    if [model.config.id2label[i] for i in range(model.config.num_labels)] != names:
+    if labels != names:
         raise SystemExit(f"{ref}'s classes are not the clinical grouping's {names}")
     return np.concatenate([predict_logits(model, processor, dsd[s]).argmax(1) for s in SPLITS])
 

@@ -67,14 +67,12 @@ def main(argv=None) -> int:
 
     from skin.data import load
     from skin.evaluate import predict_logits
-    from skin.hub import load_classifier
-    from skin.inference import prepare_for_inference
+    from skin.inference import load_for_inference
     from skin.tasks import get_task
 
     task = get_task("condition_dermnet")
     test = load(task.dataset, args.data_dir, cache_dir=args.cache_dir, **task.data_config)["test"]
-    model, processor = load_classifier(args.model)
-    model = prepare_for_inference(model)
+    model, processor, _ = load_for_inference(args.model)
     y = np.asarray(test["label"])
     preds, rows = {}, {}
     for name, box in BOXES.items():
