@@ -20,12 +20,12 @@ records whether each holds the population's figure, overall and for each
 estimated skin-tone bucket. Coverage near 0.95 means the intervals can be read
 as printed.
 
-For comparison, on the same resamples: the basic (reverse percentile)
-interval, BCa (Efron 1987: bias correction from the share of resamples below
-the estimate, acceleration from a delete-one-cluster jackknife) and a
-percentile interval over resamples stratified by class (clusters drawn within
-their class, as the split stratifies), each a known remedy for a lopsided
-bootstrap distribution.
+For comparison, each a known remedy for a lopsided bootstrap distribution:
+the basic (reverse percentile) interval and BCa (Efron 1987: bias correction
+from the share of resamples below the estimate, acceleration from a
+delete-one-cluster jackknife), both from ``scipy.stats.bootstrap`` with the
+clusters as its units, and a percentile interval over resamples stratified by
+class (clusters drawn within their class, as the split stratifies).
 
     python bench/fairness_ci_coverage.py --data-dir ../shared/data/dermnet --trials 200
 
@@ -78,40 +78,38 @@ def draw_test_set(strata: dict[int, list[np.ndarray]], rng) -> tuple[np.ndarray,
     return np.concatenate(rows), np.asarray(ids)
 
 
-def bca_interval(estimate: float, stats: np.ndarray, jackknife: np.ndarray) -> tuple[float, float]:
-    """Efron's bias-corrected and accelerated percentile interval."""
-    from scipy.stats import norm
+def library_intervals(metric, y, pred, in_group, members, n_boot: int, seed: int) -> dict:
+    """The basic and BCa intervals of scipy.stats.bootstrap, clusters as the units it resamples (one bootstrap
+    distribution for both; BCa's acceleration from scipy's delete-one-cluster jackknife)."""
+    from scipy.stats import bootstrap
 
-    below = (np.sum(stats < estimate) + 0.5 * np.sum(stats == estimate)) / len(stats)
-    z0 = norm.ppf(np.clip(below, 1e-3, 1 - 1e-3))
-    d = jackknife.mean() - jackknife
-    accel = np.sum(d**3) / (6 * np.sum(d**2) ** 1.5) if np.any(d) else 0.0
-    z = norm.ppf(CI_QUANTILES)
-    lo, hi = np.quantile(stats, norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z))))
-    return float(lo), float(hi)
+    def statistic(clusters):
+        rows = np.concatenate([members[k] for k in clusters])
+        keep = in_group[rows]
+        return metric(y[rows][keep], pred[rows][keep]) if keep.any() else np.nan
+
+    level = CI_QUANTILES[1] - CI_QUANTILES[0]
+    data = (np.arange(len(members)),)
+    bca = bootstrap(data, statistic, n_resamples=n_boot, vectorized=False, confidence_level=level, method="BCa",
+                    rng=np.random.default_rng(seed))
+    basic = bootstrap(data, statistic, n_resamples=0, vectorized=False, confidence_level=level, method="basic",
+                      bootstrap_result=bca)
+    return {"basic": tuple(basic.confidence_interval), "BCa": tuple(bca.confidence_interval)}
 
 
-def intervals(metric, y, pred, in_group, resamples, stratified, members) -> tuple[float, dict]:
+def intervals(metric, y, pred, in_group, resamples, stratified, members, seed: int) -> tuple[float, dict]:
     """The group's estimate and its interval by each method (NaN resamples, where the group is absent, skipped)."""
     estimate = metric(y[in_group], pred[in_group])
 
-    def stats(draws):
+    def percentile(draws):
         values = np.array([metric(y[i][in_group[i]], pred[i][in_group[i]]) if in_group[i].any() else np.nan
                            for i in draws])
-        return values[~np.isnan(values)]
+        return tuple(np.quantile(values[~np.isnan(values)], CI_QUANTILES))
 
-    plain, strat = stats(resamples), stats(stratified)
-    def without(rows):
-        keep = np.delete(in_group, rows)
-        return metric(np.delete(y, rows)[keep], np.delete(pred, rows)[keep])
-
-    jack = np.array([without(rows) for rows in members if in_group[rows].any() and in_group.sum() > len(rows)])
-    lo, hi = np.quantile(plain, CI_QUANTILES)
     return estimate, {
-        "percentile (shipped)": (lo, hi),
-        "basic": (2 * estimate - hi, 2 * estimate - lo),
-        "BCa": bca_interval(estimate, plain, jack),
-        "percentile, stratified by class": tuple(np.quantile(strat, CI_QUANTILES)),
+        "percentile (shipped)": percentile(resamples),
+        **library_intervals(metric, y, pred, in_group, members, len(resamples), seed),
+        "percentile, stratified by class": percentile(stratified),
     }
 
 
@@ -185,7 +183,7 @@ def main(argv=None) -> int:
             in_group = np.ones(len(yt), bool) if g == "overall" else tt == g
             result[g] = {}
             for name, fn in METRICS.items():
-                est, ivs = intervals(fn, yt, pt, in_group, resamples, stratified, members)
+                est, ivs = intervals(fn, yt, pt, in_group, resamples, stratified, members, trial)
                 result[g][name] = ivs
                 for meth, (lo, hi) in ivs.items():
                     hits[g, name, meth] += int(lo <= population[g][name] <= hi)
