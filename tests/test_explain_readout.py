@@ -39,14 +39,24 @@ def test_expected_value_is_the_apps_age_estimate(model):
 
 
 def test_integrated_gradients_on_the_estimate_is_complete_in_years(model):
-    """The map sums to the estimate minus the blurred photo's estimate (completeness, now in years)."""
+    """The map sums to the estimate minus the blurred photo's estimate (completeness, now in years).
+
+    The random model's estimate moves by only about 0.005 years between the photo and its blur: the class
+    logits shift together and the softmax cancels most of it, so the kinks of the ReLU6 integrand are large
+    against the gap. 32 Gauss-Legendre steps left a completeness error of 5.05 % in float64, and float32 rounding
+    put it on either side of 5 % with the thread count (a CI failure). A converged rule (256 trapezoid steps,
+    0.03 % in both precisions) makes this a check of the readout; the default rule's quadrature error is
+    checked on a class logit's well-conditioned gap (tests/test_explain_methods.py)."""
     readout = ExpectedValue(AGES)
     x = lesion_image(64, seed=1)
     gap = _estimate(model, x, readout) - _estimate(model, make_baseline(x, "blur"), readout)
     assert abs(gap) > 1e-3
-    e = explain(model, x, method="integrated_gradients", readout=readout, n_steps=32)
+    e = explain(model, x, method="integrated_gradients", readout=readout, n_steps=256,
+                integration="riemann_trapezoid")
     assert e.target == 0
-    assert abs(float(e.attribution.astype(np.float64).sum()) - gap) / abs(gap) < 0.05
+    error = abs(float(e.attribution.astype(np.float64).sum()) - gap) / abs(gap)
+    assert error < 0.05
+    assert e.info["completeness_error"] == pytest.approx(error, rel=0.05, abs=1e-3)
     assert e.info["score_gap"] == pytest.approx(gap, rel=1e-4, abs=1e-5)
 
 
