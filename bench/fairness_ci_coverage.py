@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skin.metrics import accuracy, balanced_accuracy, bootstrap_indices  # noqa: E402
+from skin.metrics import accuracy, balanced_accuracy, bootstrap_indices, group_members  # noqa: E402
 from skin.reports import CI_QUANTILES, to_jsonable  # noqa: E402
 
 GROUPS = ("overall", "light", "medium", "dark")
@@ -53,19 +53,17 @@ METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy}
 METHODS = ("percentile (shipped)", "basic", "BCa", "percentile, stratified by class")
 
 
-def cluster_members(clusters: np.ndarray) -> list[np.ndarray]:
-    """The row indices of each cluster."""
-    order = np.argsort(clusters, kind="stable")
-    _, starts = np.unique(clusters[order], return_index=True)
-    return np.split(order, starts[1:])
-
-
 def clusters_by_class(y: np.ndarray, clusters: np.ndarray) -> dict[int, list[np.ndarray]]:
     """Clusters grouped by their most common class (the split's strata)."""
     strata: dict[int, list[np.ndarray]] = {}
-    for rows in cluster_members(clusters):
+    for rows in group_members(clusters):
         strata.setdefault(int(np.bincount(y[rows]).argmax()), []).append(rows)
     return strata
+
+
+def group_mask(tone: np.ndarray, group: str) -> np.ndarray:
+    """The rows of one of :data:`GROUPS` (``overall``: every row)."""
+    return np.ones(len(tone), bool) if group == "overall" else tone == group
 
 
 def draw_test_set(strata: dict[int, list[np.ndarray]], rng) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +158,7 @@ def main(argv=None) -> int:
     test_y = np.asarray(task.targets(dsd["test"]))
     test_clusters = {labels[c]: {"photos": len(np.concatenate(m)), "clusters": len(m)}
                      for c, m in sorted(clusters_by_class(test_y, cluster_ids(dsd["test"])).items())}
-    masks = {g: np.ones(len(y), bool) if g == "overall" else tone == g for g in GROUPS}
+    masks = {g: group_mask(tone, g) for g in GROUPS}
     population = {g: {name: fn(y[m], pred[m]) for name, fn in METRICS.items()} | {"n": int(m.sum())}
                   for g, m in masks.items()}
 
@@ -173,14 +171,14 @@ def main(argv=None) -> int:
         rows, ids = draw_test_set(strata, rng)
         yt, pt, tt = y[rows], pred[rows], tone[rows]
         resamples = list(bootstrap_indices(len(yt), args.n_boot, trial, groups=ids))  # as fairness_report draws
-        members = cluster_members(ids)
+        members = group_members(ids)
         by_class = clusters_by_class(yt, ids)
         srng = np.random.default_rng(10_000 + trial)
         stratified = [np.concatenate([ms[k] for ms in by_class.values() for k in srng.integers(0, len(ms), len(ms))])
                       for _ in range(args.n_boot)]
         result = {}
         for g in GROUPS:
-            in_group = np.ones(len(yt), bool) if g == "overall" else tt == g
+            in_group = group_mask(tt, g)
             result[g] = {}
             for name, fn in METRICS.items():
                 est, ivs = intervals(fn, yt, pt, in_group, resamples, stratified, members, trial)

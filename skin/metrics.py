@@ -343,6 +343,14 @@ def age_metrics(age_true, age_pred, bins: Sequence[float] = AGE_BINS) -> dict:
 # --------------------------------------------------------------------------- #
 # Bootstrap intervals and the malignancy audit
 # --------------------------------------------------------------------------- #
+def group_members(groups) -> list[np.ndarray]:
+    """The row indices of each group id, groups in sorted id order (the units the cluster bootstrap draws)."""
+    groups = np.asarray(groups)
+    order = np.argsort(groups, kind="stable")
+    _, starts = np.unique(groups[order], return_index=True)
+    return np.split(order, starts[1:])
+
+
 def bootstrap_indices(n: int, n_boot: int, random_state: int = 0, *, groups=None) -> Iterator[np.ndarray]:
     """``n_boot`` bootstrap resamples of ``n`` rows, as row indices.
 
@@ -357,9 +365,7 @@ def bootstrap_indices(n: int, n_boot: int, random_state: int = 0, *, groups=None
     groups = np.asarray(groups)
     if groups.shape != (n,):
         raise ValueError(f"groups must hold one id per row ({n}), got shape {groups.shape}")
-    order = np.argsort(groups, kind="stable")
-    _, starts = np.unique(groups[order], return_index=True)
-    members = np.split(order, starts[1:])
+    members = group_members(groups)
     for _ in range(n_boot):
         yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
 

@@ -257,10 +257,10 @@ def test_coverage_bench_draws_test_sets_as_the_split_does_and_measures_the_shipp
     tone = rng.choice(["light", "medium", "dark"], len(rows))
     yt, pt = y[rows], probs.argmax(1)
     resamples = list(bench.bootstrap_indices(len(yt), 50, 0, groups=ids))
-    members = bench.cluster_members(ids)
+    members = bench.group_members(ids)
     result = {}
     for g in bench.GROUPS:
-        in_group = np.ones(len(yt), bool) if g == "overall" else tone == g
+        in_group = bench.group_mask(tone, g)
         result[g] = {name: bench.intervals(fn, yt, pt, in_group, resamples, resamples, members, 0)[1]
                      for name, fn in bench.METRICS.items()}
     bench.shipped_check(yt, probs, tone, ids, 50, 0, result)  # raises when they differ
@@ -269,7 +269,7 @@ def test_coverage_bench_draws_test_sets_as_the_split_does_and_measures_the_shipp
         bench.shipped_check(yt, probs, tone, ids, 50, 0, result)
 
     for g in bench.GROUPS:  # scipy's basic and BCa intervals, clusters as its units, hold the estimate
-        in_group = np.ones(len(yt), bool) if g == "overall" else tone == g
+        in_group = bench.group_mask(tone, g)
         est = bench.accuracy(yt[in_group], pt[in_group])
         for lo, hi in bench.library_intervals(bench.accuracy, yt, pt, in_group, members, 200, 0).values():
             assert lo <= est <= hi and hi - lo < 0.6
