@@ -24,6 +24,11 @@ def _pct(v) -> str:
     return "–" if v is None else f"{v:.0%}"
 
 
+def _bucket_name(row: dict) -> str:
+    """A fairness-card row's tone bucket, marked when it is the visitor's."""
+    return f"**▶ {row['bucket']} (you)**" if row["is_user"] else row["bucket"]
+
+
 def photo_type_markdown(result: dict) -> str | None:
     """The photo type the models were chosen by ("Detected: … — not right? choose"), or ``None`` when
     the gate is off and no type was chosen."""
@@ -88,12 +93,39 @@ def predictions_markdown(result: dict) -> str:
                          f"(probability {_pct(t['group_probability'])})")
         lines.append("\n| | probability |\n|---|---|")
         lines += [f"| {r.get('name', r['label'])} | {_pct(r['probability'])} |" for r in t.get("top_k", [])]
+        if t.get("malignant"):
+            lines.append(malignant_markdown(t["malignant"], unreliable=bool(t.get("abstained"))))
         healthy = "" if "estimate" in t else (" The model picks among its conditions for any photo it reads: it "
                                               "has no answer for healthy skin.")
         lines.append("\n<sub>Probabilities are calibrated: of all answers given with 80 %, about 80 % were right "
                      f"on the test set.{healthy}</sub>")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def malignant_markdown(malignant: dict, *, unreliable: bool) -> str:
+    """The summed probability of a model's cancer classes (:func:`skin.service.readout.read_out`'s
+    ``malignant``), under its answers: the answer is one class, and the sum can be high when it is benign."""
+    classes = ", ".join(malignant["classes"])
+    caveat = ", as unreliable as the guesses above" if unreliable else ""
+    return (f"\n**Cancer classes together: {_pct(malignant['probability'])}** ({classes}{caveat}). The answer "
+            "above is the single most likely class; this adds up every class counted as cancer, so it can be "
+            "high when that answer is benign. Whatever it says, a spot that is new, changing, bleeding or not "
+            "healing should be seen by a doctor.")
+
+
+def missed_cancers_markdown(missed: dict) -> str:
+    """The card's share of cancers whose top answer was benign, per skin tone (lower is better)."""
+    def cell(r: dict) -> str:
+        if r["value"] is None:
+            return "not measured"
+        ci = "" if r["ci_low"] is None else f" ({r['ci_low']:.0%}–{r['ci_high']:.0%})"
+        return f"{r['value']:.0%}{ci}"
+
+    parts = [f"{_bucket_name(r)} {cell(r)}" for r in missed["rows"]]
+    return ("\n**Cancers the single answer missed** (test photos of a cancer class answered with a benign class; "
+            f"lower is better; 95 % CI): {', '.join(parts)}; overall {cell(missed['overall'])}. "
+            "This is why each answer also shows the cancer classes' summed probability.")
 
 
 def quality_markdown(result: dict) -> str:
@@ -145,7 +177,7 @@ def fairness_markdown(card: dict) -> str:
         lines.append(f"\n| skin tone | test images (n) | {card['metric_label']} ({better}) | 95 % CI{extra}")
         lines.append("|---|---|---|---|" + ("---|" if confidence else ""))
         for r in card["rows"]:
-            name = f"**▶ {r['bucket']} (you)**" if r["is_user"] else r["bucket"]
+            name = _bucket_name(r)
             val = "not measured" if r["value"] is None else f"{r['value']:.2f}"
             ci = "–" if r["ci_low"] is None else f"{r['ci_low']:.2f}–{r['ci_high']:.2f}"
             flag = " (thin data)" if r["small"] and r["n"] else ""
@@ -156,6 +188,8 @@ def fairness_markdown(card: dict) -> str:
             lines.append("\n<sub>Confidence as the app answers (your photo alone, calibrated): when the two "
                          "percentages are close, the app's stated confidence can be taken at its word for "
                          "that skin tone.</sub>")
+    if card.get("missed_cancers"):
+        lines.append(missed_cancers_markdown(card["missed_cancers"]))
     if card.get("overall"):
         o = card["overall"]
         lines.append(f"\nOverall on the test set: {card['metric_label']} **{o['value']:.2f}** (n = {o.get('n')}).")

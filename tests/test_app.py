@@ -63,6 +63,8 @@ def test_predict_endpoint(app_server, good_photo):
     assert isinstance(res, dict)
     cond = res["tasks"]["condition"]
     assert cond["status"] == "ok" and cond["top_k"][0]["label"] in HAM_LABELS
+    assert 0 <= cond["malignant"]["probability"] <= 1 and "Melanoma" in cond["malignant"]["classes"]
+    assert "malignant" not in res["tasks"]["age"]
     assert res["quality"]["ok"] and res["tone"]["bucket"] in ("light", "medium", "dark")
     assert "age" in res["tasks"]
     json.dumps(res)
@@ -90,6 +92,8 @@ def test_fairness_endpoint(app_server):
     md, card = app_server[0].predict("condition", "dark", api_name="/fairness")
     assert card["measured"] and card["user_bucket"] == "dark"
     assert "▶ dark (you)" in md and any("thin data" in w for w in card["warnings"])
+    assert [r["bucket"] for r in card["missed_cancers"]["rows"]] == ["light", "medium", "dark"]
+    assert "Cancers the single answer missed" in md
     md2, card2 = app_server[0].predict("condition", "", api_name="/fairness")
     assert card2["user_bucket"] is None
 

@@ -129,3 +129,24 @@ def test_out_of_scope_answer_ends_in_one_full_stop():
                                  "tasks": {}})
     assert dark.endswith("yourself. The photo itself may be why: The photo is too dark to see the skin's colour "
                          "and texture. Try the tips below, then analyse again.")
+
+
+def test_cancer_classes_sum_under_the_answer_and_unreliable_when_abstained():
+    task = {"title": "Clinical", "top_k": [{"label": "naevus", "name": "Naevus", "probability": 0.55}],
+            "malignant": {"probability": 0.4, "classes": ["Basal / squamous cell carcinoma", "Melanoma"]}}
+    md = predictions_markdown({"tasks": {"clinical": task}})
+    line = next(x for x in md.split("\n") if "Cancer classes together" in x)
+    assert "**Cancer classes together: 40%** (Basal / squamous cell carcinoma, Melanoma)" in line
+    assert "unreliable" not in line and "seen by a doctor" in line
+    assert md.index("| Naevus | 55% |") < md.index("Cancer classes together")  # under the answer
+    abstained = {**task, "abstained": True, "reason": "not confident: …"}
+    assert "as unreliable as the guesses above" in predictions_markdown({"tasks": {"clinical": abstained}})
+    assert "Cancer classes" not in predictions_markdown(RESULT)  # none given: none shown
+
+
+def test_fairness_card_missed_cancers_line(card):
+    md = fairness_markdown(card)
+    line = next(x for x in md.split("\n") if "Cancers the single answer missed" in x)
+    dark = next(r for r in card["missed_cancers"]["rows"] if r["bucket"] == "dark")
+    assert f"**▶ dark (you)** {dark['value']:.0%}" in line and "overall" in line
+    assert "Cancers the single answer missed" not in fairness_markdown({**card, "missed_cancers": None})

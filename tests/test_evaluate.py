@@ -391,3 +391,26 @@ def test_clinical_learning_curve_fit_recovers_a_known_line():
     assert f["gain_per_doubling"] == pytest.approx(0.05) and f["gain_per_doubling_se"] == pytest.approx(0, abs=1e-9)
     assert f["n_train_for_target"] == pytest.approx(16000)
     assert bench.fit(n, [0.45, 0.44, 0.43], 0.60)["n_train_for_target"] is None  # no gain: never
+
+
+def test_malignant_sum_bench_measures_a_calibrated_sum_as_calibrated():
+    """bench/malignant_sum.py: a sum drawn as the probability it claims has a small ECE and the sklearn
+    reliability curve's bins; the same sum pushed towards 0 and 1 (a monotone map: the same
+    ranking) has a large one; thresholds and the top answer's
+    misses are counted on the right rows."""
+    import numpy as np
+
+    bench = load_bench("malignant_sum")
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0, 1, 20_000)
+    truth = rng.uniform(0, 1, score.size) < score
+    top = score > 0.5
+    honest = bench.sum_figures(score, truth, top)
+    assert honest["ece_of_sum"] < 0.02 and 0.8 < honest["roc_auc"] < 0.9
+    assert sum(b["n"] for b in honest["reliability"]) == score.size
+    assert honest["top_answer_misses"] == pytest.approx(1 - top[truth].mean())
+    at = {a["threshold"]: a for a in honest["at_threshold"]}
+    assert at[0.5]["sensitivity"] == pytest.approx((score[truth] >= 0.5).mean())
+    assert at[0.5]["benign_flagged"] == pytest.approx((score[~truth] >= 0.5).mean())
+    overconfident = bench.sum_figures(1 / (1 + (1 / score - 1) ** 3), truth, top)
+    assert overconfident["ece_of_sum"] > 0.1 and overconfident["roc_auc"] == pytest.approx(honest["roc_auc"])

@@ -150,3 +150,30 @@ def test_card_from_the_committed_report(name, task, dataset):
             if row["value"] is not None and expected[metric.name].has_ci:
                 assert row["ci_low"] <= row["value"] <= row["ci_high"]
         assert any(row["value"] is not None for row in rows), attr
+
+
+def test_missed_cancers_per_tone_from_the_reports_fnr():
+    report = condition_report()
+    card = _card(report, "medium")
+    missed = card["missed_cancers"]
+    assert [r["bucket"] for r in missed["rows"]] == ["light", "medium", "dark"]
+    for r in missed["rows"]:
+        fnr = _tone(report)["groups"][r["bucket"]]["fnr"]
+        assert (r["value"], r["ci_low"], r["ci_high"]) == (fnr["value"], fnr["ci_low"], fnr["ci_high"])
+        assert r["is_user"] == (r["bucket"] == "medium")
+    assert missed["overall"]["value"] == _tone(report)["overall"]["fnr"]["value"]
+    # a task without malignant classes (no fnr in its report) has none
+    for table in report["fairness"].values():
+        for row in (*table["groups"].values(), table["overall"]):
+            row.pop("fnr", None)
+    assert _card(report, "medium")["missed_cancers"] is None
+
+
+def test_the_committed_condition_models_cards_give_missed_cancers_per_tone():
+    for key, task in (("condition", "condition_ham10000"), ("clinical", "condition_dermnet")):
+        report = RunReport.from_dict(json.loads((MODELS / key / "report.json").read_text()))
+        spec = ModelSpec(key=key, task=task, model=str(MODELS / key), title=key)
+        missed = fairness_card(spec, get_task(task), report, bucket=None, problem=None,
+                               model_card_url="m.md")["missed_cancers"]
+        assert [r["bucket"] for r in missed["rows"]] == ["light", "medium", "dark"]
+        assert all(0 <= r["value"] <= 1 for r in missed["rows"]) and 0 < missed["overall"]["value"] < 1

@@ -31,6 +31,25 @@ def test_answers_carry_the_tasks_readable_class_names():
     assert "name" not in read_out(probs, labels, age=False, top_k=2, abstain_below=0.5)["top_k"][0]
 
 
+def test_cancer_classes_summed_with_their_readable_names():
+    from skin.tasks import get_task
+
+    task = get_task("condition_ham10000")
+    probs = np.array([0.2, 0.15, 0.05, 0.2, 0.1, 0.25, 0.05])  # HAM_LABELS: akiec, bcc, bkl, df, mel, nv, vasc
+    out = read_out(probs, HAM_LABELS, age=False, top_k=2, abstain_below=0.5, names=task.label_names,
+                   malignant=task.malignant)
+    assert out["top_k"][0]["label"] == "nv" and out["abstained"]  # the answer is benign and unsure ...
+    assert out["malignant"]["probability"] == pytest.approx(0.45)  # ... while the cancer classes hold 45 %
+    assert out["malignant"]["classes"] == [task.label_names[c] for c in ("akiec", "bcc", "mel")]
+    # no sum without malignant classes among the labels, or for an age model
+    assert "malignant" not in read_out(probs, HAM_LABELS, age=False, top_k=2, abstain_below=0.5)
+    assert "malignant" not in read_out(probs, HAM_LABELS, age=False, top_k=2, abstain_below=0.5,
+                                       malignant=("MEL",))
+    ages = np.full(len(AGE_LABELS), 1 / len(AGE_LABELS))
+    assert "malignant" not in read_out(ages, AGE_LABELS, age=True, top_k=2, abstain_below=0.5,
+                                       malignant=task.malignant)
+
+
 def test_low_confidence_abstains_but_lists_the_guesses():
     probs = np.full(7, 1 / 7)
     out = read_out(probs, HAM_LABELS, age=False, top_k=3, abstain_below=0.5)

@@ -83,7 +83,7 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
         "dataset_licence": licence, "dataset_url": ds_url, "model_card": spec.card_url or model_card_url,
         "metric": metric.name, "metric_label": metric.label, "higher_is_better": metric.greater_is_better,
         "user_bucket": bucket, "measured": False, "rows": [], "warnings": [], "other_groups": {},
-        "overall": None, "tta": False, "tone_agreement": load_tone_agreement().sentence(),
+        "overall": None, "tta": False, "tone_agreement": load_tone_agreement().sentence(), "missed_cancers": None,
     }
     if report is None:
         card["warnings"].append(problem or "this model has no evaluation report, so its performance per skin "
@@ -108,7 +108,21 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
     if source == ESTIMATED_TONE_ATTRIBUTE:
         _add_served_confidence(card["rows"], report)
     card["warnings"] += _tone_warnings(card["rows"], tone, metric, bucket)
+    card["missed_cancers"] = _missed_cancers(tone, bucket)
     return card
+
+
+def _missed_cancers(tone: FairnessTable, bucket: str | None) -> dict | None:
+    """Per tone bucket, the share of the test photos of a malignant class whose top answer was a benign class
+    (the report's ``fnr``, with its interval), and overall; ``None`` when the report has no such figure (a
+    task without malignant classes). The answer is one class; these are the cancers it alone would miss."""
+    from skin.tone import TONE_BUCKETS
+
+    if tone.overall.get("fnr") is None:
+        return None
+    rows = [{"bucket": b, "is_user": b == bucket, **_cell(tone.groups[b], "fnr")}
+            for b in TONE_BUCKETS if b in tone.groups]
+    return {"rows": rows, "overall": _cell(tone.overall, "fnr")}
 
 
 def _tone_table(report: RunReport) -> tuple[str | None, FairnessTable | None]:

@@ -15,11 +15,18 @@ so the age and its group agree, but another group can hold more probability
 mass (an estimate close to a group boundary); the estimate's group then holds
 under half, the model abstains at the default threshold, and the reason names
 the group that was compared instead of calling it the most likely.
+
+A condition model whose task names malignant classes also gives their summed
+probability (``malignant``). The answer is one class, and a model can spread
+its belief over several cancer classes and still answer a benign one, as it
+did for many of the cancers among its test photos (the reports' ``fnr``); the
+sum, measured as a binary probability on the same photos, is calibrated there
+(bench/malignant_sum.py), so it is shown as one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,15 +40,23 @@ NOT_CONFIDENT = "not confident: "
 
 
 def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abstain_below: float,
-             names: Mapping[str, str] | None = None) -> dict:
-    """``{"top_k", "confidence", ("estimate", "group", "group_probability"), ("abstained", "reason")}``.
+             names: Mapping[str, str] | None = None, malignant: Sequence[str] = ()) -> dict:
+    """``{"top_k", "confidence", ("estimate", "group", "group_probability"), ("malignant"),
+    ("abstained", "reason")}``.
 
     ``probs``: the softmax over ``labels``; ``age``: whether the labels are
     ages (``"0"`` … ``"100+"``), read out as an estimate and its age group;
     ``names``: the task's human-readable class names, added to each answer as
-    ``name`` (its ``label`` stays the model's class id).
+    ``name`` (its ``label`` stays the model's class id); ``malignant``: the
+    task's malignant class labels: where any is among ``labels``, ``malignant``
+    gives their summed ``probability`` and their ``classes`` (readable names).
     """
-    out = _age_read_out(probs, labels, top_k) if age else _class_read_out(probs, labels, top_k, names or {})
+    names = names or {}
+    out = _age_read_out(probs, labels, top_k) if age else _class_read_out(probs, labels, top_k, names)
+    cancer = [i for i, label in enumerate(labels) if label in set(malignant)]
+    if cancer and not age:
+        out["malignant"] = {"probability": float(np.sum(probs[cancer])),
+                            "classes": [names.get(labels[i], labels[i]) for i in cancer]}
     if out["confidence"] < abstain_below:
         out["abstained"] = True
         if age:

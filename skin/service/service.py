@@ -348,9 +348,11 @@ class SkinLensService:
         return out
 
     def _read_out(self, lm: LoadedModel, probs: np.ndarray) -> dict:
-        """:func:`~skin.service.readout.read_out` with model ``lm``'s labels and threshold."""
+        """:func:`~skin.service.readout.read_out` with model ``lm``'s labels and threshold, and its task's
+        class names and malignant classes."""
+        task = get_task(lm.spec.task)
         return read_out(probs, lm.labels, age=lm.kind is TaskKind.AGE, top_k=self.config.top_k,
-                        abstain_below=lm.spec.abstain_below, names=get_task(lm.spec.task).label_names)
+                        abstain_below=lm.spec.abstain_below, names=task.label_names, malignant=task.malignant)
 
     # ---------------- explain ----------------
     def faithfulness(self, key: str | None = None) -> dict[str, dict]:
