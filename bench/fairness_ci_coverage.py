@@ -28,8 +28,15 @@ clusters as its units, and a percentile interval over resamples stratified by
 class (clusters drawn within their class, as the split stratifies).
 
     python bench/fairness_ci_coverage.py --data-dir ../shared/data/dermnet --trials 200
+    python bench/fairness_ci_coverage.py --model default:condition --task condition_ham10000 \
+        --data-dir ../shared/data/ham10000 --trials 200
 
-Prints a table and writes ``bench/results/fairness_ci_coverage.json``.
+The second line repeats the check on the dermoscopy model, whose clusters are
+HAM10000's lesions (several photos of one lesion) and whose classes are far
+less balanced.
+
+Prints a table and writes ``bench/results/fairness_ci_coverage.json`` (``_ham10000.json`` for the
+second).
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from skin.reports import CI_QUANTILES, to_jsonable  # noqa: E402
 GROUPS = ("overall", "light", "medium", "dark")
 METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy}
 METHODS = ("percentile (shipped)", "basic", "BCa", "percentile, stratified by class")
+#: the tasks whose models this measures: classifiers on a dataset with clusters and estimated tone
+CLASS_TASKS = ("condition_dermnet", "condition_ham10000")
 
 
 def clusters_by_class(y: np.ndarray, clusters: np.ndarray) -> dict[int, list[np.ndarray]]:
@@ -129,12 +138,15 @@ def shipped_check(y, probs, tone, ids, n_boot: int, seed: int, result: dict) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="default:clinical")
-    parser.add_argument("--data-dir", required=True, help="DermNet in its publisher's layout")
+    parser.add_argument("--task", default="condition_dermnet", choices=CLASS_TASKS,
+                        help="the model's task: its dataset, and the clusters its split keeps whole")
+    parser.add_argument("--data-dir", required=True, help="the task's dataset in its publisher's layout")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--n-boot", type=int, default=200, help="resamples per interval (the reports use 200)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fairness_ci_coverage.json"))
+    parser.add_argument("--out", default=None, help="default: bench/results/fairness_ci_coverage.json for "
+                        "condition_dermnet, fairness_ci_coverage_<dataset>.json for another task")
     args = parser.parse_args(argv)
 
     import torch
@@ -146,7 +158,9 @@ def main(argv=None) -> int:
     from skin.tasks import get_task
 
     torch.set_num_threads(args.threads)
-    task = get_task("condition_dermnet")
+    task = get_task(args.task)
+    name = "fairness_ci_coverage" + ("" if args.task == "condition_dermnet" else f"_{task.dataset}")
+    out_path = Path(args.out or ROOT / "bench" / "results" / f"{name}.json")
     model, processor, labels = load_for_inference(args.model)
     dsd = load(task.dataset, args.data_dir, cache_dir=args.cache_dir,
                **{**task.data_config, **grouping_config(task.dataset, labels)})
@@ -206,13 +220,13 @@ def main(argv=None) -> int:
             print(f"{g:8} {name:18} {population[g][name]:>10.3f} "
                   + " ".join(f"{row[m]['coverage']:>17.3f} / {row[m]['mean_width']:.3f}" for m in METHODS))
     se = float(np.sqrt(0.95 * 0.05 / args.trials))
-    out = {"model": args.model, "dataset": "dermnet (validation + test as the population)",
+    out = {"model": args.model, "task": args.task, "dataset": f"{task.dataset} (validation + test as the population)",
            "population_photos": int(len(y)), "population_clusters": int(sum(len(v) for v in strata.values())),
            "test_split_by_class": test_clusters, "trials": args.trials, "n_boot": args.n_boot,
            "ci_quantiles": list(CI_QUANTILES),
            "coverage_standard_error_at_0.95": se, "wall_s": wall, "threads": args.threads, "rows": rows_out}
-    Path(args.out).write_text(json.dumps(to_jsonable(out), indent=1) + "\n")
-    print(f"(one standard error of a coverage near 0.95: {se:.3f}) -> {args.out}")
+    out_path.write_text(json.dumps(to_jsonable(out), indent=1) + "\n")
+    print(f"(one standard error of a coverage near 0.95: {se:.3f}) -> {out_path}")
     return 0
 
 
