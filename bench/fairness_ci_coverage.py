@@ -58,6 +58,10 @@ from skin.reports import CI_QUANTILES, to_jsonable  # noqa: E402
 GROUPS = ("overall", "light", "medium", "dark")
 METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy}
 METHODS = ("percentile (shipped)", "basic", "BCa", "percentile, stratified by class")
+#: nominal levels of the shipped percentile interval also measured (the same resamples, other quantiles), to find
+#: the level whose coverage is 95 %
+LEVELS = (0.90, 0.95, 0.975, 0.99)
+LEVEL_METHODS = tuple(f"percentile at {level:.1%}" for level in LEVELS)
 #: the tasks whose models this measures: classifiers on a dataset with clusters and estimated tone
 CLASS_TASKS = ("condition_dermnet", "condition_ham10000")
 
@@ -108,15 +112,18 @@ def intervals(metric, y, pred, in_group, resamples, stratified, members, seed: i
     """The group's estimate and its interval by each method (NaN resamples, where the group is absent, skipped)."""
     estimate = metric(y[in_group], pred[in_group])
 
-    def percentile(draws):
-        values = np.array([metric(y[i][in_group[i]], pred[i][in_group[i]]) if in_group[i].any() else np.nan
-                           for i in draws])
-        return tuple(np.quantile(values[~np.isnan(values)], CI_QUANTILES))
+    def values(draws):
+        v = np.array([metric(y[i][in_group[i]], pred[i][in_group[i]]) if in_group[i].any() else np.nan
+                      for i in draws])
+        return v[~np.isnan(v)]
 
+    shipped = values(resamples)
     return estimate, {
-        "percentile (shipped)": percentile(resamples),
+        "percentile (shipped)": tuple(np.quantile(shipped, CI_QUANTILES)),
         **library_intervals(metric, y, pred, in_group, members, len(resamples), seed),
-        "percentile, stratified by class": percentile(stratified),
+        "percentile, stratified by class": tuple(np.quantile(values(stratified), CI_QUANTILES)),
+        **{name: tuple(np.quantile(shipped, ((1 - level) / 2, (1 + level) / 2)))
+           for name, level in zip(LEVEL_METHODS, LEVELS)},
     }
 
 
@@ -176,7 +183,7 @@ def main(argv=None) -> int:
     population = {g: {name: fn(y[m], pred[m]) for name, fn in METRICS.items()} | {"n": int(m.sum())}
                   for g, m in masks.items()}
 
-    hits = {(g, name, meth): 0 for g in GROUPS for name in METRICS for meth in METHODS}
+    hits = {(g, name, meth): 0 for g in GROUPS for name in METRICS for meth in METHODS + LEVEL_METHODS}
     widths = {key: [] for key in hits}
     centre = {(g, name): [] for g in GROUPS for name in METRICS}  # where the estimate sits in the shipped interval
     rng = np.random.default_rng(0)
@@ -213,12 +220,13 @@ def main(argv=None) -> int:
         for name in METRICS:
             row = {"group": g, "metric": name, "population": population[g][name], "population_n": population[g]["n"],
                    "estimate_position_in_shipped_interval": float(np.median(centre[g, name]))}
-            for meth in METHODS:
+            for meth in METHODS + LEVEL_METHODS:
                 row[meth] = {"coverage": hits[g, name, meth] / args.trials,
                              "mean_width": float(np.mean(widths[g, name, meth]))}
             rows_out.append(row)
             print(f"{g:8} {name:18} {population[g][name]:>10.3f} "
-                  + " ".join(f"{row[m]['coverage']:>17.3f} / {row[m]['mean_width']:.3f}" for m in METHODS))
+                  + " ".join(f"{row[m]['coverage']:>17.3f} / {row[m]['mean_width']:.3f}" for m in METHODS)
+                  + "   at " + ", ".join(f"{lv:.1%}: {row[m]['coverage']:.3f}" for lv, m in zip(LEVELS, LEVEL_METHODS)))
     se = float(np.sqrt(0.95 * 0.05 / args.trials))
     out = {"model": args.model, "task": args.task, "dataset": f"{task.dataset} (validation + test as the population)",
            "population_photos": int(len(y)), "population_clusters": int(sum(len(v) for v in strata.values())),

@@ -264,6 +264,11 @@ def test_coverage_bench_draws_test_sets_as_the_split_does_and_measures_the_shipp
         result[g] = {name: bench.intervals(fn, yt, pt, in_group, resamples, resamples, members, 0)[1]
                      for name, fn in bench.METRICS.items()}
     bench.shipped_check(yt, probs, tone, ids, 50, 0, result)  # raises when they differ
+    for g in bench.GROUPS:  # the other nominal levels: the same resamples, nested intervals, 95 % the shipped one
+        for ivs in result[g].values():
+            assert ivs["percentile at 95.0%"] == pytest.approx(ivs["percentile (shipped)"])
+            bounds = [ivs[m] for m in bench.LEVEL_METHODS]
+            assert all(lo2 <= lo1 <= hi1 <= hi2 for (lo1, hi1), (lo2, hi2) in zip(bounds, bounds[1:]))
     result["overall"]["accuracy"]["percentile (shipped)"] = (0.0, 1.0)
     with pytest.raises(RuntimeError, match="not the report's"):
         bench.shipped_check(yt, probs, tone, ids, 50, 0, result)
