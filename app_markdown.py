@@ -124,7 +124,7 @@ def missed_cancers_markdown(missed: dict) -> str:
 
     parts = [f"{_bucket_name(r)} {cell(r)}" for r in missed["rows"]]
     return ("\n**Cancers the single answer missed** (test photos of a cancer class answered with a benign class; "
-            f"lower is better; 95 % CI): {', '.join(parts)}; overall {cell(missed['overall'])}. "
+            f"lower is better; intervals in brackets): {', '.join(parts)}; overall {cell(missed['overall'])}. "
             "This is why each answer also shows the cancer classes' summed probability.")
 
 
