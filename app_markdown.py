@@ -188,6 +188,8 @@ def fairness_markdown(card: dict) -> str:
             lines.append("\n<sub>Confidence as the app answers (your photo alone, calibrated): when the two "
                          "percentages are close, the app's stated confidence can be taken at its word for "
                          "that skin tone.</sub>")
+        if card.get("ci_coverage"):
+            lines.append(f"\n<sub>{card['ci_coverage']}</sub>")
     if card.get("missed_cancers"):
         lines.append(missed_cancers_markdown(card["missed_cancers"]))
     if card.get("overall"):

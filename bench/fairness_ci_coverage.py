@@ -27,16 +27,17 @@ delete-one-cluster jackknife), both from ``scipy.stats.bootstrap`` with the
 clusters as its units, and a percentile interval over resamples stratified by
 class (clusters drawn within their class, as the split stratifies).
 
-    python bench/fairness_ci_coverage.py --data-dir ../shared/data/dermnet --trials 200
+    python bench/fairness_ci_coverage.py --data-dir ../shared/data/dermnet --trials 400 --record
     python bench/fairness_ci_coverage.py --model default:condition --task condition_ham10000 \
-        --data-dir ../shared/data/ham10000 --trials 400 --no-scipy
+        --data-dir ../shared/data/ham10000 --trials 400 --no-scipy --record
 
 The second line repeats the check on the dermoscopy model, whose clusters are
 HAM10000's lesions (several photos of one lesion) and whose classes are far
 less balanced.
 
 Prints a table and writes ``bench/results/fairness_ci_coverage.json`` (``_ham10000.json`` for the
-second).
+second); with ``--record``, also the model's entry in ``skin/ci_coverage.json``
+(:mod:`skin.ci_coverage`), which its fairness cards state.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--n-boot", type=int, default=200, help="resamples per interval (the reports use 200)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--record", action="store_true", help="also write the shipped interval's coverage as this "
+                        "model's entry in skin/ci_coverage.json, which its fairness cards state")
     parser.add_argument("--no-scipy", action="store_true", help="leave out the basic and BCa intervals, whose "
                         "jackknife evaluates every cluster left out in turn (slow with HAM10000's lesions)")
     parser.add_argument("--out", default=None, help="default: bench/results/fairness_ci_coverage.json for "
@@ -241,6 +244,13 @@ def main(argv=None) -> int:
            "ci_quantiles": list(CI_QUANTILES), "methods": list(methods + LEVEL_METHODS),
            "coverage_standard_error_at_0.95": se, "wall_s": wall, "threads": args.threads, "rows": rows_out}
     out_path.write_text(json.dumps(to_jsonable(out), indent=1) + "\n")
+    if args.record:
+        from skin.ci_coverage import CICoverage, record_ci_coverage
+
+        shipped = {name: {r["group"]: r["percentile (shipped)"]["coverage"] for r in rows_out if r["metric"] == name}
+                   for name in METRICS}
+        record_ci_coverage(CICoverage(task=args.task, model=args.model, trials=args.trials,
+                                      nominal=CI_QUANTILES[1] - CI_QUANTILES[0], coverage=shipped))
     print(f"(one standard error of a coverage near 0.95: {se:.3f}) -> {out_path}")
     return 0
 

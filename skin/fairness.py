@@ -26,7 +26,8 @@ Deliberate choices:
   accuracy's are lopsided (a resample can drop a class with few clusters):
   ``bench/fairness_ci_coverage.py`` measures their coverage by a double
   bootstrap on real predictions, against the basic, BCa and class-stratified
-  intervals, none of which covered better overall.
+  intervals, none of which covered better overall; each checked model's
+  coverage is recorded in :mod:`skin.ci_coverage`, and its cards state it.
 * **Small groups** (``n < min_group_size``) are reported and flagged
   ``"small": true`` but excluded from ``largest_gap``: a gap driven by a group
   of five images is noise, not evidence.

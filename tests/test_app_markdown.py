@@ -150,3 +150,10 @@ def test_fairness_card_missed_cancers_line(card):
     dark = next(r for r in card["missed_cancers"]["rows"] if r["bucket"] == "dark")
     assert f"**▶ dark (you)** {dark['value']:.0%}" in line and "overall" in line
     assert "Cancers the single answer missed" not in fairness_markdown({**card, "missed_cancers": None})
+
+
+def test_fairness_card_says_how_far_to_trust_its_intervals(card):
+    md = fairness_markdown({**card, "ci_coverage": "How far to trust the intervals: …"})
+    assert "<sub>How far to trust the intervals: …</sub>" in md
+    assert md.index("| **▶ dark (you)**") < md.index("How far to trust")  # under the table
+    assert "How far to trust" not in fairness_markdown({**card, "ci_coverage": None})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skin.ci_coverage import coverage_sentence
 from skin.reports import FairnessTable, GroupMetrics, MetricCI, RunReport
 from skin.tone import ESTIMATED_TONE_COLUMN
 
@@ -84,6 +85,7 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
         "metric": metric.name, "metric_label": metric.label, "higher_is_better": metric.greater_is_better,
         "user_bucket": bucket, "measured": False, "rows": [], "warnings": [], "other_groups": {},
         "overall": None, "tta": False, "tone_agreement": load_tone_agreement().sentence(), "missed_cancers": None,
+        "ci_coverage": None,
     }
     if report is None:
         card["warnings"].append(problem or "this model has no evaluation report, so its performance per skin "
@@ -109,6 +111,7 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
         _add_served_confidence(card["rows"], report)
     card["warnings"] += _tone_warnings(card["rows"], tone, metric, bucket)
     card["missed_cancers"] = _missed_cancers(tone, bucket)
+    card["ci_coverage"] = coverage_sentence(spec.model)
     return card
 
 

@@ -1,0 +1,89 @@
+"""How often a model's fairness-table intervals held the value they estimate, where that was measured.
+
+Every report gives each group's metrics with a 95 % percentile bootstrap
+interval over whole clusters (:func:`skin.fairness.fairness_report`). Whether
+such an interval holds the true value 95 % of the time depends on the data:
+how many clusters each class has, how large the group is.
+``bench/fairness_ci_coverage.py --record`` measures it for one model by a
+double bootstrap on the model's own held-out answers and writes that model's
+entry in ``skin/ci_coverage.json``, under its reference (``default:clinical``:
+a coverage belongs to the model whose answers were resampled, not to its
+task). The app's fairness card (and ``/fairness``) states it under the table,
+and says so where a model was not checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+CI_COVERAGE_PATH = Path(__file__).with_name("ci_coverage.json")
+CI_COVERAGE_SCHEMA = 1
+#: What a card says for a model whose intervals were not checked.
+NOT_CHECKED = "How often these intervals hold the true value has not been checked for this model."
+
+
+@dataclass(frozen=True)
+class CICoverage:
+    """One model's measured coverage: the share of ``trials`` simulated test sets in which the shipped
+    ``nominal`` interval of each metric held the population's value, per group (overall and each tone
+    bucket)."""
+
+    task: str
+    model: str
+    trials: int
+    nominal: float
+    #: metric name → group → coverage
+    coverage: dict[str, dict[str, float]]
+
+    def sentence(self) -> str:
+        """One line for a card: the range of coverage over the groups, per metric."""
+        parts = [f"{min(g.values()):.0%}–{max(g.values()):.0%} of the time for {metric.replace('_', ' ')}"
+                 for metric, g in self.coverage.items() if g]
+        return (f"How far to trust the intervals: in {self.trials} test sets simulated from this model's own "
+                f"held-out photos, its {self.nominal:.0%} intervals held the true value {' and '.join(parts)} "
+                "(overall and per tone bucket).")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CICoverage:
+        missing = [f.name for f in fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"a coverage entry lacks {', '.join(missing)}")
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def read_ci_coverage(path=CI_COVERAGE_PATH) -> dict[str, CICoverage]:
+    """Every recorded model's :class:`CICoverage`, by model reference (``{}`` when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("schema_version") != CI_COVERAGE_SCHEMA:
+        raise ValueError(f"{path}: coverage schema {data.get('schema_version')!r}, expected {CI_COVERAGE_SCHEMA}; "
+                         "regenerate it with bench/fairness_ci_coverage.py --record")
+    return {model: CICoverage.from_dict(entry) for model, entry in data["models"].items()}
+
+
+def record_ci_coverage(entry: CICoverage, path=CI_COVERAGE_PATH) -> None:
+    """Write ``entry`` as its model's record, keeping the other models' (the file stays small and diffable)."""
+    entries = {**read_ci_coverage(path), entry.model: entry}
+    data = {"schema_version": CI_COVERAGE_SCHEMA, "models": {m: entries[m].to_dict() for m in sorted(entries)}}
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    _cached.cache_clear()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(path: str) -> dict[str, CICoverage]:
+    return read_ci_coverage(path)
+
+
+def coverage_sentence(model: str, path=CI_COVERAGE_PATH) -> str:
+    """The card's line for model ``model`` (its reference in ``skinlens.yaml``): its measured coverage, or
+    :data:`NOT_CHECKED`."""
+    entry = _cached(str(path)).get(model)
+    return NOT_CHECKED if entry is None else entry.sentence()
