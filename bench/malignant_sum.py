@@ -48,13 +48,11 @@ def sum_figures(score: np.ndarray, truth: np.ndarray, top_malignant: np.ndarray)
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
-    bins = np.minimum((score * N_BINS).astype(int), N_BINS - 1)
-    counts = np.bincount(bins, minlength=N_BINS)
-    share = np.bincount(bins, weights=truth, minlength=N_BINS)
-    mean = np.bincount(bins, weights=score, minlength=N_BINS)
-    used = counts > 0
-    ece = float(np.sum(np.abs(share[used] - mean[used])) / len(score))
     frac_pos, mean_pred = calibration_curve(truth, score, n_bins=N_BINS, strategy="uniform")
+    # the photos in each non-empty bin, binned as calibration_curve bins them (it does not return counts)
+    counts = np.bincount(np.searchsorted(np.linspace(0, 1, N_BINS + 1)[1:-1], score), minlength=N_BINS)
+    counts = counts[counts > 0]
+    ece = float(np.sum(counts * np.abs(frac_pos - mean_pred)) / len(score))
     benign = ~truth
     return {
         "n": int(len(score)), "n_malignant": int(truth.sum()),
@@ -62,7 +60,7 @@ def sum_figures(score: np.ndarray, truth: np.ndarray, top_malignant: np.ndarray)
         "ece_of_sum": ece, "brier": float(brier_score_loss(truth, score)),
         "mean_sum": float(score.mean()), "share_malignant": float(truth.mean()),
         "reliability": [{"mean_sum": float(m), "share_malignant": float(f), "n": int(c)}
-                        for m, f, c in zip(mean_pred, frac_pos, counts[used])],
+                        for m, f, c in zip(mean_pred, frac_pos, counts, strict=True)],
         "top_answer_misses": float(1 - top_malignant[truth].mean()),
         "top_answer_flags_benign": float(top_malignant[benign].mean()),
         "at_threshold": [{"threshold": t, "sensitivity": float((score[truth] >= t).mean()),

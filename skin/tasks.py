@@ -162,7 +162,7 @@ class Task:
 
     def malignant_indices(self, labels) -> list[int]:
         """Indices of this task's malignant classes among ``labels``."""
-        return [i for i, name in enumerate(labels) if name in self.malignant]
+        return indices_of(labels, self.malignant)
 
     def target(self, row: dict) -> int:
         """The class index a training row is supervised with."""
@@ -229,6 +229,20 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def indices_of(labels, names) -> list[int]:
+    """Indices of the ``labels`` that are among ``names``, in label order."""
+    names = set(names)
+    return [i for i, label in enumerate(labels) if label in names]
+
+
 def malignant_indices(labels) -> list[int]:
     """Indices of ``labels`` that any task calls malignant (a model audited on DDI)."""
-    return [i for i, name in enumerate(labels) if name in MALIGNANT_LABELS]
+    return indices_of(labels, MALIGNANT_LABELS)
+
+
+def malignant_probability(probs, labels, malignant) -> float | None:
+    """The summed probability in ``probs`` (one row, over ``labels``) of the classes named in ``malignant``
+    (a task's :attr:`Task.malignant`), or ``None`` when ``labels`` has none of them: the app shows it under a
+    condition answer and the history keeps it as a score."""
+    idx = indices_of(labels, malignant)
+    return float(np.asarray(probs, dtype=np.float64)[idx].sum()) if idx else None

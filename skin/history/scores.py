@@ -77,6 +77,8 @@ def model_scores(key: str, labels: Sequence[str], probs: np.ndarray, *, age: boo
     Age models give one score, the estimate; classifiers one per class, plus
     ``malignant`` when the task names malignant classes present in ``labels``.
     """
+    from skin.tasks import malignant_probability
+
     probs = np.asarray(probs, dtype=np.float64)
     if age:
         from skin.metrics import expected_age
@@ -84,8 +86,8 @@ def model_scores(key: str, labels: Sequence[str], probs: np.ndarray, *, age: boo
 
         return {score_name(key, AGE): float(expected_age(probs[None], label_ages(labels))[0])}
     out = {score_name(key, label): float(p) for label, p in zip(labels, probs, strict=True)}
-    cancer = [i for i, label in enumerate(labels) if label in set(malignant)]
-    if cancer:
-        out[score_name(key, MALIGNANT)] = float(probs[cancer].sum())
+    cancer = malignant_probability(probs, labels, malignant)
+    if cancer is not None:
+        out[score_name(key, MALIGNANT)] = cancer
     return out
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from skin.tasks import completed_years
+from skin.tasks import completed_years, indices_of, malignant_probability
 
 
 #: How the reason for a low-confidence abstention starts (the page's heading already says it, and drops it).
@@ -53,10 +53,10 @@ def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abs
     """
     names = names or {}
     out = _age_read_out(probs, labels, top_k) if age else _class_read_out(probs, labels, top_k, names)
-    cancer = [i for i, label in enumerate(labels) if label in set(malignant)]
-    if cancer and not age:
-        out["malignant"] = {"probability": float(np.sum(probs[cancer])),
-                            "classes": [names.get(labels[i], labels[i]) for i in cancer]}
+    cancer = None if age else malignant_probability(probs, labels, malignant)
+    if cancer is not None:
+        out["malignant"] = {"probability": cancer,
+                            "classes": [names.get(labels[i], labels[i]) for i in indices_of(labels, malignant)]}
     if out["confidence"] < abstain_below:
         out["abstained"] = True
         if age:
