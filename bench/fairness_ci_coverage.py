@@ -31,9 +31,14 @@ class (clusters drawn within their class, as the split stratifies).
     python bench/fairness_ci_coverage.py --model default:condition --task condition_ham10000 \
         --data-dir ../shared/data/ham10000 --trials 400 --no-scipy --record
 
+    python bench/fairness_ci_coverage.py --model default:age --task age_utkface \
+        --data-dir ../shared/data/utkface --trials 400 --no-scipy --record
+
 The second line repeats the check on the dermoscopy model, whose clusters are
 HAM10000's lesions (several photos of one lesion) and whose classes are far
-less balanced.
+less balanced. The third checks the age model's intervals (MAE and age-group
+accuracy, from the expected age): its strata are the age groups the UTKFace
+split stratifies by, its clusters UTKFace's near-duplicate chains.
 
 Prints a table and writes ``bench/results/fairness_ci_coverage.json`` (``_ham10000.json`` for the
 second); with ``--record``, also the model's entry in ``skin/ci_coverage.json``
@@ -53,23 +58,28 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skin.metrics import accuracy, balanced_accuracy, bootstrap_indices, group_members  # noqa: E402
+from skin.metrics import accuracy, age_metrics, balanced_accuracy, bootstrap_indices, group_members  # noqa: E402
 from skin.reports import CI_QUANTILES, to_jsonable  # noqa: E402
+from skin.tasks import TaskKind, age_group_names, age_to_group  # noqa: E402
 
 GROUPS = ("overall", "light", "medium", "dark")
-METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy}
+CLASS_METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy}
+#: the age reports' metrics, on the expected age (skin.metrics.age_metrics, as the reports compute them)
+AGE_METRICS = {"mae": lambda y, p: age_metrics(y, p)["mae"],
+               "group_accuracy": lambda y, p: age_metrics(y, p)["group_accuracy"]}
 METHODS = ("percentile (shipped)", "basic", "BCa", "percentile, stratified by class")
 SCIPY_METHODS = ("basic", "BCa")
 #: nominal levels of the shipped percentile interval also measured (the same resamples, other quantiles), to find
 #: the level whose coverage is 95 %
 LEVELS = (0.90, 0.95, 0.975, 0.99)
 LEVEL_METHODS = tuple(f"percentile at {level:.1%}" for level in LEVELS)
-#: the tasks whose models this measures: classifiers on a dataset with clusters and estimated tone
-CLASS_TASKS = ("condition_dermnet", "condition_ham10000")
+#: the tasks whose models this measures: on a dataset with clusters and estimated tone
+CHECKED_TASKS = ("condition_dermnet", "condition_ham10000", "age_utkface")
 
 
 def clusters_by_class(y: np.ndarray, clusters: np.ndarray) -> dict[int, list[np.ndarray]]:
-    """Clusters grouped by their most common class (the split's strata)."""
+    """Clusters grouped by their most common class (the split's strata: ``y`` holds class or age-group
+    indices)."""
     strata: dict[int, list[np.ndarray]] = {}
     for rows in group_members(clusters):
         strata.setdefault(int(np.bincount(y[rows]).argmax()), []).append(rows)
@@ -131,14 +141,16 @@ def intervals(metric, y, pred, in_group, resamples, stratified, members, seed: i
     }
 
 
-def shipped_check(y, probs, tone, ids, n_boot: int, seed: int, result: dict) -> None:
-    """The percentile intervals computed here are the reports' own (fairness_report on the same draw)."""
+def shipped_check(kind: TaskKind | str, y, probs, tone, ids, n_boot: int, seed: int, result: dict) -> None:
+    """The percentile intervals computed here are the reports' own (fairness_report on the same draw; ``probs``:
+    class probabilities, or predicted ages)."""
     from skin.fairness import fairness_report
 
-    table = fairness_report(y, probs, {"tone": tone}, n_boot=n_boot, random_state=seed, clusters=ids).tables["tone"]
+    table = fairness_report(y, probs, {"tone": tone}, kind=kind, n_boot=n_boot, random_state=seed,
+                            clusters=ids).tables["tone"]
     for group in GROUPS:
         row = table.overall if group == "overall" else table.groups.get(group)
-        for name in METRICS:
+        for name in result[group]:
             ours = result[group][name]["percentile (shipped)"]
             theirs = (row[name].ci_low, row[name].ci_high)
             if not np.allclose(ours, theirs):
@@ -149,7 +161,7 @@ def shipped_check(y, probs, tone, ids, n_boot: int, seed: int, result: dict) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="default:clinical")
-    parser.add_argument("--task", default="condition_dermnet", choices=CLASS_TASKS,
+    parser.add_argument("--task", default="condition_dermnet", choices=CHECKED_TASKS,
                         help="the model's task: its dataset, and the clusters its split keeps whole")
     parser.add_argument("--data-dir", required=True, help="the task's dataset in its publisher's layout")
     parser.add_argument("--cache-dir", default=None)
@@ -170,7 +182,7 @@ def main(argv=None) -> int:
     from skin.data import load
     from skin.evaluate import cluster_ids, grouping_config, predict_logits
     from skin.inference import load_for_inference
-    from skin.tasks import get_task
+    from skin.tasks import get_task, label_ages
 
     torch.set_num_threads(args.threads)
     task = get_task(args.task)
@@ -181,20 +193,28 @@ def main(argv=None) -> int:
                **{**task.data_config, **grouping_config(task.dataset, labels)})
     ds = concatenate_datasets([dsd["validation"], dsd["test"]])
     probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds)), 1).numpy()
-    y, pred = np.asarray(task.targets(ds)), probs.argmax(1)
+    y = np.asarray(task.targets(ds))
+    if task.kind is TaskKind.AGE:  # the expected age (DEX), stratified by age group as the split is
+        metrics, pred, stratum_names = AGE_METRICS, probs @ label_ages(labels), age_group_names(task.age_bins)
+        probs = pred  # what fairness_report takes for an age task
+
+        def stratum(targets):
+            return age_to_group(targets, task.age_bins)
+    else:
+        metrics, pred, stratum_names, stratum = CLASS_METRICS, probs.argmax(1), labels, np.asarray
     tone = np.asarray([str(t) for t in ds["tone_bucket_estimated"]])
-    strata = clusters_by_class(y, cluster_ids(ds))
-    test_y = np.asarray(task.targets(dsd["test"]))
-    test_clusters = {labels[c]: {"photos": len(np.concatenate(m)), "clusters": len(m)}
+    strata = clusters_by_class(stratum(y), cluster_ids(ds))
+    test_y = stratum(np.asarray(task.targets(dsd["test"])))
+    test_clusters = {stratum_names[c]: {"photos": len(np.concatenate(m)), "clusters": len(m)}
                      for c, m in sorted(clusters_by_class(test_y, cluster_ids(dsd["test"])).items())}
     masks = {g: group_mask(tone, g) for g in GROUPS}
-    population = {g: {name: fn(y[m], pred[m]) for name, fn in METRICS.items()} | {"n": int(m.sum())}
+    population = {g: {name: fn(y[m], pred[m]) for name, fn in metrics.items()} | {"n": int(m.sum())}
                   for g, m in masks.items()}
 
     methods = tuple(m for m in METHODS if not (args.no_scipy and m in SCIPY_METHODS))
-    hits = {(g, name, meth): 0 for g in GROUPS for name in METRICS for meth in methods + LEVEL_METHODS}
+    hits = {(g, name, meth): 0 for g in GROUPS for name in metrics for meth in methods + LEVEL_METHODS}
     widths = {key: [] for key in hits}
-    centre = {(g, name): [] for g in GROUPS for name in METRICS}  # where the estimate sits in the shipped interval
+    centre = {(g, name): [] for g in GROUPS for name in metrics}  # where the estimate sits in the shipped interval
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     for trial in range(args.trials):
@@ -202,7 +222,7 @@ def main(argv=None) -> int:
         yt, pt, tt = y[rows], pred[rows], tone[rows]
         resamples = list(bootstrap_indices(len(yt), args.n_boot, trial, groups=ids))  # as fairness_report draws
         members = group_members(ids)
-        by_class = clusters_by_class(yt, ids)
+        by_class = clusters_by_class(stratum(yt), ids)
         srng = np.random.default_rng(10_000 + trial)
         stratified = [np.concatenate([ms[k] for ms in by_class.values() for k in srng.integers(0, len(ms), len(ms))])
                       for _ in range(args.n_boot)]
@@ -210,7 +230,7 @@ def main(argv=None) -> int:
         for g in GROUPS:
             in_group = group_mask(tt, g)
             result[g] = {}
-            for name, fn in METRICS.items():
+            for name, fn in metrics.items():
                 est, ivs = intervals(fn, yt, pt, in_group, resamples, stratified, members, trial,
                                      library=not args.no_scipy)
                 result[g][name] = ivs
@@ -220,14 +240,14 @@ def main(argv=None) -> int:
                 lo, hi = ivs["percentile (shipped)"]
                 centre[g, name].append((est - lo) / (hi - lo) if hi > lo else 0.5)
         if trial == 0:
-            shipped_check(yt, probs[rows], tt, ids, args.n_boot, trial, result)
+            shipped_check(task.kind, yt, probs[rows], tt, ids, args.n_boot, trial, result)
     wall = time.perf_counter() - start
 
     rows_out = []
     print(f"{args.trials} trials x {args.n_boot} resamples, {wall:.0f} s; coverage / mean width (nominal 0.95)")
     print(f"{'group':8} {'metric':18} {'population':>10} " + " ".join(f"{m[:24]:>26}" for m in methods))
     for g in GROUPS:
-        for name in METRICS:
+        for name in metrics:
             row = {"group": g, "metric": name, "population": population[g][name], "population_n": population[g]["n"],
                    "estimate_position_in_shipped_interval": float(np.median(centre[g, name]))}
             for meth in methods + LEVEL_METHODS:
@@ -248,7 +268,7 @@ def main(argv=None) -> int:
         from skin.ci_coverage import CICoverage, record_ci_coverage
 
         shipped = {name: {r["group"]: r["percentile (shipped)"]["coverage"] for r in rows_out if r["metric"] == name}
-                   for name in METRICS}
+                   for name in metrics}
         record_ci_coverage(CICoverage(task=args.task, model=args.model, trials=args.trials,
                                       nominal=CI_QUANTILES[1] - CI_QUANTILES[0], coverage=shipped))
     print(f"(one standard error of a coverage near 0.95: {se:.3f}) -> {out_path}")

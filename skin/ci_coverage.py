@@ -9,7 +9,8 @@ double bootstrap on the model's own held-out answers and writes that model's
 entry in ``skin/ci_coverage.json``, under its reference (``default:clinical``:
 a coverage belongs to the model whose answers were resampled, not to its
 task). The app's fairness card (and ``/fairness``) states it under the table,
-and says so where a model was not checked.
+and so does the Hub card ``python -m skin.hub export`` writes for that model;
+both say so where a model was not checked.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ CI_COVERAGE_PATH = Path(__file__).with_name("ci_coverage.json")
 CI_COVERAGE_SCHEMA = 1
 #: What a card says for a model whose intervals were not checked.
 NOT_CHECKED = "How often these intervals hold the true value has not been checked for this model."
+#: How the sentence names a metric where its name with spaces would not say it plainly.
+METRIC_WORDS = {"mae": "mean absolute error", "group_accuracy": "age-group accuracy"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,11 @@ class CICoverage:
 
     def sentence(self) -> str:
         """One line for a card: the range of coverage over the groups, per metric."""
-        parts = [f"{min(g.values()):.0%}–{max(g.values()):.0%} of the time for {metric.replace('_', ' ')}"
+        def span(values) -> str:
+            low, high = f"{min(values):.0%}", f"{max(values):.0%}"
+            return low if low == high else f"{low}–{high}"
+
+        parts = [f"{span(g.values())} of the time for {METRIC_WORDS.get(metric, metric.replace('_', ' '))}"
                  for metric, g in self.coverage.items() if g]
         return (f"How far to trust the intervals: in {self.trials} test sets simulated from this model's own "
                 f"held-out photos, its {self.nominal:.0%} intervals held the true value {' and '.join(parts)} "

@@ -113,10 +113,16 @@ def license_fields(source) -> dict:
     return fields
 
 
-def render_model_card(report, template: str | os.PathLike = TEMPLATE):
+def render_model_card(report, template: str | os.PathLike = TEMPLATE, *, ci_coverage: str | None = None):
     """A ``huggingface_hub.ModelCard`` from ``model_card.md`` and a run report
-    (a :class:`~skin.reports.RunReport` or its ``report.json`` dict)."""
+    (a :class:`~skin.reports.RunReport` or its ``report.json`` dict).
+
+    ``ci_coverage``: the sentence on how often the fairness intervals held the true value
+    (:func:`skin.ci_coverage.coverage_sentence` of the model); ``None``: the card says it was not checked.
+    """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from skin.ci_coverage import NOT_CHECKED
 
     from skin.data import dataset_info
     from skin.reports import RunReport
@@ -165,6 +171,7 @@ def render_model_card(report, template: str | os.PathLike = TEMPLATE):
         ci_note=ci_note(report.fairness),
         fairness_table="\n".join(fairness_rows(report.fairness, headline.name))
         or "| (no group labels in this dataset) | | | | | |",
+        ci_coverage=ci_coverage or NOT_CHECKED,
         tone_agreement=load_tone_agreement().sentence(),
         data_limits="\n".join(line for line in limits if line),
         temperature=fmt(calib.get("temperature")),
@@ -177,9 +184,9 @@ def render_model_card(report, template: str | os.PathLike = TEMPLATE):
     )
 
 
-def write_model_card(report, out_dir: str) -> str:
+def write_model_card(report, out_dir: str, *, ci_coverage: str | None = None) -> str:
     """Write the card of ``report`` (see :func:`render_model_card`) as ``out_dir/README.md``."""
-    card = render_model_card(report)
+    card = render_model_card(report, ci_coverage=ci_coverage)
     path = os.path.join(out_dir, "README.md")
     card.save(path)
     return path

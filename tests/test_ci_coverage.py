@@ -41,6 +41,10 @@ def test_the_sentence_states_the_range_over_groups_per_metric(tmp_path):
     assert "400 test sets" in line and "its 95% intervals" in line
     assert "91%–94% of the time for accuracy and 82%–92% of the time for balanced accuracy" in line
     assert coverage_sentence("my-own-model", path) == NOT_CHECKED
+    age = CICoverage(task="age_utkface", model="default:age", trials=400, nominal=0.95,
+                     coverage={"mae": {"overall": 0.93, "dark": 0.95}, "group_accuracy": {"overall": 0.94}})
+    assert "93%–95% of the time for mean absolute error and 94% of the time for age-group accuracy" in \
+        age.sentence()
 
 
 def test_a_file_of_another_schema_names_the_command_that_rewrites_it(tmp_path):
@@ -53,17 +57,19 @@ def test_a_file_of_another_schema_names_the_command_that_rewrites_it(tmp_path):
         read_ci_coverage(path)
 
 
-def test_the_committed_record_covers_both_condition_models_and_their_cards_state_it():
+def test_the_committed_record_covers_the_three_shipped_models_and_their_cards_state_it():
     from skin.reports import RunReport
     from skin.service.cards import fairness_card
     from skin.service.config import ModelSpec
     from skin.tasks import get_task
 
     entries = read_ci_coverage(CI_COVERAGE_PATH)
-    assert {"default:clinical", "default:condition"} <= set(entries)
+    assert {"default:clinical", "default:condition", "default:age"} <= set(entries)
     for model, entry in entries.items():
         assert entry.trials >= 200 and entry.nominal == pytest.approx(0.95)
-        assert set(entry.coverage) == {"accuracy", "balanced_accuracy"}
+        checked = {"mae", "group_accuracy"} if entry.task == "age_utkface" else {"accuracy", "balanced_accuracy"}
+        assert set(entry.coverage) == checked
+        assert set(next(iter(entry.coverage.values()))) == {"overall", "light", "medium", "dark"}
         assert all(0.5 < c <= 1 for groups in entry.coverage.values() for c in groups.values())
     models = CI_COVERAGE_PATH.parents[1] / "models"
     report = RunReport.from_dict(json.loads((models / "clinical" / "report.json").read_text()))

@@ -262,8 +262,8 @@ def test_coverage_bench_draws_test_sets_as_the_split_does_and_measures_the_shipp
     for g in bench.GROUPS:
         in_group = bench.group_mask(tone, g)
         result[g] = {name: bench.intervals(fn, yt, pt, in_group, resamples, resamples, members, 0)[1]
-                     for name, fn in bench.METRICS.items()}
-    bench.shipped_check(yt, probs, tone, ids, 50, 0, result)  # raises when they differ
+                     for name, fn in bench.CLASS_METRICS.items()}
+    bench.shipped_check("classification", yt, probs, tone, ids, 50, 0, result)  # raises when they differ
     for g in bench.GROUPS:  # the other nominal levels: the same resamples, nested intervals, 95 % the shipped one
         for ivs in result[g].values():
             assert ivs["percentile at 95.0%"] == pytest.approx(ivs["percentile (shipped)"])
@@ -271,7 +271,14 @@ def test_coverage_bench_draws_test_sets_as_the_split_does_and_measures_the_shipp
             assert all(lo2 <= lo1 <= hi1 <= hi2 for (lo1, hi1), (lo2, hi2) in zip(bounds, bounds[1:]))
     result["overall"]["accuracy"]["percentile (shipped)"] = (0.0, 1.0)
     with pytest.raises(RuntimeError, match="not the report's"):
-        bench.shipped_check(yt, probs, tone, ids, 50, 0, result)
+        bench.shipped_check("classification", yt, probs, tone, ids, 50, 0, result)
+
+    ages = rng.integers(0, 90, len(rows))  # the age model's check: MAE and age-group accuracy of predicted ages
+    guess = np.clip(ages + rng.normal(0, 6, len(rows)), 0, 100)
+    result = {g: {name: bench.intervals(fn, ages, guess, bench.group_mask(tone, g), resamples, resamples, members,
+                                        0, library=False)[1]
+                  for name, fn in bench.AGE_METRICS.items()} for g in bench.GROUPS}
+    bench.shipped_check("age", ages, guess, tone, ids, 50, 0, result)
 
     for g in bench.GROUPS:  # scipy's basic and BCa intervals, clusters as its units, hold the estimate
         in_group = bench.group_mask(tone, g)

@@ -49,6 +49,18 @@ def test_card_fairness_table_from_the_real_report(name):
     assert CI_NOTES["clusters" if "clusters" in resampled else "images"] in text
 
 
+def test_card_states_how_often_its_intervals_held_or_that_nobody_checked():
+    from skin.ci_coverage import NOT_CHECKED
+
+    report = json.loads((MODELS / "clinical" / "report.json").read_text())
+    fairness = str(render_model_card(report)).split("## Fairness", 1)[1].split("\n## ", 1)[0]
+    assert NOT_CHECKED in fairness  # a run of train.py: nobody measured it
+    line = "How far to trust the intervals: measured."
+    fairness = str(render_model_card(report, ci_coverage=line)).split("## Fairness", 1)[1].split("\n## ", 1)[0]
+    assert line in fairness and NOT_CHECKED not in fairness
+    assert fairness.index(line) > fairness.rindex("| tone_bucket_estimated |")  # under the table
+
+
 def test_card_test_metrics_and_calibration_from_the_real_report():
     report = json.loads((MODELS / "condition" / "report.json").read_text())
     text = str(render_model_card(report))
