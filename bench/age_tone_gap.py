@@ -56,8 +56,9 @@ def tone_figures(err: np.ndarray, age_group: np.ndarray, band: np.ndarray, tone:
                  n_groups: int) -> dict:
     """Per tone bucket: n, raw MAE, MAE and age mix per age group, and the MAE standardised to the whole set's
     age mix by age group (``standardised_mae``) and by ten-year band (``standardised_mae_bands``), over the
-    groups / bands that every bucket has."""
+    groups / bands that every bucket has (those left out are counted under ``strata_left_out``)."""
     masks = {t: tone == t for t in TONES}
+    left_out = {}
     out = {t: {"n": int(m.sum()), "raw_mae": float(err[m].mean()),
                "mae_by_age_group": [float(err[m & (age_group == g)].mean()) if (m & (age_group == g)).any()
                                     else None for g in range(n_groups)],
@@ -69,12 +70,13 @@ def tone_figures(err: np.ndarray, age_group: np.ndarray, band: np.ndarray, tone:
         for t, m in masks.items():
             per = np.array([err[m & (strata == k)].mean() for k in common])
             out[t][key] = float(per @ weights / weights.sum())
-        out["_" + key + "_strata_left_out"] = int(len(np.unique(strata)) - len(common))
-    return out
+        left_out[key] = int(len(np.unique(strata)) - len(common))
+    return {"tones": out, "strata_left_out": left_out}
 
 
 def gaps(fig: dict) -> dict:
-    return {f"{a}-{b}": {kind: fig[a][kind] - fig[b][kind] for kind in KINDS} for a, b in GAPS}
+    tones = fig["tones"]
+    return {f"{a}-{b}": {kind: tones[a][kind] - tones[b][kind] for kind in KINDS} for a, b in GAPS}
 
 
 def main(argv=None) -> int:
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
           + " ".join(f"{n:>7}" for n in names)
           + "   age mix")
     for t in TONES:
-        f = point[t]
+        f = point["tones"][t]
         print(f"{t:8} {f['n']:>5} {f['raw_mae']:>6.2f} {reported[t]:>7.2f} {f['standardised_mae']:>6.2f} "
               f"{f['standardised_mae_bands']:>6.2f}  "
               + " ".join("    n/a" if v is None else f"{v:>7.2f}" for v in f["mae_by_age_group"]) + "   "
@@ -142,7 +144,7 @@ def main(argv=None) -> int:
     out = {"model": args.model, "dataset": "utkface test split", "n": int(len(err)), "tta": True,
            "age_groups": names, "bands": list(BANDS), "overall_age_mix": overall_mix.tolist(),
            "overall_mae_by_age_group": [float(err[age_group == g].mean()) for g in range(n_groups)],
-           "tones": point, "report_raw_mae": reported, "gaps": gap_out, "n_boot": args.n_boot,
+           **point, "report_raw_mae": reported, "gaps": gap_out, "n_boot": args.n_boot,
            "ci_quantiles": list(CI_QUANTILES), "resampled": "clusters (group_id)", "wall_s": wall,
            "threads": args.threads}
     Path(args.out).write_text(json.dumps(to_jsonable(out), indent=1) + "\n")

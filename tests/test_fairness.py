@@ -285,3 +285,23 @@ def test_coverage_bench_draws_test_sets_as_the_split_does_and_measures_the_shipp
         est = bench.accuracy(yt[in_group], pt[in_group])
         for lo, hi in bench.library_intervals(bench.accuracy, yt, pt, in_group, members, 200, 0).values():
             assert lo <= est <= hi and hi - lo < 0.6
+
+
+def test_age_gap_bench_takes_out_a_gap_that_is_only_the_age_mix():
+    """bench/age_tone_gap.py: when the error depends on age alone and the tone buckets differ only in their ages,
+    the raw MAE gap is large and the age-standardised gap is nil; an error that does depend on tone survives."""
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("age_tone_gap")
+    rng = np.random.default_rng(0)
+    tone = np.repeat(["light", "medium", "dark"], 3000)
+    age = np.concatenate([rng.uniform(0, 30, 3000), rng.uniform(0, 60, 3000), rng.uniform(20, 90, 3000)])
+    age_group, band = bench.age_to_group(age), bench.age_to_group(age, bench.BANDS)
+    err = 1 + age / 10  # the error grows with age, within a band as well
+    fig = bench.tone_figures(err, age_group, band, tone, 5)
+    gaps = bench.gaps(fig)["dark-light"]
+    assert gaps["raw_mae"] > 3
+    assert abs(gaps["standardised_mae_bands"]) < 0.5 < abs(gaps["standardised_mae"])  # finer bands: a finer match
+    assert fig["strata_left_out"]["standardised_mae"] >= 1  # 75-99 has no light photo: left out, not weighted
+    fig = bench.tone_figures(np.where(tone == "dark", 2.0, 1.0), age_group, band, tone, 5)  # the model's own gap
+    assert bench.gaps(fig)["dark-light"]["standardised_mae_bands"] == pytest.approx(1.0)
