@@ -15,6 +15,7 @@ epidemiology compares rates of populations with different age structures:
   age mix), over the bands every bucket has; with the five age groups as
   bands, and with ten-year bands (:data:`BANDS`), which also even out the mix
   within a group (0-24 holds babies, whose age is easy, and young adults);
+* the training split's photos per tone bucket (whether a bucket was rare);
 * the dark − light and medium − light gaps, raw and standardised, each with a
   95 % percentile bootstrap interval over whole clusters (UTKFace's
   near-duplicate chains, ``group_id``), as the reports resample.
@@ -34,6 +35,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +103,10 @@ def main(argv=None) -> int:
     task = get_task("age_utkface")
     start = time.perf_counter()
     model, processor, labels = load_for_inference(args.model)
-    ds = load(task.dataset, args.data_dir, cache_dir=args.cache_dir, **task.data_config)["test"]
+    dsd = load(task.dataset, args.data_dir, cache_dir=args.cache_dir, **task.data_config)
+    ds = dsd["test"]
+    # whether a bucket was rare in training (a sampler could rebalance that), or not
+    train_tones = dict(Counter(str(t) for t in dsd["train"]["tone_bucket_estimated"]))
     with torch.no_grad():
         logits = predict_logits(model, processor, ds, tta=True, vflip=not task.upright)
     probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
@@ -144,11 +149,12 @@ def main(argv=None) -> int:
     out = {"model": args.model, "dataset": "utkface test split", "n": int(len(err)), "tta": True,
            "age_groups": names, "bands": list(BANDS), "overall_age_mix": overall_mix.tolist(),
            "overall_mae_by_age_group": [float(err[age_group == g].mean()) for g in range(n_groups)],
-           **point, "report_raw_mae": reported, "gaps": gap_out, "n_boot": args.n_boot,
+           **point, "report_raw_mae": reported, "train_split_tone_counts": train_tones, "gaps": gap_out,
+           "n_boot": args.n_boot,
            "ci_quantiles": list(CI_QUANTILES), "resampled": "clusters (group_id)", "wall_s": wall,
            "threads": args.threads}
     Path(args.out).write_text(json.dumps(to_jsonable(out), indent=1) + "\n")
-    print(f"-> {args.out}")
+    print(f"training split by estimated tone: {train_tones}\n-> {args.out}")
     return 0
 
 
