@@ -202,7 +202,7 @@ def fairness_markdown(card: dict) -> str:
         lines.append("\n<details><summary>Other groups measured</summary>\n")
         for attr, rows in card["other_groups"].items():
             cells = ", ".join(f"{r['group']}: {_fmt2(r['value'])} (n={r['n']})" for r in rows)
-            lines.append(f"- **{attr}**: {cells}")
+            lines.append(f"- **{attr.replace('_', ' ')}**: {cells}")
         lines.append("\n</details>")
     link = card.get("dataset_url")
     ds = f"[{card['dataset']}]({link})" if link else card["dataset"]

@@ -207,7 +207,7 @@ TASKS: dict[str, Task] = {
         Task("malignancy_ddi", "ddi", _CLS, "benign vs malignant on DDI (audit set)",
              sensitive=("tone_bucket", "tone_bucket_estimated"), malignant=("malignant",)),
         Task("age_utkface", "utkface", _AGE, "age in years (DEX expectation) and the five age groups",
-             sensitive=("gender", "race", "label", "tone_bucket_estimated"), fixed_labels=tuple(AGE_LABELS)),
+             sensitive=("gender", "race", "age_group", "tone_bucket_estimated"), fixed_labels=tuple(AGE_LABELS)),
     ]
 }
 for _grade in ("forehead_wrinkle", "forehead_pigmentation", "glabellus_wrinkle", "l_perocular_wrinkle",

@@ -110,6 +110,8 @@ def test_fairness_card_tta_other_groups_and_unknown_tone(card):
     md = fairness_markdown(other)
     assert "could not be estimated" in md and "| skin tone |" not in md
     assert "- **sex**: male: 0.50 (n=12), female: – (n=0)" in md
+    md = fairness_markdown({**other, "other_groups": {"age_group": [{"group": "0-24", "value": 3.5, "n": 592}]}})
+    assert "- **age group**: 0-24: 3.50 (n=592)" in md  # a column name read as words
 
 
 def test_out_of_scope_answer_ends_in_one_full_stop():

@@ -143,6 +143,8 @@ def test_card_from_the_committed_report(name, task, dataset):
         assert 0 < row["confidence"]["mean_confidence"] <= 1 and 0 <= row["confidence"]["accuracy"] <= 1
     assert card["overall"]["value"] == pytest.approx(report.test[metric.name])
     assert set(card["other_groups"]) == set(report.fairness) - {"tone_bucket_estimated"}
+    # each group is named for what it is: the age model's age groups are "age_group", not the builder's "label"
+    assert set(card["other_groups"]) <= {"sex", "gender", "race", "age_group", "site"}
     for attr, rows in card["other_groups"].items():
         for row in rows:
             expected = report.fairness[attr].groups[row["group"]]
