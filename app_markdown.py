@@ -157,6 +157,13 @@ def examples_markdown(configured: list[ExamplePhoto], available: list[ExamplePho
     return ""
 
 
+def _group_cell(r: dict) -> str:
+    """One group of "Other groups measured": its value, interval where there is one, n, and a flag when the
+    report called it too small to judge."""
+    ci = f" [{r['ci_low']:.2f}–{r['ci_high']:.2f}]" if r.get("ci_low") is not None else ""
+    return f"{r['group']}: {_fmt2(r['value'])}{ci} (n={r['n']}{', *thin data*' if r.get('small') else ''})"
+
+
 def fairness_markdown(card: dict) -> str:
     """A fairness card (:func:`skin.service.cards.fairness_card`): warnings first, then the table per tone."""
     bucket = card.get("user_bucket")
@@ -200,8 +207,10 @@ def fairness_markdown(card: dict) -> str:
                      "the app predicts on your photo alone, which scores slightly lower.")
     if card.get("other_groups"):
         lines.append("\n<details><summary>Other groups measured</summary>\n")
+        lines.append(f"{card['metric_label']} per group, its 95 % interval in brackets; *thin data*: too few test "
+                     "photos to judge the group.\n")
         for attr, rows in card["other_groups"].items():
-            cells = ", ".join(f"{r['group']}: {_fmt2(r['value'])} (n={r['n']})" for r in rows)
+            cells = ", ".join(_group_cell(r) for r in rows)
             lines.append(f"- **{attr.replace('_', ' ')}**: {cells}")
         lines.append("\n</details>")
     link = card.get("dataset_url")

@@ -112,6 +112,10 @@ def test_fairness_card_tta_other_groups_and_unknown_tone(card):
     assert "- **sex**: male: 0.50 (n=12), female: – (n=0)" in md
     md = fairness_markdown({**other, "other_groups": {"age_group": [{"group": "0-24", "value": 3.5, "n": 592}]}})
     assert "- **age group**: 0-24: 3.50 (n=592)" in md  # a column name read as words
+    md = fairness_markdown({**other, "other_groups": {"site": [
+        {"group": "back", "value": 0.68, "ci_low": 0.6, "ci_high": 0.75, "n": 287, "small": False},
+        {"group": "acral", "value": 1.0, "ci_low": None, "ci_high": None, "n": 1, "small": True}]}})
+    assert "- **site**: back: 0.68 [0.60–0.75] (n=287), acral: 1.00 (n=1, *thin data*)" in md  # one photo: flagged
 
 
 def test_out_of_scope_answer_ends_in_one_full_stop():

@@ -148,7 +148,7 @@ def test_card_from_the_committed_report(name, task, dataset):
     for attr, rows in card["other_groups"].items():
         for row in rows:
             expected = report.fairness[attr].groups[row["group"]]
-            assert row["n"] == expected.n
+            assert row["n"] == expected.n and row["small"] is bool(expected.small)
             if row["value"] is not None and expected[metric.name].has_ci:
                 assert row["ci_low"] <= row["value"] <= row["ci_high"]
         assert any(row["value"] is not None for row in rows), attr

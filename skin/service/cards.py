@@ -190,6 +190,7 @@ def _tone_warnings(rows: list[dict], tone: FairnessTable, metric, bucket: str | 
 
 
 def _cell(row: GroupMetrics, metric: str) -> dict:
-    """``{"n", "value", "ci_low", "ci_high"}`` of one group's ``metric`` (``None`` where not measured)."""
+    """``{"n", "value", "ci_low", "ci_high", "small"}`` of one group's ``metric`` (``None`` where not measured;
+    ``small``: too few images for a reliable figure, as the report flagged it)."""
     ci = row.get(metric) or MetricCI(None)
-    return {"n": row.n, "value": ci.value, "ci_low": ci.ci_low, "ci_high": ci.ci_high}
+    return {"n": row.n, "value": ci.value, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "small": bool(row.small)}
