@@ -19,6 +19,12 @@ def _fmt2(v) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
+def _full_stop(clause: str) -> str:
+    """A reason the service gives as a clause (it is also quoted inside other text), ended as a sentence."""
+    clause = clause.rstrip()
+    return clause if clause.endswith((".", "!", "?")) else clause + "."
+
+
 def _pct(v) -> str:
     """A probability as a whole percentage, or a dash."""
     return "–" if v is None else f"{v:.0%}"
@@ -46,7 +52,7 @@ def photo_type_markdown(result: dict) -> str | None:
     line = (f"**Detected: {PHOTO_TYPE_NAMES[label]}** ({how}) — not right? "
             "Choose the photo type under the photo and press Analyse again.")
     if kind.get("message"):
-        line += f"\n\n**No answer** — {kind['message']}."
+        line += f"\n\n**No answer** — {_full_stop(kind['message'])}"
         problems = (result.get("quality") or {}).get("problems") or []
         if problems:  # a dark, blurred or washed-out photo of skin can look like no photo of skin at all
             names = "; ".join(p.get("message", "").rstrip(".") for p in problems)
@@ -78,10 +84,10 @@ def predictions_markdown(result: dict) -> str:
     for t in result["tasks"].values():
         head = f"### {t['title']}"
         if t.get("status") == "unavailable":
-            parts.append(f"{head}\n⚠️ Not available: {t['reason']}")
+            parts.append(f"{head}\n⚠️ Not available: {_full_stop(t['reason'])}")
             continue
         if t.get("abstained") and not t.get("top_k"):
-            parts.append(f"{head}\n**No answer** — {t['reason']}")
+            parts.append(f"{head}\n**No answer** — {_full_stop(t['reason'])}")
             continue
         lines = [head]
         if t.get("abstained"):

@@ -118,6 +118,23 @@ def test_fairness_card_tta_other_groups_and_unknown_tone(card):
     assert "- **site**: back: 0.68 [0.60–0.75] (n=287), acral: 1.00 (n=1, *thin data*)" in md  # one photo: flagged
 
 
+def test_every_refusal_reads_as_a_sentence():
+    """A model that refuses a photo of another type, a quality refusal that already ends in a full stop, and an
+    unavailable model: each reason closed by exactly one full stop (the routing reason ended "... yourself")."""
+    from skin.phototype import PhotoType
+    from skin.service.config import ModelSpec
+    from skin.service.routing import routing_reason
+
+    spec = ModelSpec(key="condition", task="condition_ham10000", model="default:condition", title="Condition")
+    refusal = routing_reason(spec, PhotoType("clinical", {"clinical": 0.57}))
+    md = predictions_markdown({"tasks": {
+        "a": {"title": "A", "status": "abstain", "abstained": True, "reason": refusal},
+        "b": {"title": "B", "status": "abstain", "abstained": True, "reason": "photo quality: Too dark."},
+        "c": {"title": "C", "status": "unavailable", "abstained": True, "reason": "models/x has no report"}}})
+    assert "Choose the photo type yourself.\n" in md + "\n" and "photo quality: Too dark.\n" in md
+    assert md.rstrip().endswith("models/x has no report.") and ".." not in md
+
+
 def test_out_of_scope_answer_ends_in_one_full_stop():
     """The routing message is a clause; the Markdown closes it (it read "... photo type yourself.." once)."""
     from skin.phototype import OUT_OF_SCOPE, PhotoType
