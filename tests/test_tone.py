@@ -310,3 +310,20 @@ def test_tone_agreement_file_has_the_schema_the_cards_read(tmp_path):
     lacking.write_text(json.dumps({k: v for k, v in raw.items() if k != "cohen_kappa"}))
     with pytest.raises(ValueError, match="cohen_kappa"):
         load_tone_agreement(lacking)
+
+
+def test_white_balance_bench_corrections_undo_a_colour_cast():
+    """bench/tone_white_balance.py: a warm cast on a scene with a white patch is undone by white_patch (the
+    patch white again, the skin its own colour), and shades_of_gray leaves a neutral scene as it is."""
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("tone_white_balance")
+    scene = np.zeros((40, 40, 3), np.uint8)
+    scene[:, :20] = (200, 150, 120)  # skin
+    scene[:, 20:] = (250, 250, 250)  # a white wall
+    cast = np.clip(scene * np.array([1.0, 0.9, 0.7]), 0, 255).astype(np.uint8)  # warm light
+    fixed = bench.white_patch(cast).astype(int)
+    assert np.abs(fixed[0, 30] - 255).max() <= 1  # the wall white again
+    assert np.abs(fixed[0, 5] - np.array([204, 153, 122])).max() <= 3  # the skin back near its colour (x 255/250)
+    grey = np.full((10, 10, 3), 128, np.uint8)
+    np.testing.assert_array_equal(bench.shades_of_gray(grey), grey)
