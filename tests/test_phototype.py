@@ -129,12 +129,13 @@ def test_routing_reasons_name_the_photo_type():
     assert routing_reason(spec, PhotoType(None)) is None  # gate off: every model answers
     assert routing_reason(spec, PhotoType("face", probs)) is None
     reason = routing_reason(spec, PhotoType("dermoscopy", probs))
-    assert "this looks like a dermatoscope close-up (dermoscopy, 90%)" in reason
+    assert "this looks like a dermatoscope close-up (photo-type model: 90%)" in reason
     assert "the model 'Ordinary photo model' answers only: ordinary photo of skin, face photo" in reason
     forced = routing_reason(spec, PhotoType("dermoscopy", probs, overridden=True, detected="dermoscopy"))
     assert "you chose" in forced
     oos = routing_reason(spec, PhotoType("out_of_scope", probs))
     assert oos.startswith("this does not look like a photo of skin") and "close-up" in oos
+    assert "out_of_scope" not in oos and "dermoscopy," not in reason  # names a visitor reads, not type codes
 
 
 def test_missing_phototype_folder_leaves_every_model_answering(tmp_path, monkeypatch):

@@ -55,25 +55,26 @@ def face_rule(kind: PhotoType, face_share: float | None) -> PhotoType:
 
 
 def _seen_as(kind: PhotoType) -> str:
-    """"this looks like a face photo (face, 93%)" or "you chose the photo type 'face photo'"."""
+    """"this looks like a face photo (photo-type model: 93%)" or "you chose the photo type 'face photo'"
+    (in words a visitor reads: the type's name, not its code)."""
     name = PHOTO_TYPE_NAMES[kind.label]
     if kind.overridden:
         return f"you chose the photo type '{name}'"
     if kind.rule:
         return f"this looks like a {name} (found by the {kind.rule})"
-    pct = f", {kind.probability:.0%}" if kind.probability is not None else ""
+    pct = f" (photo-type model: {kind.probability:.0%})" if kind.probability is not None else ""
     article = "an" if name[0] in "aeiou" else "a"
-    return f"this looks like {article} {name} ({kind.label}{pct})"
+    return f"this looks like {article} {name}{pct}"
 
 
 def out_of_scope_message(kind: PhotoType) -> str:
     """The answer every task gives to an ``out_of_scope`` picture."""
     readable = ", ".join(PHOTO_TYPE_NAMES[t] for t in SKIN_PHOTO_TYPES)
     if kind.overridden:
-        why = "you chose 'not a photo of skin'"
+        why = " (you chose 'not a photo of skin')"
     else:
-        why = f"out_of_scope, {kind.probability:.0%}" if kind.probability is not None else "out_of_scope"
-    return f"this does not look like a photo of skin ({why}). SkinLens reads: {readable}. {HOW_TO}"
+        why = f" (photo-type model: {kind.probability:.0%})" if kind.probability is not None else ""
+    return f"this does not look like a photo of skin{why}. SkinLens reads: {readable}. {HOW_TO}"
 
 
 def routing_reason(spec: ModelSpec, kind: PhotoType) -> str | None:
