@@ -58,7 +58,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skin.metrics import accuracy, age_metrics, balanced_accuracy, bootstrap_indices, group_members  # noqa: E402
+from skin.metrics import (  # noqa: E402
+    accuracy, age_metrics, balanced_accuracy, bootstrap_indices, expected_age, group_members,
+)
 from skin.reports import CI_QUANTILES, to_jsonable  # noqa: E402
 from skin.tasks import TaskKind, age_group_names, age_to_group  # noqa: E402
 
@@ -195,7 +197,8 @@ def main(argv=None) -> int:
     probs = torch.softmax(torch.from_numpy(predict_logits(model, processor, ds)), 1).numpy()
     y = np.asarray(task.targets(ds))
     if task.kind is TaskKind.AGE:  # the expected age (DEX), stratified by age group as the split is
-        metrics, pred, stratum_names = AGE_METRICS, probs @ label_ages(labels), age_group_names(task.age_bins)
+        metrics, stratum_names = AGE_METRICS, age_group_names(task.age_bins)
+        pred = expected_age(probs, label_ages(labels))
         probs = pred  # what fairness_report takes for an age task
 
         def stratum(targets):

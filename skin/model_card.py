@@ -123,7 +123,6 @@ def render_model_card(report, template: str | os.PathLike = TEMPLATE, *, ci_cove
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from skin.ci_coverage import NOT_CHECKED
-
     from skin.data import dataset_info
     from skin.reports import RunReport
     from skin.tasks import HEADLINE_METRICS, get_task
