@@ -414,3 +414,73 @@ def test_malignant_sum_bench_measures_a_calibrated_sum_as_calibrated():
     assert at[0.5]["benign_flagged"] == pytest.approx((score[~truth] >= 0.5).mean())
     overconfident = bench.sum_figures(1 / (1 + (1 / score - 1) ** 3), truth, top)
     assert overconfident["ece_of_sum"] > 0.1 and overconfident["roc_auc"] == pytest.approx(honest["roc_auc"])
+
+
+def test_clinical_robustness_changes_and_served_answers():
+    """bench/clinical_robustness.py: a photo turned four times is the photo again, a JPEG re-save keeps its
+    size; the served figures count a confident other class as contradicted and a fall below the threshold
+    as withdrawn, out of the photos answered as delivered."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    bench = load_bench("clinical_robustness")
+    photo = Image.fromarray(data.astronaut()).resize((96, 64))
+    turned = photo
+    for _ in range(4):
+        turned = bench.change(turned, ("rotate", 90))
+    assert np.array_equal(np.asarray(turned), np.asarray(photo))
+    assert bench.change(photo, ("rotate", 90)).size == (64, 96)
+    resaved = bench.change(photo, ("jpeg", 50))
+    assert resaved.size == photo.size and resaved.mode == "RGB"
+    assert not np.array_equal(np.asarray(resaved), np.asarray(photo))
+    with pytest.raises(ValueError, match="unknown change"):
+        bench.change(photo, ("blur", 2))
+
+    delivered = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.4, 0.6], [0.55, 0.45]])
+    changed = np.array([[0.9, 0.1], [0.2, 0.8], [0.45, 0.55], [0.3, 0.7], [0.6, 0.4]])
+    y = np.array([0, 1, 0, 1, 1])
+    s = bench.served(changed, delivered, y, threshold=0.6)
+    # answered as delivered: rows 0-3 (row 3 at exactly the threshold); changed photos answered: rows 0, 1, 3, 4
+    assert s["answered"] == pytest.approx(4 / 5) and s["accuracy_of_answers"] == pytest.approx(3 / 4)
+    assert s["contradicted"] == pytest.approx(1 / 4)  # row 1: class 0 -> class 1, both confident
+    assert s["withdrawn"] == pytest.approx(1 / 4)  # row 2: 0.7 -> 0.55
+    assert s["gained"] == 1 and s["accuracy_of_gained"] == 0  # row 4, withheld as delivered: 0.6, wrong
+    assert bench.served(delivered, delivered, y, 0.6)["contradicted"] == 0
+
+
+def test_clinical_robustness_d4_mean_does_not_depend_on_the_turn():
+    """The mean over the square's eight symmetries of a processed photo is the same for the photo turned:
+    the property the bench's ``d4_mean`` row measures on real photos."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from PIL import Image
+    from skimage import data
+
+    from skin.evaluate import predict_logits
+    from skin.modeling import create_model
+
+    class Positional(torch.nn.Module):
+        """Logits from a 4x4 map of the photo: they depend on where things are, as a CNN's do."""
+
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(3 * 16, 3)
+
+        def forward(self, pixel_values):
+            pooled = torch.nn.functional.adaptive_avg_pool2d(pixel_values, 4).flatten(1)
+            return SimpleNamespace(logits=self.head(pooled))
+
+    bench = load_bench("clinical_robustness")
+    torch.manual_seed(0)
+    _, processor = create_model("efficientnet_lite0", ["a", "b", "c"], pretrained=False)
+    model = Positional().eval()
+    photo = Image.fromarray(data.astronaut()).resize((224, 224))
+    ds = Dataset.from_dict({"image": [photo, bench.change(photo, ("rotate", 90))]})
+    d4 = bench.d4_logits(model, processor, ds)
+    np.testing.assert_allclose(d4[0], d4[1], atol=1e-4)
+    single = predict_logits(model, processor, ds)  # one view: turning the photo changes it
+    assert not np.allclose(single[0], single[1], atol=1e-4)
