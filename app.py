@@ -254,7 +254,7 @@ def build_demo(service: SkinLensService, history: HistoryService | None = None, 
             api_bucket = gr.Textbox(label="tone_bucket", value="")
             api_json = gr.JSON(label="result")
             api_heatmap = gr.Image(type="pil", label="heatmap")
-            api_markdown = gr.Markdown()
+            api_markdown = gr.Markdown(label="card")
             api_predict_btn = gr.Button()
             api_explain_btn = gr.Button()
             api_fairness_btn = gr.Button()

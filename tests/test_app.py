@@ -51,6 +51,9 @@ def test_named_endpoints_are_documented(app_server):
     assert {"/predict", "/explain", "/fairness"} <= set(named)
     assert [p["parameter_name"] for p in named["/explain"]["parameters"]] == ["image", "task", "method", "target",
                                                                                  "photo_type"]
+    # every value an endpoint returns is named for the caller (not gradio's "value_43")
+    assert [r["label"] for r in named["/fairness"]["returns"]] == ["card", "result"]
+    assert [r["label"] for r in named["/explain"]["returns"]] == ["heatmap", "result"]
     # UI-only events are private: the public API is exactly the named endpoints (history: app_history)
     assert set(named) == {"/predict", "/explain", "/fairness", "/history_save", "/history", "/history_delete",
                           "/history_export", "/compare"}
