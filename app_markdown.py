@@ -203,6 +203,8 @@ def fairness_markdown(card: dict) -> str:
                          "that skin tone.</sub>")
         if card.get("ci_coverage"):
             lines.append(f"\n<sub>{card['ci_coverage']}</sub>")
+        if card.get("age_mix"):
+            lines.append(f"\n<sub>{card['age_mix']}</sub>")
     if card.get("missed_cancers"):
         lines.append(missed_cancers_markdown(card["missed_cancers"]))
     if card.get("overall"):

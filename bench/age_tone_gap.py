@@ -24,9 +24,12 @@ Predictions are the report's (the served model, flip-averaged as the report's
 ``--tta true`` run; the first table row checks the raw MAEs against
 ``models/age/report.json``).
 
-    python bench/age_tone_gap.py --data-dir ../shared/data/utkface
+    python bench/age_tone_gap.py --data-dir ../shared/data/utkface --record
 
-Prints a table and writes ``bench/results/age_tone_gap.json``.
+Prints a table and writes ``bench/results/age_tone_gap.json``; with
+``--record``, also the model's entry in ``skin/age_mix.json``
+(:mod:`skin.age_mix`), which its fairness cards state: the ten-year-band
+standardisation and the dark − light gaps.
 """
 
 from __future__ import annotations
@@ -81,6 +84,20 @@ def gaps(fig: dict) -> dict:
     return {f"{a}-{b}": {kind: tones[a][kind] - tones[b][kind] for kind in KINDS} for a, b in GAPS}
 
 
+def age_mix_record(out: dict, task):
+    """The :class:`skin.age_mix.AgeMixRecord` of this script's result ``out``: ten-year bands, dark − light."""
+    from skin.age_mix import AgeMixRecord
+
+    tones, gap = out["tones"], out["gaps"]["dark-light"]
+    return AgeMixRecord(
+        task=task.name, model=out["model"], strata="ten-year bands", young_below=int(task.age_bins[1]),
+        young_share={t: tones[t]["age_mix"][0] for t in TONES}, raw_mae={t: tones[t]["raw_mae"] for t in TONES},
+        standardised_mae={t: tones[t]["standardised_mae_bands"] for t in TONES},
+        raw_gap={"value": gap["raw_mae"]["value"], "ci": list(gap["raw_mae"]["ci"])},
+        standardised_gap={"value": gap["standardised_mae_bands"]["value"],
+                          "ci": list(gap["standardised_mae_bands"]["ci"])})
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="default:age")
@@ -89,6 +106,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "age_tone_gap.json"))
+    parser.add_argument("--record", action="store_true",
+                        help="also write the model's entry in skin/age_mix.json, which its cards state")
     args = parser.parse_args(argv)
 
     import torch
@@ -155,6 +174,11 @@ def main(argv=None) -> int:
            "threads": args.threads}
     Path(args.out).write_text(json.dumps(to_jsonable(out), indent=1) + "\n")
     print(f"training split by estimated tone: {train_tones}\n-> {args.out}")
+    if args.record:
+        from skin.age_mix import AGE_MIX_PATH, record_age_mix
+
+        record_age_mix(age_mix_record(out, task))
+        print(f"-> {AGE_MIX_PATH}")
     return 0
 
 

@@ -15,10 +15,10 @@ both say so where a model was not checked.
 
 from __future__ import annotations
 
-import functools
-import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+
+from skin.records import RecordFile
 
 CI_COVERAGE_PATH = Path(__file__).with_name("ci_coverage.json")
 CI_COVERAGE_SCHEMA = 1
@@ -53,44 +53,24 @@ class CICoverage:
                 f"held-out photos, its {self.nominal:.0%} intervals held the true value {' and '.join(parts)} "
                 "(overall and per tone bucket).")
 
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> CICoverage:
-        missing = [f.name for f in fields(cls) if f.name not in d]
-        if missing:
-            raise ValueError(f"a coverage entry lacks {', '.join(missing)}")
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+RECORDS = RecordFile(CI_COVERAGE_PATH, CICoverage, CI_COVERAGE_SCHEMA, "bench/fairness_ci_coverage.py --record",
+                     "coverage")
 
 
 def read_ci_coverage(path=CI_COVERAGE_PATH) -> dict[str, CICoverage]:
     """Every recorded model's :class:`CICoverage`, by model reference (``{}`` when the file does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    if data.get("schema_version") != CI_COVERAGE_SCHEMA:
-        raise ValueError(f"{path}: coverage schema {data.get('schema_version')!r}, expected {CI_COVERAGE_SCHEMA}; "
-                         "regenerate it with bench/fairness_ci_coverage.py --record")
-    return {model: CICoverage.from_dict(entry) for model, entry in data["models"].items()}
+    return RECORDS.at(path).read()
 
 
 def record_ci_coverage(entry: CICoverage, path=CI_COVERAGE_PATH) -> None:
     """Write ``entry`` as its model's record, keeping the other models' (the file stays small and diffable)."""
-    entries = {**read_ci_coverage(path), entry.model: entry}
-    data = {"schema_version": CI_COVERAGE_SCHEMA, "models": {m: entries[m].to_dict() for m in sorted(entries)}}
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
-    _cached.cache_clear()
-
-
-@functools.lru_cache(maxsize=4)
-def _cached(path: str) -> dict[str, CICoverage]:
-    return read_ci_coverage(path)
+    RECORDS.at(path).record(entry)
 
 
 def coverage_sentence(model: str, path=CI_COVERAGE_PATH) -> str:
     """The card's line for model ``model`` (its reference in ``skinlens.yaml``): its measured coverage, or
     :data:`NOT_CHECKED`."""
-    entry = _cached(str(path)).get(model)
+    entry = RECORDS.at(path).get(model)
     return NOT_CHECKED if entry is None else entry.sentence()

@@ -75,7 +75,9 @@ def load_classifier(ref: str, *, local_files_only: bool = False):
 
 def export(ref: str, out: str) -> dict:
     """``merged/`` + ``adapter/`` (when the model has one) + ``README.md`` card in ``out`` (stating the measured
-    coverage of the fairness intervals where :mod:`skin.ci_coverage` has a record for ``ref``)."""
+    coverage of the fairness intervals where :mod:`skin.ci_coverage` has a record for ``ref``, and for an age
+    model how much of its gap between tones is the test photos' ages where :mod:`skin.age_mix` has one)."""
+    from skin.age_mix import age_mix_sentence
     from skin.ci_coverage import coverage_sentence
     from skin.model_card import write_model_card
     from skin.modeling import export_merged
@@ -88,7 +90,8 @@ def export(ref: str, out: str) -> dict:
         written["adapter"] = os.path.join(out, "adapter")
     report = load_report(ref)
     if report:
-        written["card"] = write_model_card(report, out, ci_coverage=coverage_sentence(ref))
+        written["card"] = write_model_card(report, out, ci_coverage=coverage_sentence(ref),
+                                           age_mix=age_mix_sentence(ref))
         shutil.copy(written["card"], os.path.join(out, "merged", "README.md"))
     return written
 

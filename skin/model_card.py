@@ -113,12 +113,15 @@ def license_fields(source) -> dict:
     return fields
 
 
-def render_model_card(report, template: str | os.PathLike = TEMPLATE, *, ci_coverage: str | None = None):
+def render_model_card(report, template: str | os.PathLike = TEMPLATE, *, ci_coverage: str | None = None,
+                      age_mix: str | None = None):
     """A ``huggingface_hub.ModelCard`` from ``model_card.md`` and a run report
     (a :class:`~skin.reports.RunReport` or its ``report.json`` dict).
 
     ``ci_coverage``: the sentence on how often the fairness intervals held the true value
     (:func:`skin.ci_coverage.coverage_sentence` of the model); ``None``: the card says it was not checked.
+    ``age_mix``: how much of an age model's gap between tones is the test photos' ages
+    (:func:`skin.age_mix.age_mix_sentence`); ``None``: nothing is said.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -171,6 +174,7 @@ def render_model_card(report, template: str | os.PathLike = TEMPLATE, *, ci_cove
         fairness_table="\n".join(fairness_rows(report.fairness, headline.name))
         or "| (no group labels in this dataset) | | | | | |",
         ci_coverage=ci_coverage or NOT_CHECKED,
+        age_mix=age_mix or "",
         tone_agreement=load_tone_agreement().sentence(),
         data_limits="\n".join(line for line in limits if line),
         temperature=fmt(calib.get("temperature")),
@@ -183,9 +187,9 @@ def render_model_card(report, template: str | os.PathLike = TEMPLATE, *, ci_cove
     )
 
 
-def write_model_card(report, out_dir: str, *, ci_coverage: str | None = None) -> str:
+def write_model_card(report, out_dir: str, *, ci_coverage: str | None = None, age_mix: str | None = None) -> str:
     """Write the card of ``report`` (see :func:`render_model_card`) as ``out_dir/README.md``."""
-    card = render_model_card(report, ci_coverage=ci_coverage)
+    card = render_model_card(report, ci_coverage=ci_coverage, age_mix=age_mix)
     path = os.path.join(out_dir, "README.md")
     card.save(path)
     return path

@@ -180,3 +180,10 @@ def test_fairness_card_says_how_far_to_trust_its_intervals(card):
     assert "<sub>How far to trust the intervals: …</sub>" in md
     assert md.index("| **▶ dark (you)**") < md.index("How far to trust")  # under the table
     assert "How far to trust" not in fairness_markdown({**card, "ci_coverage": None})
+
+
+def test_fairness_card_says_how_much_of_the_gap_is_the_age_mix(card):
+    md = fairness_markdown({**card, "age_mix": "Part of the gap between tones is the test photos' ages: …"})
+    assert "<sub>Part of the gap between tones is the test photos' ages: …</sub>" in md
+    assert md.index("| **▶ dark (you)**") < md.index("Part of the gap")  # under the table
+    assert "Part of the gap" not in fairness_markdown({**card, "age_mix": None})

@@ -28,6 +28,7 @@ def test_default_model_rebuilds_offline_and_exports_for_pipeline(name, tmp_path)
     from PIL import Image
     from transformers import pipeline
 
+    from skin.age_mix import age_mix_sentence
     from skin.ci_coverage import coverage_sentence
     from skin.hub import export, load_classifier, load_report
 
@@ -46,6 +47,7 @@ def test_default_model_rebuilds_offline_and_exports_for_pipeline(name, tmp_path)
     card = Path(written["card"]).read_text()
     assert "Not medical advice" in card and "Fairness" in card
     assert coverage_sentence(f"default:{name}") in card  # measured coverage of its intervals, or "not checked"
+    assert (age_mix_sentence(f"default:{name}") or "") in card  # the age model: how much of its tone gap is age
     _card_code_reads_the_output_as_the_app_does(card, written["merged"], model, processor, labels, tmp_path)
 
 

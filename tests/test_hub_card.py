@@ -59,6 +59,9 @@ def test_card_states_how_often_its_intervals_held_or_that_nobody_checked():
     fairness = str(render_model_card(report, ci_coverage=line)).split("## Fairness", 1)[1].split("\n## ", 1)[0]
     assert line in fairness and NOT_CHECKED not in fairness
     assert fairness.index(line) > fairness.rindex("| tone_bucket_estimated |")  # under the table
+    gap = "Part of the gap between tones is the test photos' ages: measured."
+    fairness = str(render_model_card(report, age_mix=gap)).split("## Fairness", 1)[1].split("\n## ", 1)[0]
+    assert fairness.index(gap) > fairness.rindex("| tone_bucket_estimated |")
 
 
 def test_card_test_metrics_and_calibration_from_the_real_report():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skin.age_mix import age_mix_sentence
 from skin.ci_coverage import coverage_sentence
 from skin.reports import FairnessTable, GroupMetrics, MetricCI, RunReport
 from skin.tone import ESTIMATED_TONE_COLUMN
@@ -85,7 +86,7 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
         "metric": metric.name, "metric_label": metric.label, "higher_is_better": metric.greater_is_better,
         "user_bucket": bucket, "measured": False, "rows": [], "warnings": [], "other_groups": {},
         "overall": None, "tta": False, "tone_agreement": load_tone_agreement().sentence(), "missed_cancers": None,
-        "ci_coverage": None,
+        "ci_coverage": None, "age_mix": None,
     }
     if report is None:
         card["warnings"].append(problem or "this model has no evaluation report, so its performance per skin "
@@ -112,6 +113,7 @@ def fairness_card(spec, task, report: RunReport | None, *, bucket: str | None, p
     card["warnings"] += _tone_warnings(card["rows"], tone, metric, bucket)
     card["missed_cancers"] = _missed_cancers(tone, bucket)
     card["ci_coverage"] = coverage_sentence(spec.model)
+    card["age_mix"] = age_mix_sentence(spec.model)
     return card
 
 
