@@ -51,7 +51,7 @@ class AgeMixRecord:
         return (f"Part of the gap between tones is the test photos' ages: error grows with age, and {young} are "
                 f"under {self.young_below}. With every bucket given the whole test set's age mix ({self.strata}), "
                 f"the MAE is {std} years: dark − light {self.standardised_gap['value']:.2f} years (95 % interval "
-                f"{low:.2f}–{high:.2f}) instead of {self.raw_gap['value']:.2f}: the rest is not explained by age.")
+                f"{low:.2f}–{high:.2f}) instead of {self.raw_gap['value']:.2f}. The rest is not explained by age.")
 
 
 
