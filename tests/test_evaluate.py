@@ -416,15 +416,15 @@ def test_malignant_sum_bench_measures_a_calibrated_sum_as_calibrated():
     assert overconfident["ece_of_sum"] > 0.1 and overconfident["roc_auc"] == pytest.approx(honest["roc_auc"])
 
 
-def test_clinical_robustness_changes_and_served_answers():
-    """bench/clinical_robustness.py: a photo turned four times is the photo again, a JPEG re-save keeps its
+def test_robustness_changes_and_served_answers():
+    """bench/robustness.py: a photo turned four times is the photo again, a JPEG re-save keeps its
     size; the served figures count a confident other class as contradicted and a fall below the threshold
     as withdrawn, out of the photos answered as delivered."""
     import numpy as np
     from PIL import Image
     from skimage import data
 
-    bench = load_bench("clinical_robustness")
+    bench = load_bench("robustness")
     photo = Image.fromarray(data.astronaut()).resize((96, 64))
     turned = photo
     for _ in range(4):
@@ -449,7 +449,7 @@ def test_clinical_robustness_changes_and_served_answers():
     assert bench.served(delivered, delivered, y, 0.6)["contradicted"] == 0
 
 
-def test_clinical_robustness_d4_mean_does_not_depend_on_the_turn():
+def test_robustness_d4_mean_does_not_depend_on_the_turn():
     """The mean over the square's eight symmetries of a processed photo is the same for the photo turned:
     the property the bench's ``d4_mean`` row measures on real photos."""
     from types import SimpleNamespace
@@ -474,7 +474,7 @@ def test_clinical_robustness_d4_mean_does_not_depend_on_the_turn():
             pooled = torch.nn.functional.adaptive_avg_pool2d(pixel_values, 4).flatten(1)
             return SimpleNamespace(logits=self.head(pooled))
 
-    bench = load_bench("clinical_robustness")
+    bench = load_bench("robustness")
     torch.manual_seed(0)
     _, processor = create_model("efficientnet_lite0", ["a", "b", "c"], pretrained=False)
     model = Positional().eval()

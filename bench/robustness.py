@@ -1,19 +1,23 @@
-"""Does the clinical model give the same answer to the same photo as phones and chat apps deliver it?
+"""Does a condition model give the same answer to the same photo, turned or re-compressed?
 
 A visitor's photo reaches the app re-encoded (a messaging app or a phone's
 "save smaller" re-compresses it as JPEG) and in whatever orientation the
 phone was held (the app applies the EXIF rotation, but a photo of a forearm
-has no upright). DermNet's photos, which the model learnt from, are one JPEG
-encoding each, mostly with the body part upright, and training augments with
-flips and rotations of up to 20 degrees only. This script asks the embedded
-model about each test photo as delivered and changed in one such way:
+has no upright, and a dermatoscope close-up none at all). The photos the
+models learnt from are one JPEG encoding each (DermNet's mostly with the body
+part upright), and training augments with flips and rotations of up to 20
+degrees only. This script asks an embedded condition model (``--task``:
+``condition_dermnet``, the clinical model, by default; ``condition_ham10000``,
+the dermoscopy model) about each photo of its own test split as delivered
+and changed in one such way:
 
 * ``jpeg_q90`` / ``jpeg_q70`` / ``jpeg_q50``: re-saved once as JPEG at that quality (Pillow);
 * ``rot90`` / ``rot180`` / ``rot270``: turned by that many degrees;
 
 and reports, per variant, accuracy and balanced accuracy on the model's own
 leak-free test split, each against the photo as delivered with a paired
-bootstrap interval over near-duplicate clusters; the share of photos whose
+bootstrap interval over clusters (DermNet's near-duplicate chains,
+HAM10000's lesions); the share of photos whose
 answer changed; the malignant classes' summed probability (what Predict shows
 under the answer): its ROC-AUC and mean absolute change; and ECE.
 
@@ -32,9 +36,10 @@ eight turns and mirror images of the processed photo (test-time augmentation
 over the square's symmetries), and ``d4_mean_rot90`` does so for the photos
 turned by 90 degrees, its changes measured against ``d4_mean``.
 
-    python bench/clinical_robustness.py --data-dir ../shared/data/dermnet
+    python bench/robustness.py --data-dir ../shared/data/dermnet
+    python bench/robustness.py --task condition_ham10000 --data-dir ../shared/data/ham10000
 
-Prints a table and writes ``bench/results/clinical_robustness.json``.
+Prints a table and writes ``bench/results/robustness_<dataset>.json``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ sys.path.insert(0, str(ROOT))
 
 from skin.reports import to_jsonable  # noqa: E402
 
+#: the tasks measured, and the embedded model of each
+DEFAULT_MODELS = {"condition_dermnet": "default:clinical", "condition_ham10000": "default:condition"}
 #: variant name -> how the photo is changed (``None``: as delivered)
 VARIANTS = {"none": None, "jpeg_q90": ("jpeg", 90), "jpeg_q70": ("jpeg", 70), "jpeg_q50": ("jpeg", 50),
             "rot90": ("rotate", 90), "rot180": ("rotate", 180), "rot270": ("rotate", 270)}
@@ -117,12 +124,13 @@ def d4_logits(model, processor, ds, batch_size: int = 64) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="default:clinical")
-    parser.add_argument("--data-dir", required=True, help="DermNet in its publisher's layout")
+    parser.add_argument("--task", default="condition_dermnet", choices=sorted(DEFAULT_MODELS))
+    parser.add_argument("--model", default=None, help="default: the task's embedded model")
+    parser.add_argument("--data-dir", required=True, help="the task's dataset in its publisher's layout")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "clinical_robustness.json"))
+    parser.add_argument("--out", default=None, help="default: bench/results/robustness_<dataset>.json")
     args = parser.parse_args(argv)
 
     import torch
@@ -137,10 +145,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    task = get_task("condition_dermnet")
+    task = get_task(args.task)
+    args.model = args.model or DEFAULT_MODELS[task.name]
+    out_path = Path(args.out or ROOT / "bench" / "results" / f"robustness_{task.dataset}.json")
     test = load(task.dataset, args.data_dir, cache_dir=args.cache_dir, **task.data_config)["test"]
     model, processor, labels = load_for_inference(args.model)
-    y = np.asarray(test["label"])
+    names = test.features["label"].names
+    y = np.asarray([labels.index(names[i]) for i in test["label"]])  # by name, whatever the two orders
     clusters = np.asarray(test["group_id"])
     malignant = np.asarray(test["malignant"], bool)
     mal_idx = task.malignant_indices(labels)
@@ -172,10 +183,11 @@ def main(argv=None) -> int:
             "malignant_sum_mean_abs_change": float(np.abs(score - ref_sum).mean()),
             **served(p, ref, y, threshold),
             "ece": expected_calibration_error(p, y)}
-    result = {"model": args.model, "split": "test", "n": int(len(y)), "n_clusters": int(len(set(clusters))),
+    result = {"model": args.model, "task": task.name, "split": "test", "n": int(len(y)),
+              "n_clusters": int(len(set(clusters))),
               "n_malignant": int(malignant.sum()), "abstain_below": threshold,
               "n_answered_as_delivered": int((probs["none"].max(1) >= threshold).sum()), "variants": rows,
-              "interval": f"95 % cluster bootstrap ({args.n_boot} resamples of near-duplicate clusters), paired",
+              "interval": f"95 % cluster bootstrap ({args.n_boot} resamples of clusters: group_id), paired",
               "threads": args.threads, "seconds": time.perf_counter() - start}
     header = (f"{'variant':>9} {'acc':>6} {'bal.acc':>7} {'acc change (95 % CI)':>26} "
               f"{'bal.acc change (95 % CI)':>26} {'changed':>8} {'mal.AUC':>7} {'|d sum|':>7} {'answered':>8} "
@@ -189,7 +201,7 @@ def main(argv=None) -> int:
               f"{r['ece']:6.3f}")
     print(f"n={len(y)} test photos ({result['n_clusters']} clusters, {result['n_malignant']} malignant), "
           f"{result['n_answered_as_delivered']} answered as delivered at {threshold}, {result['seconds']:.0f} s")
-    Path(args.out).write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
+    out_path.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
     return 0
 
 
