@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skin.metrics import expected_age
-from skin.service.readout import read_out
+from skin.service.readout import SAME_PHOTO_AGAIN, read_out
 from skin.tasks import AGE_LABELS, age_group_names, age_to_group, completed_years
 from tests.app_helpers import HAM_LABELS
 
@@ -56,6 +56,15 @@ def test_low_confidence_abstains_but_lists_the_guesses():
     assert out["abstained"] and len(out["top_k"]) == 3
     assert out["reason"].startswith("not confident: the most likely answer has probability 14%, below this "
                                     "app's threshold of 50%")
+    # a condition model's abstention says why the same photo again would not help (bench/robustness.py)
+    assert out["reason"].endswith(f"trained on). {SAME_PHOTO_AGAIN}")
+
+
+def test_age_abstention_does_not_claim_what_was_not_measured_for_age():
+    probs = np.zeros(101)
+    probs[[10, 60]] = 0.5
+    out = read_out(probs, AGE_LABELS, age=True, top_k=3, abstain_below=0.6)
+    assert out["abstained"] and SAME_PHOTO_AGAIN not in out["reason"]
 
 
 def test_age_readout_is_dex_expectation():

@@ -37,6 +37,11 @@ from skin.tasks import completed_years, indices_of, malignant_probability
 
 #: How the reason for a low-confidence abstention starts (the page's heading already says it, and drops it).
 NOT_CONFIDENT = "not confident: "
+#: Why a condition model's abstention is not an invitation to try again with the same photo: turned or
+#: re-saved, a third (clinical) to a half (dermoscopy) of the withheld photos get an answer, which is then
+#: right under half the time although stated at the threshold or above (bench/robustness.py, "gained").
+SAME_PHOTO_AGAIN = ("Turning the photo or sending it again until an answer comes would not make that answer "
+                    "reliable; a new photo, closer and in better light, might")
 
 
 def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abstain_below: float,
@@ -66,7 +71,8 @@ def read_out(probs: np.ndarray, labels: list[str], *, age: bool, top_k: int, abs
             what = "the most likely answer"
         out["reason"] = (f"{NOT_CONFIDENT}{what} has probability {out['confidence']:.0%}, "
                          f"below this app's threshold of {abstain_below:.0%}. The photo may be out of "
-                         "scope for this model (e.g. not the kind of image it was trained on)")
+                         "scope for this model (e.g. not the kind of image it was trained on)"
+                         + ("" if age else f". {SAME_PHOTO_AGAIN}"))
     return out
 
 
