@@ -54,7 +54,6 @@ class AgeMixRecord:
                 f"{low:.2f}–{high:.2f}) instead of {self.raw_gap['value']:.2f}. The rest is not explained by age.")
 
 
-
 RECORDS = RecordFile(AGE_MIX_PATH, AgeMixRecord, AGE_MIX_SCHEMA, "bench/age_tone_gap.py --record", "age-mix")
 
 

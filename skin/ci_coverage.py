@@ -54,7 +54,6 @@ class CICoverage:
                 "(overall and per tone bucket).")
 
 
-
 RECORDS = RecordFile(CI_COVERAGE_PATH, CICoverage, CI_COVERAGE_SCHEMA, "bench/fairness_ci_coverage.py --record",
                      "coverage")
 
