@@ -50,6 +50,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
@@ -108,18 +109,23 @@ def _with_ci(m) -> str:
     return f"{m.value:+7.3f} {ci:>18}"
 
 
-def d4_logits(model, processor, ds, batch_size: int = 64) -> np.ndarray:
-    """The model's logits averaged over the 8 turns and mirror images of each processed photo."""
-    import torch
+class DihedralMean:
+    """A model whose logits are ``model``'s averaged over the 8 turns and mirror images of the processed
+    photo, read like any model by :func:`skin.evaluate.predict_logits`."""
 
-    out = []
-    for start in range(0, len(ds), batch_size):
-        x = processor([im.convert("RGB") for im in ds[start:start + batch_size]["image"]],
-                      return_tensors="pt")["pixel_values"]
-        views = [torch.rot90(v, k, dims=(-2, -1)) for v in (x, x.flip(-1)) for k in range(4)]
-        with torch.no_grad():
-            out.append(torch.stack([model(pixel_values=v).logits for v in views]).mean(0).float().numpy())
-    return np.concatenate(out)
+    def __init__(self, model):
+        self.model = model
+        self.config = getattr(model, "config", None)  # predict_logits reads num_labels for an empty set
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __call__(self, pixel_values):
+        import torch
+
+        views = [torch.rot90(v, k, dims=(-2, -1)) for v in (pixel_values, pixel_values.flip(-1)) for k in range(4)]
+        return SimpleNamespace(logits=torch.stack([self.model(pixel_values=v).logits for v in views]).mean(0))
 
 
 def main(argv=None) -> int:
@@ -157,12 +163,13 @@ def main(argv=None) -> int:
     mal_idx = task.malignant_indices(labels)
     threshold = next((m.abstain_below for m in load_config().models.values() if m.model == args.model), 0.5)
     probs = {}
-    for name, how in VARIANTS.items():
+    runs = [(name, how, model) for name, how in VARIANTS.items()]
+    runs += [("d4_mean", None, DihedralMean(model)), ("d4_mean_rot90", ("rotate", 90), DihedralMean(model))]
+    for name, how, reader in runs:
         variant = test.map(lambda ex, how=how: {"image": change(ex["image"], how)}, desc=name)
-        probs[name] = torch.softmax(torch.from_numpy(predict_logits(model, processor, variant)), 1).numpy()
-    for name, how in (("d4_mean", None), ("d4_mean_rot90", ("rotate", 90))):
-        variant = test.map(lambda ex, how=how: {"image": change(ex["image"], how)}, desc=name)
-        probs[name] = torch.softmax(torch.from_numpy(d4_logits(model, processor, variant)), 1).numpy()
+        with torch.inference_mode():
+            logits = predict_logits(reader, processor, variant)
+        probs[name] = torch.softmax(torch.from_numpy(logits), 1).numpy()
 
     rows = {}
     for name, p in probs.items():
